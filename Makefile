@@ -1,0 +1,52 @@
+# The README's two commands:
+#   make demo   set up, then run real procServ + EPICS soft IOCs with consrv in front
+#   make test   set up, then run the same checks CI runs (ruff, mypy --strict, pytest)
+# Both install what they need: Debian packages (as root, or through sudo) and a venv.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+APT_PACKAGES := procserv openssh-client
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test check lint typecheck pytest setup system-deps clean
+
+demo: setup
+	$(BIN)/python -m consrv.demo
+
+test: setup check
+
+check: lint typecheck pytest
+
+lint:
+	$(BIN)/ruff check consrv tests
+	$(BIN)/ruff format --check consrv tests
+
+typecheck:
+	$(BIN)/mypy
+
+pytest:
+	$(BIN)/pytest
+
+setup: system-deps $(VENV)/.installed
+
+# Install the Debian packages only when a program is missing (apt-get update once).
+system-deps:
+	@missing=""; \
+	command -v procServ >/dev/null || missing="$$missing procserv"; \
+	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	@echo "setting up $(VENV) (Python packages)"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,41 @@
+"""The ``consrv`` command: ``serve``, ``check-config``, ``version``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from consrv import __version__
+from consrv.config import ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="consrv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the console server in the foreground")
+    serve.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("--config", type=Path, required=True, help="the YAML config file")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "version":
+        print(f"consrv {__version__}")
+        return 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"consrv: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config}: ok ({len(config.consoles)} console(s), {len(config.users)} user(s))")
+        return 0
+    from consrv import daemon  # the server's imports are only needed to serve
+
+    daemon.setup_logging(args.verbose)
+    return daemon.run(config)

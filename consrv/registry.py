@@ -1,0 +1,113 @@
+"""The set of consoles: from the config and from discovery globs.
+
+Owns which consoles exist and runs one task per console. Knows nothing of SSH.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from pathlib import Path
+
+import trio
+
+from consrv.config import Config, ConsoleConfig
+from consrv.console import Console
+from consrv.consolelog import ConsoleLog
+from consrv.names import InvalidName, validate_console_name
+from consrv.upstream import Target, TcpTarget, UnixTarget
+
+logger = logging.getLogger(__name__)
+
+DISCOVER_INTERVAL = 0.5
+
+
+def target_of(cfg: ConsoleConfig) -> Target:
+    if cfg.socket is not None:
+        return UnixTarget(cfg.socket)
+    assert cfg.tcp is not None  # config guarantees exactly one of socket / tcp
+    return TcpTarget(cfg.tcp.host, cfg.tcp.port)
+
+
+def discover(patterns: tuple[str, ...]) -> dict[str, Path]:
+    """Console name → socket path for every path matching a pattern.
+
+    The directory holding the socket names the console (ESS layout:
+    ``/run/procServ/NAME/control``). Invalid names are skipped and logged.
+    """
+    found: dict[str, Path] = {}
+    for pattern in patterns:
+        for match in sorted(glob.glob(pattern)):
+            path = Path(match)
+            try:
+                name = validate_console_name(path.parent.name)
+            except InvalidName as exc:
+                logger.warning("discover: skipping %s: %s", pattern, exc)
+                continue
+            found.setdefault(name, path)
+    return found
+
+
+class Registry:
+    """Name → Console, each console running in the registry's nursery."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.consoles: dict[str, Console] = {}
+        self.settings: dict[str, ConsoleConfig] = {}
+        self._nursery: trio.Nursery | None = None
+
+    def get(self, name: str) -> Console | None:
+        return self.consoles.get(name)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for cfg in self.config.consoles.values():
+                    self.add(cfg)
+                self._discover_once()
+                task_status.started()
+                await self._discover_forever()
+        finally:
+            self._close_logs()
+
+    def add(self, cfg: ConsoleConfig) -> Console:
+        assert self._nursery is not None, "add() before run()"
+        console = Console(
+            cfg.name, target_of(cfg), scrollback=cfg.scrollback, log=self._log_for(cfg)
+        )
+        self.consoles[cfg.name] = console
+        self.settings[cfg.name] = cfg
+        self._nursery.start_soon(console.run, name=f"console:{cfg.name}")
+        return console
+
+    def _log_for(self, cfg: ConsoleConfig) -> ConsoleLog | None:
+        log_dir = self.config.log_dir
+        if log_dir is None:
+            return None
+        log = self.config.log
+        return ConsoleLog(
+            log_dir / f"{cfg.name}.log",
+            timestamps=cfg.timestamps,
+            max_size=log.max_size,
+            keep=log.keep,
+        )
+
+    async def _discover_forever(self) -> None:
+        if not self.config.discover:
+            await trio.sleep_forever()
+        while True:
+            await trio.sleep(DISCOVER_INTERVAL)
+            self._discover_once()
+
+    def _discover_once(self) -> None:
+        for name, path in discover(self.config.discover).items():
+            if name not in self.consoles:
+                logger.info("discovered console %s at %s", name, path)
+                self.add(self.config.discovered_console(name, path))
+
+    def _close_logs(self) -> None:
+        for console in self.consoles.values():
+            if console.log is not None:
+                console.log.close()

@@ -1,0 +1,266 @@
+"""The SSH front: asyncssh inside trio (via trio-asyncio). The only asyncio code.
+
+Owns listening, host keys, public-key authentication (key → user), the login
+names (service login / observer login), and adapting an asyncssh channel to
+``session.Channel``. Everything a command means lives in ``service``.
+
+asyncssh callbacks run in the trio thread (trio-asyncio's loop), so they may
+call trio's synchronous API (``nursery.start_soon``) directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import asyncssh
+import trio
+import trio_asyncio
+
+from consrv.config import Config
+from consrv.service import Login, Service
+from consrv.session import Session
+from consrv.ssh.keys import load_or_create_host_key
+
+logger = logging.getLogger(__name__)
+
+_conn_ids = itertools.count(1)
+CLOSE_TIMEOUT = 2.0
+
+
+class SSHFront:
+    """Listens on every ``ssh.listen`` address; one trio task per SSH session."""
+
+    def __init__(self, config: Config, service: Service) -> None:
+        self.config, self.service = config, service
+        self.connections: set[asyncssh.SSHServerConnection] = set()
+        self.nursery: trio.Nursery | None = None
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
+        host_key = load_or_create_host_key(self.config.ssh.host_key)
+        acceptors: list[asyncssh.SSHAcceptor] = []
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                for ep in self.config.ssh.listen:
+                    acceptors.append(await self._listen(ep.host, ep.port, host_key))
+                task_status.started([a.sockets[0].getsockname()[:2] for a in acceptors])
+                await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
+                await self._close(acceptors)
+
+    async def _listen(
+        self, host: str, port: int, host_key: asyncssh.SSHKey
+    ) -> asyncssh.SSHAcceptor:
+        create = trio_asyncio.aio_as_trio(asyncssh.create_server)
+        acceptor: asyncssh.SSHAcceptor = await create(
+            lambda: _Server(self),
+            host,
+            port,
+            server_host_keys=[host_key],
+            encoding=None,
+            line_editor=False,
+            agent_forwarding=False,
+            x11_forwarding=False,
+            allow_scp=False,
+            sftp_factory=None,
+            login_timeout=30,
+            keepalive_interval=60,
+        )
+        return acceptor
+
+    async def _close(self, acceptors: list[asyncssh.SSHAcceptor]) -> None:
+        for acceptor in acceptors:
+            acceptor.close()
+        for conn in list(self.connections):
+            conn.close()
+        for acceptor in acceptors:
+            await trio_asyncio.aio_as_trio(acceptor.wait_closed)()
+
+    def start_session(self, chan_session: _SSHSession, login: Login) -> None:
+        assert self.nursery is not None
+        self.nursery.start_soon(chan_session.run, self.service, login)
+
+
+class _ConnLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every message with the connection's number: ``[conn=3] ...``."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        assert self.extra is not None
+        return f"[conn={self.extra['conn']}] {msg}", kwargs
+
+
+class _Server(asyncssh.SSHServer):
+    """One SSH connection: authentication and session requests."""
+
+    def __init__(self, front: SSHFront) -> None:
+        self.front = front
+        self.config = front.config.ssh
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.log = _ConnLog(logger, {"conn": next(_conn_ids)})
+        self.peer = ""
+        self.login_name = ""
+        self.user: str | None = None
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        self.front.connections.add(conn)
+        host, port = conn.get_extra_info("peername")[:2]
+        self.peer = f"{host}:{port}"
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.front.connections.discard(self.conn)
+
+    def begin_auth(self, username: str) -> bool:
+        self.login_name = username
+        if username not in (self.config.login, self.config.observer_login):
+            self.log.info("refused login name %r from %s", username[:64], self.peer)
+            assert self.conn is not None
+            self.conn.send_auth_banner(
+                f"consrv: unknown login {username[:64]!r}; use "
+                f"{self.config.login}@ or {self.config.observer_login}@\r\n"
+            )
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # asyncssh calls this for the key of every query and signed request; the
+        # last call before auth_completed() is the key that signed, so ``user``
+        # ends up as the authenticated user.
+        if username not in (self.config.login, self.config.observer_login):
+            return False
+        self.user = self.front.config.user_for_key(key.public_data)
+        return self.user is not None
+
+    def auth_completed(self) -> None:
+        self.log.info("login %s as %s from %s", self.user, self.login_name, self.peer)
+
+    def session_requested(self) -> _SSHSession:
+        assert self.user is not None
+        login = Login(
+            user=self.user,
+            groups=self.front.config.groups_of(self.user),
+            read_only=self.login_name != self.config.login,
+            peer=self.peer,
+        )
+        return _SSHSession(self.front, login)
+
+
+class _SSHSession(asyncssh.SSHServerSession[bytes]):
+    """One SSH channel: exec / shell requests, data, and the channel as a ``Channel``."""
+
+    def __init__(self, front: SSHFront, login: Login) -> None:
+        self.front, self.login = front, login
+        self.chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self.command = ""
+        self.pty = False
+        self.session: Session | None = None
+        self._pending = bytearray()
+        self._eof = False
+        self._closed = False
+        self._cancel = trio.CancelScope()
+
+    # -- asyncssh callbacks --------------------------------------------------
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self.chan = chan
+
+    def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
+        self.pty = True
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.command = command
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        return False
+
+    def session_started(self) -> None:
+        self.front.start_session(self, self.login)
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.session is not None:
+            self.session.feed(data)
+        else:
+            self._pending += data
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        if self.session is not None:
+            self.session.eof()
+        return True  # keep our side open until the session ends
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        pass  # procServ has no way to pass a window size on to the IOC's pty
+
+    def resume_writing(self) -> None:
+        if self.session is not None:
+            self.session.drained()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._cancel.cancel()
+
+    # -- the session task ----------------------------------------------------
+    async def run(self, service: Service, login: Login) -> None:
+        status = 1
+        with self._cancel:
+            try:
+                status = await service.handle(
+                    login, self.command, self, pty=self.pty, on_session=self._attach
+                )
+            except Exception:
+                logger.exception("session of %s failed", login.user)
+        if not self._closed and self.chan is not None:
+            self.chan.exit(status)
+
+    def _attach(self, session: Session) -> None:
+        self.session = session
+        if self._pending:
+            session.feed(bytes(self._pending))
+            self._pending.clear()
+        if self._eof:
+            session.eof()
+
+    # -- session.Channel -----------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self._write(data, None)
+
+    def write_notice(self, data: bytes) -> None:
+        self._write(data, asyncssh.EXTENDED_DATA_STDERR)
+
+    def _write(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self._closed or self.chan is None:
+            return
+        try:
+            self.chan.write(data, datatype)
+        except BrokenPipeError:  # the channel is closing; connection_lost follows
+            self._closed = True
+
+    def buffered(self) -> int:
+        return self.chan.get_write_buffer_size() if self.chan is not None else 0
+
+    def pause_reading(self) -> None:
+        if self.chan is not None:
+            self.chan.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._closed and self.chan is not None:
+            self.chan.resume_reading()

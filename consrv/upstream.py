@@ -1,0 +1,87 @@
+"""Reaching a procServ console: a UNIX socket or TCP ``host:port``, and when to retry.
+
+Owns connecting and the reconnect policy. Knows nothing of consoles, viewers or
+logs: a console asks for a stream and decides what to do with it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+# How often a missing or stale UNIX socket path is looked at while waiting to
+# retry: a re-created socket is connected within this time, so a restarted
+# IOC's boot output is not lost, whatever the backoff has grown to.
+WATCH_INTERVAL = 0.05
+
+
+@dataclass(frozen=True)
+class UnixTarget:
+    path: Path
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class TcpTarget:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+Target = UnixTarget | TcpTarget
+
+
+async def connect(target: Target) -> trio.SocketStream:
+    """Open a stream to the console; raises OSError when it cannot."""
+    if isinstance(target, UnixTarget):
+        return await trio.open_unix_socket(os.fspath(target.path))
+    return await trio.open_tcp_stream(target.host, target.port)
+
+
+class Backoff:
+    """Retry delays: ``first``, doubling, capped at ``cap``; ``reset()`` after a good connection."""
+
+    def __init__(self, first: float = 0.1, cap: float = 5.0, factor: float = 2.0) -> None:
+        self.first, self.cap, self.factor = first, cap, factor
+        self._next = first
+
+    def next_delay(self) -> float:
+        delay = self._next
+        self._next = min(self.cap, self._next * self.factor)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.first
+
+
+def path_identity(path: Path) -> tuple[int, int, int] | None:
+    """What tells a re-created socket file from the old one; None when absent."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns)
+
+
+async def wait_retry(target: Target, delay: float, seen: tuple[int, int, int] | None) -> None:
+    """Wait ``delay`` seconds, or less once a UNIX socket path appears or is re-created.
+
+    ``seen`` is the path's identity when the last attempt failed (None if absent).
+    """
+    if not isinstance(target, UnixTarget):
+        await trio.sleep(delay)
+        return
+    with trio.move_on_after(delay):
+        for _ in range(math.ceil(delay / WATCH_INTERVAL) + 1):
+            await trio.sleep(WATCH_INTERVAL)
+            now = path_identity(target.path)
+            if now is not None and now != seen:
+                return

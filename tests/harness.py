@@ -1,0 +1,95 @@
+"""Integration harness: consrv as a real process, user keys, config files.
+
+Sync helpers, so they can back fixtures of any scope; the tests themselves are
+trio functions that talk to these processes through real sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import yaml
+
+
+@dataclass(frozen=True)
+class UserKey:
+    name: str
+    private: Path
+    public: str
+
+
+def make_key(directory: Path, name: str) -> UserKey:
+    """A fresh ed25519 key pair on disk, as ``ssh -i`` wants it."""
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{name}@test")
+    private = directory / f"id_{name}"
+    private.write_bytes(key.export_private_key())
+    private.chmod(0o600)
+    public = key.export_public_key().decode().strip()
+    (directory / f"id_{name}.pub").write_text(public + "\n")
+    return UserKey(name, private, public)
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+class Consrv:
+    """``consrv serve --config FILE`` in the background, stderr kept in a file."""
+
+    def __init__(self, config: Path, workdir: Path) -> None:
+        self.config = config
+        self.stderr_path = workdir / "consrv.stderr"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 15) -> Consrv:
+        with self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "consrv", "serve", "--config", str(self.config)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+            )  # fmt: skip
+        match = self.wait_for_log(rb"ssh listening on [\d.]+:(\d+)", timeout)
+        self.port = int(match.group(1))
+        return self
+
+    def stderr(self) -> str:
+        return self.stderr_path.read_bytes().decode(errors="replace")
+
+    def wait_for_log(self, pattern: bytes, timeout: float = 10) -> re.Match[bytes]:
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.stderr_path.read_bytes())
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in consrv's stderr:\n{self.stderr()}")
+
+    def stop(self, timeout: float = 5) -> int:
+        """SIGTERM, as systemd does; the exit status (SIGKILL after ``timeout``)."""
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                return self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                raise
+        return self.process.returncode
+
+    def open_fds(self) -> int:
+        assert self.process is not None
+        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
