@@ -10,9 +10,13 @@ import os
 import pty
 import re
 import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncssh
 import trio
+import trio_asyncio
 
 SSH_OPTIONS = (
     "-o", "BatchMode=yes",
@@ -92,3 +96,75 @@ class PtySSH:
                 await self.process.wait()
         if self._stream is not None:
             await self._stream.aclose()
+
+
+class _Collector(asyncssh.SSHClientSession[bytes]):
+    """Keeps everything the server sends; runs in trio-asyncio's loop (the trio thread)."""
+
+    def __init__(self) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.exit_status: int | None = None
+        self.closed = trio.Event()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        (self.stderr if datatype == asyncssh.EXTENDED_DATA_STDERR else self.stdout).extend(data)
+
+    def exit_status_received(self, status: int) -> None:
+        self.exit_status = status
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
+
+
+class ScriptedSSH:
+    """A scripted SSH client (asyncssh), as a program driving consrv would be."""
+
+    def __init__(self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes],
+                 collector: _Collector) -> None:  # fmt: skip
+        self.conn, self.chan, self.collector = conn, chan, collector
+
+    @property
+    def stdout(self) -> bytearray:
+        return self.collector.stdout
+
+    @property
+    def stderr(self) -> bytearray:
+        return self.collector.stderr
+
+    def send(self, data: bytes) -> None:
+        self.chan.write(data)
+
+    async def expect(self, pattern: bytes, timeout: float = 10, stderr: bool = False) -> None:
+        regex = re.compile(pattern)
+        buffer = self.stderr if stderr else self.stdout
+        with trio.fail_after(timeout):
+            while not regex.search(buffer):
+                if self.collector.closed.is_set():
+                    raise EOFError(f"channel closed before {pattern!r}; got {bytes(buffer)!r}")
+                await trio.sleep(0.01)
+
+    async def wait_closed(self, timeout: float = 10) -> int | None:
+        with trio.fail_after(timeout):
+            await self.collector.closed.wait()
+        return self.collector.exit_status
+
+
+@asynccontextmanager
+async def scripted_ssh(
+    port: int, key: Path, login: str, command: str, *, pty: bool = False
+) -> AsyncIterator[ScriptedSSH]:
+    """Connect with asyncssh and open one session; needs trio_asyncio.open_loop() around it."""
+    conn = await trio_asyncio.aio_as_trio(asyncssh.connect)(
+        "127.0.0.1", port, username=login, client_keys=[str(key)], known_hosts=None,
+        agent_path=None, connect_timeout=5,
+    )  # fmt: skip
+    try:
+        chan, collector = await trio_asyncio.aio_as_trio(conn.create_session)(
+            _Collector, command, encoding=None,
+            term_type="xterm" if pty else None, term_size=(80, 24) if pty else None,
+        )  # fmt: skip
+        yield ScriptedSSH(conn, chan, collector)
+    finally:
+        conn.close()
+        await trio_asyncio.aio_as_trio(conn.wait_closed)()

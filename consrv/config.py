@@ -1,0 +1,716 @@
+"""Config: the YAML file → a validated, frozen `Config`; every error names its key path.
+
+pydantic v2 does the validation: it is well kept, and every error it reports
+carries the location (`loc`) of the bad value, which becomes the key path in our
+messages (`consoles.my-ioc.socket: expected a path`). Two steps:
+
+1. the private `_Raw*` models mirror the file: frozen, unknown keys forbidden,
+   each value parsed by a small validator (sizes, HOST:PORT, public keys, names);
+2. `_resolve` turns them into the frozen dataclasses the rest of consrv uses:
+   relative paths joined to the config file's directory, `keys_file` read, ACL
+   entries checked against the configured users and groups, defaults applied.
+
+All problems of a step are reported together, one `<key.path>: <problem>` a line.
+Must not know: trio, sockets, SSH sessions. docs/configuration.md is the reference.
+"""
+
+import dataclasses
+import difflib
+import ipaddress
+import re
+import types
+import typing
+from collections.abc import Hashable, Iterator, Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, NoReturn
+
+import asyncssh
+import pydantic
+import yaml
+from pydantic import AfterValidator, Field, PlainValidator, StrictBool, StrictInt
+from pydantic_core import PydanticCustomError
+
+from consrv.access import ANY_USER, GROUP_PREFIX
+from consrv.names import (
+    InvalidName,
+    safe_repr,
+    validate_console_name,
+    validate_group_name,
+    validate_user_name,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConsoleConfig",
+    "ConsoleDefaults",
+    "Endpoint",
+    "LogConfig",
+    "Problem",
+    "SshConfig",
+    "User",
+    "load_config",
+    "parse_config",
+    "parse_endpoint",
+    "parse_public_key",
+    "parse_size",
+]
+
+DEFAULT_HOST_KEY = Path("/var/lib/consrv/ssh_host_ed25519_key")
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+MAX_UNIX_SOCKET_PATH = 107
+
+
+# ---------------------------------------------------------------- errors
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One problem in a config: where (`consoles.my-ioc.socket`) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config that cannot be used. str() lists the problems, one a line."""
+
+    def __init__(self, problems: Sequence[Problem], source: Path | None = None) -> None:
+        self.problems = tuple(problems)
+        self.source = source
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+# ---------------------------------------------------------------- resolved config
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A TCP address. `host` is a name, an IPv4 address or a bare IPv6 address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SshConfig:
+    listen: tuple[Endpoint, ...]
+    host_key: Path
+    login: str
+    observer_login: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LogConfig:
+    timestamps: bool
+    max_size: int
+    keep: int
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    name: str
+    groups: frozenset[str]
+    keys: tuple[bytes, ...]  # asyncssh `public_data`: what the SSH server compares
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleDefaults:
+    rw: tuple[str, ...]
+    ro: tuple[str, ...]
+    scrollback: int
+    viewer_buffer: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ConsoleConfig:
+    """One console. Exactly one of `socket` / `tcp` is set."""
+
+    name: str
+    socket: Path | None
+    tcp: Endpoint | None
+    rw: tuple[str, ...]
+    ro: tuple[str, ...]
+    scrollback: int
+    viewer_buffer: int
+    timestamps: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    ssh: SshConfig
+    metrics_listen: Endpoint | None
+    log_dir: Path | None
+    log: LogConfig
+    users: Mapping[str, User]
+    groups: Mapping[str, frozenset[str]]  # the `groups:` section: group -> members
+    defaults: ConsoleDefaults
+    consoles: Mapping[str, ConsoleConfig]
+    discover: tuple[str, ...]
+    _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        owners = {key: user.name for user in self.users.values() for key in user.keys}
+        object.__setattr__(self, "_key_owner", types.MappingProxyType(owners))
+
+    def user_for_key(self, public_data: bytes) -> str | None:
+        """The user who owns this public key, or None."""
+        return self._key_owner.get(public_data)
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        """The user's groups: their own `groups` list and the `groups:` section."""
+        listed = frozenset(group for group, members in self.groups.items() if user in members)
+        own = self.users[user].groups if user in self.users else frozenset()
+        return own | listed
+
+    def discovered_console(self, name: str, socket: Path) -> ConsoleConfig:
+        """A console found by a `discover` pattern, with the defaults. Raises InvalidName."""
+        validate_console_name(name)
+        return ConsoleConfig(
+            name=name,
+            socket=socket,
+            tcp=None,
+            rw=self.defaults.rw,
+            ro=self.defaults.ro,
+            scrollback=self.defaults.scrollback,
+            viewer_buffer=self.defaults.viewer_buffer,
+            timestamps=self.log.timestamps,
+        )
+
+
+# ---------------------------------------------------------------- value parsers
+
+
+_SIZE_RE = re.compile(r"\s*([0-9]+)\s*([KMG]?)\s*", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_SIZE_HELP = "expected a size: bytes as an integer, or a number with K, M or G (256K, 10M, 1G)"
+
+
+def parse_size(value: object) -> int:
+    """Bytes from an int or a string like "64K", "10M", "1G" (binary). Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(_SIZE_HELP)
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str) and (match := _SIZE_RE.fullmatch(value)):
+        size = int(match[1]) * _SIZE_UNITS[match[2].upper()]
+    else:
+        raise ValueError(_SIZE_HELP)
+    if size <= 0:
+        raise ValueError("must be a positive size")
+    return size
+
+
+_BRACKETED_RE = re.compile(r"\[([^\]]+)\]:([0-9]{1,5})")
+_HOST_PORT_RE = re.compile(r"([A-Za-z0-9_.-]+):([0-9]{1,5})")
+_ENDPOINT_HELP = "expected HOST:PORT (127.0.0.1:2222, host.example:2222, [::1]:2222)"
+
+
+def parse_endpoint(value: object, *, allow_port_zero: bool = False) -> Endpoint:
+    """An Endpoint from "HOST:PORT" or "[IPv6]:PORT". Raises ValueError."""
+    if not isinstance(value, str):
+        raise ValueError(_ENDPOINT_HELP)
+    if match := _BRACKETED_RE.fullmatch(value):
+        try:
+            host = str(ipaddress.IPv6Address(match[1]))
+        except ValueError:
+            raise ValueError(f"{safe_repr(match[1])} is not an IPv6 address") from None
+    elif match := _HOST_PORT_RE.fullmatch(value):
+        host = match[1]
+    elif value.count(":") > 1:
+        raise ValueError(f"{_ENDPOINT_HELP}; put an IPv6 address in brackets")
+    else:
+        raise ValueError(_ENDPOINT_HELP)
+    port, lowest = int(match[2]), 0 if allow_port_zero else 1
+    if not lowest <= port <= 65535:
+        raise ValueError(f"port must be {lowest}-65535")
+    return Endpoint(host, port)
+
+
+_CERT_SUFFIX = "-cert-v01@openssh.com"
+_KEY_HELP = "not an OpenSSH public key"
+
+
+def parse_public_key(line: object) -> bytes:
+    """The `public_data` of one OpenSSH public-key line ("TYPE BASE64 [COMMENT]").
+
+    Refuses, with a message saying why: private keys (asyncssh would happily derive
+    the public half), several lines, certificates and authorized_keys options.
+    Raises ValueError.
+    """
+    if not isinstance(line, str):
+        raise ValueError(f"{_KEY_HELP}: expected a string")
+    text = line.strip()
+    if "PRIVATE KEY" in text:
+        raise ValueError("this is a PRIVATE key: give the public key (the .pub file)")
+    if "\n" in text or "\r" in text:
+        raise ValueError(f"{_KEY_HELP}: expected one line, TYPE BASE64 [COMMENT]")
+    fields = text.split()
+    if fields and fields[0].endswith(_CERT_SUFFIX):
+        raise ValueError("certificates are not supported here: give the user's public key")
+    key = _import_key(text)
+    if key is None or key.algorithm.decode("ascii") != fields[0]:
+        if _has_options(fields):
+            raise ValueError("authorized_keys options are not supported: remove them")
+        raise ValueError(_KEY_HELP)
+    return bytes(key.public_data)
+
+
+def _import_key(text: str) -> asyncssh.SSHKey | None:
+    try:
+        return asyncssh.import_public_key(text)
+    except (asyncssh.KeyImportError, ValueError):
+        return None
+
+
+def _has_options(fields: list[str]) -> bool:
+    """True if the key proper starts after some leading fields (authorized_keys options)."""
+    for start in range(1, min(len(fields) - 1, 16)):
+        if fields[start + 1].startswith("AAAA") and _import_key(" ".join(fields[start:])):
+            return True
+    return False
+
+
+def _check_discover_pattern(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a glob pattern such as /run/procServ/*/control")
+    pattern = PurePosixPath(value)
+    example = "e.g. /run/procServ/*/control"
+    if not pattern.is_absolute():
+        raise ValueError(f"must be an absolute path ({example})")
+    if ".." in pattern.parts:
+        raise ValueError("must not contain '..'")
+    parts = pattern.parts[1:]
+    if len(parts) < 2 or parts[-2] != "*":
+        raise ValueError(
+            f"must end in /*/FILE: the directory '*' matches names the console ({example})"
+        )
+    if any(_has_glob(part) for part in (*parts[:-2], parts[-1])):
+        raise ValueError(
+            f"only the console directory may be a wildcard, and it must be '*' ({example})"
+        )
+    return str(pattern)
+
+
+def _has_glob(part: str) -> bool:
+    return any(char in part for char in "*?[")
+
+
+def _check_acl_entry(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a user name, '@group' or '*'")
+    if value == ANY_USER:
+        return value
+    try:
+        if value.startswith(GROUP_PREFIX):
+            validate_group_name(value[len(GROUP_PREFIX) :])
+        else:
+            validate_user_name(value)
+    except InvalidName:
+        raise ValueError(f"{safe_repr(value)} is not a user name, '@group' or '*'") from None
+    return value
+
+
+# ---------------------------------------------------------------- raw models (the file)
+
+
+def _fail(message: str) -> NoReturn:
+    raise PydanticCustomError("consrv", "{message}", {"message": message})
+
+
+def _checked(check: typing.Callable[[Any], object]) -> PlainValidator:
+    """A pydantic validator from a plain `check` that raises ValueError (or InvalidName)."""
+
+    def validate(value: object) -> object:
+        try:
+            return check(value)
+        except ValueError as exc:
+            _fail(str(exc))
+
+    return PlainValidator(validate)
+
+
+def _path(value: object) -> Path:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ValueError("expected a path")
+    return Path(value)
+
+
+PathValue = Annotated[Path, _checked(_path)]
+Size = Annotated[int, _checked(parse_size)]
+ListenEndpoint = Annotated[Endpoint, _checked(lambda v: parse_endpoint(v, allow_port_zero=True))]
+TcpEndpoint = Annotated[Endpoint, _checked(parse_endpoint)]
+PublicKey = Annotated[bytes, _checked(parse_public_key)]
+ConsoleName = Annotated[str, _checked(validate_console_name)]
+UserName = Annotated[str, _checked(validate_user_name)]
+GroupName = Annotated[str, _checked(validate_group_name)]
+AclEntry = Annotated[str, _checked(_check_acl_entry)]
+DiscoverPattern = Annotated[str, _checked(_check_discover_pattern)]
+
+
+def _not_empty(value: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
+    if not value:
+        _fail("must not be empty")
+    return value
+
+
+NoneIsEmpty = pydantic.BeforeValidator(lambda v: {} if v is None else v)
+
+
+class _Raw(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _empty_section(cls, data: object) -> object:
+        """`section:` with nothing under it (YAML null) means all defaults."""
+        return {} if data is None else data
+
+
+class _RawSsh(_Raw):
+    listen: Annotated[tuple[ListenEndpoint, ...], AfterValidator(_not_empty)] = (
+        Endpoint("127.0.0.1", 2222),
+    )
+    host_key: PathValue = DEFAULT_HOST_KEY
+    login: UserName = "console"
+    observer_login: UserName = "observer"
+
+    @pydantic.model_validator(mode="after")
+    def _logins_differ(self) -> "_RawSsh":
+        if self.login == self.observer_login:
+            _fail("login and observer_login must differ")
+        return self
+
+
+class _RawMetrics(_Raw):
+    listen: ListenEndpoint | None = None
+
+
+class _RawLog(_Raw):
+    timestamps: StrictBool = False
+    max_size: Size = 10 << 20
+    keep: Annotated[StrictInt, Field(ge=1)] = 5
+
+
+class _RawUser(_Raw):
+    keys: tuple[PublicKey, ...] = ()
+    keys_file: PathValue | None = None
+    groups: tuple[GroupName, ...] = ()
+
+
+class _RawDefaults(_Raw):
+    rw: tuple[AclEntry, ...] = ()
+    ro: tuple[AclEntry, ...] = (ANY_USER,)
+    scrollback: Size = 256 << 10
+    viewer_buffer: Size = 1 << 20
+
+
+class _RawConsole(_Raw):
+    socket: PathValue | None = None
+    tcp: TcpEndpoint | None = None
+    rw: tuple[AclEntry, ...] | None = None
+    ro: tuple[AclEntry, ...] | None = None
+    scrollback: Size | None = None
+    viewer_buffer: Size | None = None
+    timestamps: StrictBool | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _one_upstream(self) -> "_RawConsole":
+        if (self.socket is None) == (self.tcp is None):
+            _fail("needs exactly one of 'socket' (a UNIX socket path) or 'tcp' (HOST:PORT)")
+        return self
+
+
+class _RawConfig(_Raw):
+    ssh: _RawSsh = Field(default_factory=_RawSsh)
+    metrics: _RawMetrics | None = None
+    log_dir: PathValue | None = None
+    log: _RawLog = Field(default_factory=_RawLog)
+    users: Annotated[dict[UserName, _RawUser], NoneIsEmpty] = Field(default_factory=dict)
+    groups: Annotated[dict[GroupName, tuple[UserName, ...]], NoneIsEmpty] = Field(
+        default_factory=dict
+    )
+    defaults: _RawDefaults = Field(default_factory=_RawDefaults)
+    consoles: Annotated[dict[ConsoleName, _RawConsole], NoneIsEmpty] = Field(default_factory=dict)
+    discover: Annotated[
+        tuple[DiscoverPattern, ...], pydantic.BeforeValidator(lambda v: () if v is None else v)
+    ] = ()
+
+
+# ---------------------------------------------------------------- pydantic errors → problems
+
+
+_TYPE_MESSAGES = {
+    "missing": "required",
+    "bool_type": "expected true or false",
+    "int_type": "expected an integer",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "tuple_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+}
+_PLAIN_KEY_RE = re.compile(r"[A-Za-z0-9_@*][A-Za-z0-9_.:@*-]{0,63}")
+
+
+def _problems_from(error: pydantic.ValidationError) -> Iterator[Problem]:
+    for detail in error.errors(include_url=False):
+        loc = tuple(detail["loc"])
+        path = _format_loc(loc)
+        if detail["type"] == "extra_forbidden":
+            yield Problem(path, _unknown_key(loc))
+        elif detail["type"] == "string_type" and loc[-1:] == ("[key]",):
+            yield Problem(path, "expected a string as the name (quote it in YAML)")
+        elif detail["type"] == "greater_than_equal":
+            yield Problem(path, f"must be at least {detail.get('ctx', {}).get('ge')}")
+        else:
+            yield Problem(path, _TYPE_MESSAGES.get(detail["type"], detail["msg"]))
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    text, annotation = "", typing.cast(object, _RawConfig)
+    for segment in loc:
+        if segment == "[key]":
+            continue
+        if isinstance(segment, int) and _origin(annotation) is tuple:
+            text += f"[{segment}]"
+        elif _PLAIN_KEY_RE.fullmatch(str(segment)):
+            text += f".{segment}" if text else str(segment)
+        else:
+            text += f"[{safe_repr(str(segment))}]"
+        annotation = _child(annotation, segment)
+    return text or "(top level)"
+
+
+def _unwrap(annotation: object) -> object:
+    """Strip Annotated[...] and `| None` from a field's type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (typing.Union, types.UnionType):
+            annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+        else:
+            return annotation
+
+
+def _origin(annotation: object) -> object:
+    return typing.get_origin(_unwrap(annotation))
+
+
+def _child(annotation: object, segment: int | str) -> object:
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+        field = annotation.model_fields.get(str(segment))
+        return None if field is None else field.annotation
+    args = typing.get_args(annotation)
+    if _origin(annotation) is dict:
+        return args[1]
+    if _origin(annotation) is tuple:
+        return args[0]
+    return None
+
+
+def _unknown_key(loc: tuple[int | str, ...]) -> str:
+    parent = _unwrap(_RawConfig)
+    for segment in loc[:-1]:
+        parent = _unwrap(_child(parent, segment))
+    if not (isinstance(parent, type) and issubclass(parent, pydantic.BaseModel)):
+        return "unknown key"
+    known = list(parent.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"unknown key, did you mean {close[0]!r}?"
+    return f"unknown key; known keys here: {', '.join(known)}"
+
+
+# ---------------------------------------------------------------- resolution
+
+
+class _Resolver:
+    """Step 2: raw models → Config, collecting cross-reference problems."""
+
+    def __init__(self, raw: _RawConfig, base_dir: Path) -> None:
+        self.raw, self.base_dir = raw, base_dir
+        self.problems: list[Problem] = []
+        self.known_groups = set(raw.groups).union(*(u.groups for u in raw.users.values()))
+
+    def config(self) -> Config:
+        raw = self.raw
+        users = self._users()
+        self._check_members()
+        self._check_acl("defaults", raw.defaults.rw, raw.defaults.ro)
+        consoles = {name: self._console(name, console) for name, console in raw.consoles.items()}
+        if self.problems:
+            raise ConfigError(self.problems)
+        return Config(
+            ssh=SshConfig(
+                listen=raw.ssh.listen,
+                host_key=self.base_dir / raw.ssh.host_key,
+                login=raw.ssh.login,
+                observer_login=raw.ssh.observer_login,
+            ),
+            metrics_listen=raw.metrics.listen if raw.metrics else None,
+            log_dir=self.base_dir / raw.log_dir if raw.log_dir else None,
+            log=LogConfig(raw.log.timestamps, raw.log.max_size, raw.log.keep),
+            users=types.MappingProxyType(users),
+            groups=types.MappingProxyType(
+                {group: frozenset(members) for group, members in raw.groups.items()}
+            ),
+            defaults=ConsoleDefaults(
+                raw.defaults.rw,
+                raw.defaults.ro,
+                raw.defaults.scrollback,
+                raw.defaults.viewer_buffer,
+            ),
+            consoles=types.MappingProxyType(consoles),
+            discover=raw.discover,
+        )
+
+    def _users(self) -> dict[str, User]:
+        owners: dict[bytes, str] = {}
+        users = {}
+        for name, raw_user in self.raw.users.items():
+            keys: dict[bytes, None] = {}
+            for path, prefix, key in self._keys_of(name, raw_user):
+                owner = owners.setdefault(key, name)
+                if owner != name:
+                    self.problems.append(Problem(path, f"{prefix}same key as user {owner!r}"))
+                keys[key] = None
+            users[name] = User(name, frozenset(raw_user.groups), tuple(keys))
+        return users
+
+    def _keys_of(self, name: str, raw_user: _RawUser) -> Iterator[tuple[str, str, bytes]]:
+        for index, key in enumerate(raw_user.keys):
+            yield f"users.{name}.keys[{index}]", "", key
+        if raw_user.keys_file is not None:
+            path = f"users.{name}.keys_file"
+            for number, line in self._read_keys_file(path, self.base_dir / raw_user.keys_file):
+                try:
+                    yield path, f"line {number}: ", parse_public_key(line)
+                except ValueError as exc:
+                    self.problems.append(Problem(path, f"line {number}: {exc}"))
+
+    def _read_keys_file(self, path: str, file: Path) -> Iterator[tuple[int, str]]:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.problems.append(Problem(path, f"cannot read {file}: {exc.strerror}"))
+            return
+        except UnicodeDecodeError:
+            self.problems.append(Problem(path, f"cannot read {file}: not UTF-8 text"))
+            return
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip() and not line.lstrip().startswith("#"):
+                yield number, line
+
+    def _check_members(self) -> None:
+        for group, members in self.raw.groups.items():
+            for index, member in enumerate(members):
+                if member not in self.raw.users:
+                    self._unknown(f"groups.{group}[{index}]", "user", member, self.raw.users)
+
+    def _check_acl(self, where: str, rw: Sequence[str] | None, ro: Sequence[str] | None) -> None:
+        for key, entries in (("rw", rw or ()), ("ro", ro or ())):
+            for index, entry in enumerate(entries):
+                path = f"{where}.{key}[{index}]"
+                if entry.startswith(GROUP_PREFIX):
+                    if entry[1:] not in self.known_groups:
+                        self._unknown(path, "group", entry, [f"@{g}" for g in self.known_groups])
+                elif entry != ANY_USER and entry not in self.raw.users:
+                    self._unknown(path, "user", entry, self.raw.users)
+
+    def _unknown(self, path: str, kind: str, name: str, known: typing.Iterable[str]) -> None:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f", did you mean {close[0]!r}?" if close else ""
+        self.problems.append(Problem(path, f"unknown {kind} {safe_repr(name)}{hint}"))
+
+    def _console(self, name: str, raw: _RawConsole) -> ConsoleConfig:
+        self._check_acl(f"consoles.{name}", raw.rw, raw.ro)
+        socket = None if raw.socket is None else self.base_dir / raw.socket
+        if socket is not None and len(bytes(socket)) > MAX_UNIX_SOCKET_PATH:
+            self.problems.append(
+                Problem(
+                    f"consoles.{name}.socket",
+                    f"too long for a UNIX socket path ({len(bytes(socket))} bytes, "
+                    f"at most {MAX_UNIX_SOCKET_PATH})",
+                )
+            )
+        defaults = self.raw.defaults
+        return ConsoleConfig(
+            name=name,
+            socket=socket,
+            tcp=raw.tcp,
+            rw=defaults.rw if raw.rw is None else raw.rw,
+            ro=defaults.ro if raw.ro is None else raw.ro,
+            scrollback=raw.scrollback or defaults.scrollback,
+            viewer_buffer=raw.viewer_buffer or defaults.viewer_buffer,
+            timestamps=self.raw.log.timestamps if raw.timestamps is None else raw.timestamps,
+        )
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def parse_config(data: object, base_dir: Path) -> Config:
+    """Validate loaded YAML data. Relative paths resolve against `base_dir`."""
+    try:
+        raw = _RawConfig.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(list(_problems_from(exc))) from None
+    return _Resolver(raw, base_dir).config()
+
+
+def load_config(path: Path) -> Config:
+    """Read, parse and validate a config file. Raises ConfigError naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([Problem(str(path), f"cannot read: {exc.strerror}")], path) from None
+    except UnicodeDecodeError as exc:
+        problem = Problem(str(path), f"not UTF-8 text (byte {exc.start})")
+        raise ConfigError([problem], path) from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_yaml_problem(path, exc)], path) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([Problem(str(path), f"YAML error: {exc}")], path) from None
+    try:
+        return parse_config(data, path.absolute().parent)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, path) from None
+
+
+def _yaml_problem(path: Path, exc: yaml.MarkedYAMLError) -> Problem:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+    context = f" ({exc.context})" if exc.context else ""
+    return Problem(where, f"YAML: {exc.problem}{context}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found the key {safe_repr(str(key))} twice",
+                    key_node.start_mark,
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
