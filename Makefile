@@ -44,8 +44,8 @@ system-deps:
 $(VENV)/.installed: pyproject.toml
 	@echo "setting up $(VENV) (Python packages)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -q --upgrade pip
+	$(BIN)/pip install -q -q -e '.[test]'
 	@touch $@
 
 clean:

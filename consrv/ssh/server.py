@@ -35,6 +35,7 @@ class SSHFront:
     def __init__(self, config: Config, service: Service) -> None:
         self.config, self.service = config, service
         self.connections: set[asyncssh.SSHServerConnection] = set()
+        self.sessions: set[_SSHSession] = set()
         self.nursery: trio.Nursery | None = None
 
     async def serve(
@@ -77,6 +78,8 @@ class SSHFront:
     async def _close(self, acceptors: list[asyncssh.SSHAcceptor]) -> None:
         for acceptor in acceptors:
             acceptor.close()
+        for chan_session in list(self.sessions):
+            chan_session.say_goodbye()
         for conn in list(self.connections):
             conn.close()
         for acceptor in acceptors:
@@ -193,6 +196,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         return False
 
     def session_started(self) -> None:
+        self.front.sessions.add(self)
         self.front.start_session(self, self.login)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
@@ -217,6 +221,16 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         self._cancel.cancel()
+        self.front.sessions.discard(self)
+
+    def say_goodbye(self) -> None:
+        """consrv is stopping: tell the user, end the channel with a non-zero status."""
+        self.write_notice(
+            b"\r\n[consrv: shutting down]\r\n" if self.pty else b"[consrv: shutting down]\n"
+        )
+        if not self._closed and self.chan is not None:
+            self.chan.exit(255)
+            self._closed = True
 
     # -- the session task ----------------------------------------------------
     async def run(self, service: Service, login: Login) -> None:

@@ -204,3 +204,18 @@ async def _lags(client: object, seconds: float) -> list[float]:
             lags.append(now - float(stamps[-1]))
         client.stdout.clear()
     return lags
+
+
+async def test_sigterm_tells_users_and_exits_promptly(world: World) -> None:
+    async with trio_asyncio.open_loop(), scripted_ssh(
+        world.port, world.alice.private, "console", IOC
+    ) as alice:
+        await alice.expect(rb"attached to e2e-ioc", stderr=True)
+        started = time.monotonic()
+        status = await trio.to_thread.run_sync(world.consrv.stop)
+        assert status == 0
+        assert time.monotonic() - started < 5.0
+        await alice.expect(rb"\[consrv: shutting down\]", stderr=True)
+        assert await alice.wait_closed() == 255
+    assert b"detach alice" in world.log.read_bytes()
+    assert "INFO consrv.daemon: stopped" in world.consrv.stderr()

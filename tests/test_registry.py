@@ -1,0 +1,48 @@
+"""Consoles from config and from discovery globs (ESS layout: the directory names the console)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+
+from consrv.config import parse_config
+from consrv.registry import Registry, discover
+from tests.fakes import unix_server, wait_for
+
+
+def test_discover_names_consoles_by_directory_and_skips_bad_names(tmp_path: Path) -> None:
+    for name in ("ioc-a", "ioc.b", "bad name", "-dash"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "control").touch()
+    (tmp_path / "no-socket").mkdir()
+    found = discover((str(tmp_path / "*" / "control"),))
+    assert found == {
+        "ioc-a": tmp_path / "ioc-a" / "control",
+        "ioc.b": tmp_path / "ioc.b" / "control",
+    }
+
+
+async def test_a_new_socket_becomes_a_connected_console_within_a_second(tmp_path: Path) -> None:
+    configured = tmp_path / "configured.sock"
+    config = parse_config(
+        {
+            "ssh": {"host_key": str(tmp_path / "key")},
+            "consoles": {"fixed": {"socket": str(configured)}},
+            "discover": [str(tmp_path / "run" / "*" / "control")],
+        },
+        tmp_path,
+    )
+    registry = Registry(config)
+    socket_dir = tmp_path / "run" / "new-ioc"
+    socket_dir.mkdir(parents=True)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.run)
+        assert set(registry.consoles) == {"fixed"}
+        started = trio.current_time()
+        async with unix_server(socket_dir / "control") as server:
+            await server.next_peer(timeout=1.0)
+            await wait_for(lambda: registry.consoles["new-ioc"].up, timeout=1.0)
+        assert trio.current_time() - started < 1.0
+        assert registry.settings["new-ioc"].socket == socket_dir / "control"
+        nursery.cancel_scope.cancel()
