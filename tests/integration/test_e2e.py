@@ -207,9 +207,10 @@ async def _lags(client: object, seconds: float) -> list[float]:
 
 
 async def test_sigterm_tells_users_and_exits_promptly(world: World) -> None:
-    async with trio_asyncio.open_loop(), scripted_ssh(
-        world.port, world.alice.private, "console", IOC
-    ) as alice:
+    async with (
+        trio_asyncio.open_loop(),
+        scripted_ssh(world.port, world.alice.private, "console", IOC) as alice,
+    ):
         await alice.expect(rb"attached to e2e-ioc", stderr=True)
         started = time.monotonic()
         status = await trio.to_thread.run_sync(world.consrv.stop)
