@@ -89,9 +89,7 @@ class Session:
         self.console.log_event(f"attach {self.user} {self.role.value}")
 
     async def run(self) -> int:
-        """Pump input until EOF, then detach. Returns the exit status."""
-        if self.viewer not in self.console.viewers:
-            self.attach()
+        """After ``attach()``: pump input until EOF, then detach. Returns the exit status."""
         try:
             await self._pump_input()
         finally:

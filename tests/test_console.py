@@ -103,14 +103,17 @@ async def test_read_only_input_never_reaches_upstream(tmp_path: Path) -> None:
         await wait_for(lambda: console.up)
         ro = Session(console, ro_sink, user="o", role=Role.RO, viewer_buffer=4096, pty=True)
         rw = Session(console, rw_sink, user="w", role=Role.RW, viewer_buffer=4096, pty=True)
-        inner.start_soon(ro.run)
-        inner.start_soon(rw.run)
+        for session in (ro, rw):
+            session.attach()
+            inner.start_soon(session.run)
         ro.feed(b"\x18\x14evil\r")
         rw.feed(b"dbl\n\xff")
         ro.feed(b"more evil\r\n")
         rw.eof()
-        received = await peer.receive_until(6)
-    assert received == b"dbl\r\xff\xff"
+        await peer.receive_until(6)
+        with trio.move_on_after(0.3):  # anything more would be a leak
+            await peer.receive_until(7)
+    assert peer.received == b"dbl\r\xff\xff"
     assert b"read-only: your input is not sent" in ro_sink.notices
 
 
@@ -123,6 +126,7 @@ async def test_large_paste_flows_with_back_pressure(tmp_path: Path) -> None:
         peer = await server.next_peer()
         await wait_for(lambda: console.up)
         session = Session(console, sink, user="w", role=Role.RW, viewer_buffer=4096, pty=True)
+        session.attach()
         inner.start_soon(session.run)
         paused_seen = False
         for i in range(0, len(paste), 32768):
@@ -142,6 +146,7 @@ async def test_input_while_down_is_discarded_with_a_notice(tmp_path: Path) -> No
     sink = MemorySink()
     async with running(console) as inner:
         session = Session(console, sink, user="w", role=Role.RW, viewer_buffer=4096, pty=False)
+        session.attach()
         inner.start_soon(session.run)
         session.feed(b"hello\n")
         await wait_for(lambda: b"input discarded" in sink.notices)
