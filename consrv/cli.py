@@ -22,6 +22,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(error: ConfigError, path: Path) -> str:
+    """The message for a config that cannot be used: the file, then one problem a line."""
+    if len(error.problems) == 1 and error.problems[0].path.startswith(str(path)):
+        return f"consrv: {error.problems[0]}"  # about the file itself: unreadable, bad YAML
+    count = len(error.problems)
+    lines = [f"consrv: {path}: {count} problem{'s' if count > 1 else ''}"]
+    return "\n".join(lines + [f"  {problem}" for problem in error.problems])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -30,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"consrv: {exc}", file=sys.stderr)
+        print(describe(exc, args.config), file=sys.stderr)
         return 2
     if args.command == "check-config":
         print(f"{args.config}: ok ({len(config.consoles)} console(s), {len(config.users)} user(s))")

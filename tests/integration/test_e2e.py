@@ -220,3 +220,23 @@ async def test_sigterm_tells_users_and_exits_promptly(world: World) -> None:
         assert await alice.wait_closed() == 255
     assert b"detach alice" in world.log.read_bytes()
     assert "INFO consrv.daemon: stopped" in world.consrv.stderr()
+
+
+async def test_observer_login_with_a_read_write_key_stays_read_only(world: World) -> None:
+    witness = Witness(world.procserv.socket)
+    await witness.expect(rb"iocRun: All initialization complete", timeout=20)
+    async with (
+        trio_asyncio.open_loop(),
+        scripted_ssh(world.port, world.alice.private, "observer", IOC, pty=True) as alice_watching,
+    ):
+        await alice_watching.expect(rb"attached to e2e-ioc, read-only", stderr=True)
+        alice_watching.send(b"\x18OBSERVER_MARK\r")
+        await alice_watching.expect(rb"read-only: your input is not sent", stderr=True)
+        async with scripted_ssh(world.port, world.bob.private, "console", IOC) as bob:
+            bob.send(b"BOB_MARK\r")
+            await witness.expect(rb"BOB_MARK")
+            await alice_watching.expect(rb"BOB_MARK")
+    seen = witness.read()
+    witness.close()
+    assert b"OBSERVER_MARK" not in seen
+    assert b"shutting down" not in seen
