@@ -35,6 +35,8 @@ async def serve(
         for host, port in addresses:
             logger.info("ssh listening on %s:%d", host, port)
         logger.info("serving %d console(s)", len(registry.consoles))
+        if config.metrics_listen is not None:
+            logger.warning("metrics.listen is set, but this version serves no metrics yet")
         task_status.started(addresses)
 
 
