@@ -7,7 +7,6 @@ log (EBADF) and a 64 KiB tmpfs that fills up (a real partial write).
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 import re
@@ -23,6 +22,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consrv.consolelog import ConsoleLog, sanitize_event
+from tests.chunking import split_at
 
 T0 = datetime(2026, 11, 21, 9, 18, 26, 123456, tzinfo=UTC)
 S0 = b"2026-11-21T09:18:26.123+00:00 "
@@ -188,12 +188,11 @@ def reference(stream: bytes, stamp_bytes: bytes) -> bytes:
     cuts=st.lists(st.integers(min_value=0, max_value=64)),
 )
 def test_any_chunking_gives_the_same_file(stream: bytes, cuts: list[int]) -> None:
-    bounds = sorted({0, len(stream), *(c for c in cuts if c < len(stream))})
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ioc1.log"
         log = ConsoleLog(path, timestamps=True, clock=FakeClock())
-        for start, end in itertools.pairwise(bounds):
-            log.write_output(stream[start:end])
+        for chunk in split_at(stream, cuts):
+            log.write_output(chunk)
         log.close()
         content = path.read_bytes() if path.exists() else b""
     assert content == reference(stream, S0)

@@ -17,9 +17,6 @@ command`` and ``oneshot mode: server will exit``.
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -39,6 +36,7 @@ from consrv.protocol.procserv import (
     parse_line,
 )
 from consrv.protocol.telnet import TelnetDecoder
+from tests.chunking import chunked
 
 NEGOTIATION = b"\xff\xfb\x01\xff\xfd\x22"
 
@@ -188,18 +186,6 @@ FROM_SOURCE_28_EVENTS: list[Event] = [
     ChildShuttingDown("oneshot"),
     ChildExited(601, 0, None),
 ]
-
-
-def split_at(data: bytes, cuts: Sequence[int]) -> list[bytes]:
-    """``data`` cut at the given offsets (sorted; repeats give empty chunks)."""
-    bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-@st.composite
-def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
-    cuts = draw(st.lists(st.integers(0, len(data)), max_size=20))
-    return split_at(data, cuts)
 
 
 def parse(*chunks: bytes) -> list[Event]:

@@ -8,7 +8,6 @@ process is left (procServ's pid and each IOC pid it ever had).
 from __future__ import annotations
 
 import re
-import shutil
 import socket
 import stat
 import subprocess
@@ -20,8 +19,6 @@ import pytest
 
 from consrv.config import load_config
 from consrv.demo import ProcServ, ensure_client_key, make_demo_config, pid_alive
-
-needs_procserv = pytest.mark.skipif(shutil.which("procServ") is None, reason="needs procServ")
 
 BOOTED = b"iocRun: All initialization complete"
 PROMPT = b"epics> "
@@ -70,7 +67,6 @@ def assert_gone(pids: list[int], timeout: float = 5.0) -> None:
 
 
 @pytest.mark.integration
-@needs_procserv
 def test_soft_ioc_under_procserv_boots_answers_and_restarts_on_ctrl_x(tmp_path: Path) -> None:
     server = ProcServ("testioc", tmp_path)
     with server:
@@ -107,7 +103,6 @@ def test_soft_ioc_under_procserv_boots_answers_and_restarts_on_ctrl_x(tmp_path: 
 
 
 @pytest.mark.integration
-@needs_procserv
 def test_kill_leaves_a_stale_socket_that_a_new_procserv_replaces(tmp_path: Path) -> None:
     child = ["/bin/sh", "-c", "echo child-up; exec sleep 60"]
     crashed = ProcServ("crashy", tmp_path, child)

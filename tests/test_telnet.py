@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Sequence
-
 from hypothesis import given
 from hypothesis import strategies as st
 
 from consrv.protocol.telnet import InputEncoder, TelnetDecoder, escape_iac
+from tests.chunking import chunked
 
 # What procServ 2.7.0 sends right after its banner: IAC WILL ECHO, IAC DO LINEMODE.
 NEGOTIATION = b"\xff\xfb\x01\xff\xfd\x22"
-
-
-def split_at(data: bytes, cuts: Sequence[int]) -> list[bytes]:
-    """``data`` cut at the given offsets (sorted; repeats give empty chunks)."""
-    bounds = [0, *sorted(cuts), len(data)]
-    return [data[a:b] for a, b in itertools.pairwise(bounds)]
-
-
-@st.composite
-def chunked(draw: st.DrawFn, data: bytes) -> list[bytes]:
-    cuts = draw(st.lists(st.integers(0, len(data)), max_size=12))
-    return split_at(data, cuts)
 
 
 def decode(*chunks: bytes) -> bytes:
