@@ -44,12 +44,18 @@ class Sink(Protocol):
         """Bytes queued and not yet taken by the peer."""
 
 
+def notice_bytes(text: str, *, pty: bool) -> bytes:
+    """A consrv message on a line of its own (a terminal may be mid-line)."""
+    message = b"[consrv: " + text.encode() + b"]"
+    return b"\r\n" + message + b"\r\n" if pty else message + b"\n"
+
+
 class Viewer:
     """One attached user as the console sees it: a bounded sink that may drop."""
 
-    def __init__(self, sink: Sink, *, user: str, role: Role, limit: int, crlf: bool = True) -> None:
+    def __init__(self, sink: Sink, *, user: str, role: Role, limit: int, pty: bool = True) -> None:
         self.sink, self.user, self.role, self.limit = sink, user, role, limit
-        self.crlf = crlf
+        self.pty = pty
         self.since = time.time()
         self.dropped = 0  # dropped since the last notice
         self.dropped_total = 0
@@ -69,9 +75,7 @@ class Viewer:
             self.notice(f"{count} bytes dropped")
 
     def notice(self, text: str) -> None:
-        """A consrv message, on a line of its own (a terminal may be mid-line)."""
-        message = b"[consrv: " + text.encode() + b"]"
-        self.sink.write_notice(b"\r\n" + message + b"\r\n" if self.crlf else message + b"\n")
+        self.sink.write_notice(notice_bytes(text, pty=self.pty))
 
 
 @dataclass

@@ -35,10 +35,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
 
-import asyncssh
 import yaml
 
 from consrv.names import validate_console_name
+from consrv.ssh.keys import write_new_key
 
 __all__ = [
     "PROCSERV",
@@ -286,15 +286,9 @@ def ensure_client_key(path: Path, comment: str) -> str:
 
     Returns the public key line (``ssh-ed25519 AAAA... comment``).
     """
-    pub = path.with_name(path.name + ".pub")
     if not path.exists():
-        key = asyncssh.generate_private_key("ssh-ed25519", comment=comment)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key.export_private_key("openssh"))
-        pub.write_bytes(key.export_public_key("openssh"))
-    return pub.read_text().strip()
+        write_new_key(path, comment)
+    return path.with_name(path.name + ".pub").read_text().strip()
 
 
 def make_demo_config(

@@ -48,7 +48,7 @@ class Session:
         pty: bool,
     ) -> None:
         self.console, self.channel, self.user, self.role = console, channel, user, role
-        self.viewer = Viewer(channel, user=user, role=role, limit=viewer_buffer, crlf=pty)
+        self.viewer = Viewer(channel, user=user, role=role, limit=viewer_buffer, pty=pty)
         self._inbox = bytearray()
         self._wakeup = trio.Event()
         self._eof = False

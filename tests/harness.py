@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncssh
 import yaml
+
+from consrv.ssh.keys import write_new_key
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,9 @@ class UserKey:
 
 def make_key(directory: Path, name: str) -> UserKey:
     """A fresh ed25519 key pair on disk, as ``ssh -i`` wants it."""
-    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"{name}@test")
     private = directory / f"id_{name}"
-    private.write_bytes(key.export_private_key())
-    private.chmod(0o600)
-    public = key.export_public_key().decode().strip()
-    (directory / f"id_{name}.pub").write_text(public + "\n")
-    return UserKey(name, private, public)
+    key = write_new_key(private, f"{name}@test")
+    return UserKey(name, private, key.export_public_key().decode().strip())
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

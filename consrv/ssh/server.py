@@ -19,6 +19,7 @@ import trio
 import trio_asyncio
 
 from consrv.config import Config
+from consrv.console import notice_bytes
 from consrv.service import Login, Service
 from consrv.session import Session
 from consrv.ssh.keys import load_or_create_host_key
@@ -225,9 +226,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
 
     def say_goodbye(self) -> None:
         """consrv is stopping: tell the user, end the channel with a non-zero status."""
-        self.write_notice(
-            b"\r\n[consrv: shutting down]\r\n" if self.pty else b"[consrv: shutting down]\n"
-        )
+        self.write_notice(notice_bytes("shutting down", pty=self.pty))
         if not self._closed and self.chan is not None:
             self.chan.exit(255)
             self._closed = True
