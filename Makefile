@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := procserv openssh-client
+APT_PACKAGES := procserv openssh-client systemd nodejs
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test check lint typecheck pytest setup system-deps clean
@@ -35,6 +35,8 @@ system-deps:
 	@missing=""; \
 	command -v procServ >/dev/null || missing="$$missing procserv"; \
 	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v node >/dev/null || missing="$$missing nodejs"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -17,12 +17,13 @@ Must not know: trio, sockets, SSH sessions. docs/configuration.md is the referen
 import dataclasses
 import difflib
 import ipaddress
+import os
 import re
 import types
 import typing
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import asyncssh
 import pydantic
@@ -38,6 +39,7 @@ from consrv.names import (
     validate_group_name,
     validate_user_name,
 )
+from consrv.protocol.escape import DEFAULT_PREFIX, parse_prefix
 
 __all__ = [
     "Config",
@@ -45,12 +47,14 @@ __all__ = [
     "ConsoleConfig",
     "ConsoleDefaults",
     "Endpoint",
+    "IocConfig",
     "LogConfig",
     "Problem",
     "SshConfig",
     "User",
     "load_config",
     "parse_config",
+    "parse_duration",
     "parse_endpoint",
     "parse_public_key",
     "parse_size",
@@ -120,12 +124,51 @@ class User:
     keys: tuple[bytes, ...]  # asyncssh `public_data`: what the SSH server compares
 
 
+WriteMode = Literal["exclusive", "shared"]
+KeyPolicy = Literal["confirm", "pass", "block"]
+Scope = Literal["system", "user"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Pattern:
+    """A named regular expression counted over a console's output lines (metrics)."""
+
+    name: str
+    regex: re.Pattern[bytes]
+
+
 @dataclasses.dataclass(frozen=True)
 class ConsoleDefaults:
     rw: tuple[str, ...]
     ro: tuple[str, ...]
     scrollback: int
     viewer_buffer: int
+    operate: tuple[str, ...] = ()
+    write: WriteMode = "exclusive"
+    writer_idle_timeout: float | None = None
+    procserv_keys: KeyPolicy = "confirm"
+    replay: int = 0
+    escape: bytes = DEFAULT_PREFIX
+    ioc: bool = False
+    patterns: tuple[Pattern, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class IocConfig:
+    """How consrv reaches the `ioc@` units (the `ioc:` section)."""
+
+    scope: Scope
+    unit: str  # a template with {name}: "ioc@{name}.service"
+    socket: str  # a template with {name}: "/run/procServ/{name}/control"
+    discover: bool
+    poll_interval: float
+
+    def unit_for(self, name: str) -> str:
+        """The unit of IOC `name`. Raises InvalidName before formatting anything."""
+        return self.unit.format(name=validate_console_name(name))
+
+    def socket_for(self, name: str) -> Path:
+        return Path(self.socket.format(name=validate_console_name(name)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +183,15 @@ class ConsoleConfig:
     scrollback: int
     viewer_buffer: int
     timestamps: bool
+    operate: tuple[str, ...] = ()
+    write: WriteMode = "exclusive"
+    writer_idle_timeout: float | None = None  # seconds; None = the writer keeps the lock
+    procserv_keys: KeyPolicy = "confirm"
+    replay: int = 0  # lines of scrollback shown on attach
+    escape: bytes = DEFAULT_PREFIX
+    ioc: bool = False  # an `ioc@` unit: start/stop/restart, health
+    autostart: bool = False
+    patterns: tuple[Pattern, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +205,7 @@ class Config:
     defaults: ConsoleDefaults
     consoles: Mapping[str, ConsoleConfig]
     discover: tuple[str, ...]
+    ioc: IocConfig | None = None
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -169,18 +222,35 @@ class Config:
         own = self.users[user].groups if user in self.users else frozenset()
         return own | listed
 
-    def discovered_console(self, name: str, socket: Path) -> ConsoleConfig:
-        """A console found by a `discover` pattern, with the defaults. Raises InvalidName."""
+    def discovered_console(self, name: str, socket: Path | None = None) -> ConsoleConfig:
+        """A console found by discovery, with the defaults. Raises InvalidName.
+
+        Without a `socket`, the console is an `ioc@` instance found through
+        systemd: its socket comes from `ioc.socket`.
+        """
         validate_console_name(name)
+        d = self.defaults
+        ioc = d.ioc and self.ioc is not None
+        if socket is None:
+            assert self.ioc is not None, "an IOC instance without the ioc section"
+            socket, ioc = self.ioc.socket_for(name), True
         return ConsoleConfig(
             name=name,
             socket=socket,
             tcp=None,
-            rw=self.defaults.rw,
-            ro=self.defaults.ro,
-            scrollback=self.defaults.scrollback,
-            viewer_buffer=self.defaults.viewer_buffer,
+            rw=d.rw,
+            ro=d.ro,
+            scrollback=d.scrollback,
+            viewer_buffer=d.viewer_buffer,
             timestamps=self.log.timestamps,
+            operate=d.operate,
+            write=d.write,
+            writer_idle_timeout=d.writer_idle_timeout,
+            procserv_keys=d.procserv_keys,
+            replay=d.replay,
+            escape=d.escape,
+            ioc=ioc,
+            patterns=d.patterns,
         )
 
 
@@ -205,6 +275,66 @@ def parse_size(value: object) -> int:
     if size <= 0:
         raise ValueError("must be a positive size")
     return size
+
+
+_DURATION_RE = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION_HELP = "expected a duration: seconds as a number, or 500ms, 30s, 5m, 2h"
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string like "500ms", "30s", "5m", "2h". Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(_DURATION_HELP)
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION_RE.fullmatch(value)):
+        seconds = float(match[1]) * _DURATION_UNITS[match[2]]
+    else:
+        raise ValueError(_DURATION_HELP)
+    if not 0 < seconds < 10 * 365 * 86400:
+        raise ValueError("must be a positive duration")
+    return seconds
+
+
+def _check_template(value: object, *, suffix: str = "", absolute: bool = False) -> str:
+    if not isinstance(value, str) or value.count("{name}") != 1:
+        raise ValueError("expected a template with {name} exactly once")
+    try:
+        example = value.format(name="x")
+    except (KeyError, IndexError, ValueError):
+        raise ValueError("only {name} may appear in braces") from None
+    if suffix and not example.endswith(suffix):
+        raise ValueError(f"must end in {suffix}")
+    if absolute and not example.startswith("/"):
+        raise ValueError("must be an absolute path")
+    if not absolute and any(c in example for c in "/ \t\n"):
+        raise ValueError("a unit name has no '/' or spaces")
+    return value
+
+
+_PATTERN_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def _compile_pattern(value: object) -> re.Pattern[bytes]:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a regular expression")
+    try:
+        return re.compile(value.encode())
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+
+
+def _check_pattern_name(value: object) -> str:
+    if not isinstance(value, str) or not _PATTERN_NAME_RE.fullmatch(value):
+        raise ValueError("a pattern name is 1-64 characters from A-Z a-z 0-9 _, not a digit first")
+    return value
+
+
+def _check_escape(value: object) -> bytes:
+    if not isinstance(value, str):
+        raise ValueError('expected an escape like "^Ec"')
+    return parse_prefix(value)
 
 
 _BRACKETED_RE = re.compile(r"\[([^\]]+)\]:([0-9]{1,5})")
@@ -352,6 +482,13 @@ UserName = Annotated[str, _checked(validate_user_name)]
 GroupName = Annotated[str, _checked(validate_group_name)]
 AclEntry = Annotated[str, _checked(_check_acl_entry)]
 DiscoverPattern = Annotated[str, _checked(_check_discover_pattern)]
+Duration = Annotated[float, _checked(parse_duration)]
+UnitTemplate = Annotated[str, _checked(lambda v: _check_template(v, suffix=".service"))]
+SocketTemplate = Annotated[str, _checked(lambda v: _check_template(v, absolute=True))]
+PatternName = Annotated[str, _checked(_check_pattern_name)]
+Regex = Annotated[re.Pattern[bytes], _checked(_compile_pattern)]
+Escape = Annotated[bytes, _checked(_check_escape)]
+Lines = Annotated[StrictInt, Field(ge=0, le=10000)]
 
 
 def _not_empty(value: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
@@ -407,8 +544,24 @@ class _RawUser(_Raw):
 class _RawDefaults(_Raw):
     rw: tuple[AclEntry, ...] = ()
     ro: tuple[AclEntry, ...] = (ANY_USER,)
+    operate: tuple[AclEntry, ...] = ()
     scrollback: Size = 256 << 10
     viewer_buffer: Size = 1 << 20
+    write: WriteMode = "exclusive"
+    writer_idle_timeout: Duration | None = None
+    procserv_keys: KeyPolicy = "confirm"
+    replay: Lines = 0
+    escape: Escape = DEFAULT_PREFIX
+    ioc: StrictBool | None = None
+    patterns: Annotated[dict[PatternName, Regex], NoneIsEmpty] = Field(default_factory=dict)
+
+
+class _RawIoc(_Raw):
+    scope: Scope = "system"
+    unit: UnitTemplate = "ioc@{name}.service"
+    socket: SocketTemplate | None = None
+    discover: StrictBool = True
+    poll_interval: Duration = 5.0
 
 
 class _RawConsole(_Raw):
@@ -419,11 +572,20 @@ class _RawConsole(_Raw):
     scrollback: Size | None = None
     viewer_buffer: Size | None = None
     timestamps: StrictBool | None = None
+    operate: tuple[AclEntry, ...] | None = None
+    write: WriteMode | None = None
+    writer_idle_timeout: Duration | None = None
+    procserv_keys: KeyPolicy | None = None
+    replay: Lines | None = None
+    escape: Escape | None = None
+    ioc: StrictBool | None = None
+    autostart: StrictBool = False
+    patterns: dict[PatternName, Regex] | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_upstream(self) -> "_RawConsole":
-        if (self.socket is None) == (self.tcp is None):
-            _fail("needs exactly one of 'socket' (a UNIX socket path) or 'tcp' (HOST:PORT)")
+        if self.socket is not None and self.tcp is not None:
+            _fail("give one of 'socket' (a UNIX socket path) or 'tcp' (HOST:PORT), not both")
         return self
 
 
@@ -441,6 +603,7 @@ class _RawConfig(_Raw):
     discover: Annotated[
         tuple[DiscoverPattern, ...], pydantic.BeforeValidator(lambda v: () if v is None else v)
     ] = ()
+    ioc: _RawIoc | None = None
 
 
 # ---------------------------------------------------------------- pydantic errors → problems
@@ -470,6 +633,10 @@ def _problems_from(error: pydantic.ValidationError) -> Iterator[Problem]:
             yield Problem(path, "expected a string as the name (quote it in YAML)")
         elif detail["type"] == "greater_than_equal":
             yield Problem(path, f"must be at least {detail.get('ctx', {}).get('ge')}")
+        elif detail["type"] == "less_than_equal":
+            yield Problem(path, f"must be at most {detail.get('ctx', {}).get('le')}")
+        elif detail["type"] == "literal_error":
+            yield Problem(path, f"expected {detail.get('ctx', {}).get('expected')}")
         else:
             yield Problem(path, _TYPE_MESSAGES.get(detail["type"], detail["msg"]))
 
@@ -533,6 +700,16 @@ def _unknown_key(loc: tuple[int | str, ...]) -> str:
 
 # ---------------------------------------------------------------- resolution
 
+_T = typing.TypeVar("_T")
+_NEEDS_IOC_SECTION = "needs the top-level 'ioc' section (how to reach the ioc@ units)"
+_NEEDS_UPSTREAM = (
+    "needs 'socket' (a UNIX socket path) or 'tcp' (HOST:PORT), or ioc: true with an 'ioc' section"
+)
+
+
+def _user_runtime_dir() -> str:
+    return os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+
 
 class _Resolver:
     """Step 2: raw models → Config, collecting cross-reference problems."""
@@ -547,7 +724,12 @@ class _Resolver:
         users = self._users()
         self._check_members()
         self._check_acl("defaults", raw.defaults.rw, raw.defaults.ro)
-        consoles = {name: self._console(name, console) for name, console in raw.consoles.items()}
+        self._check_acl("defaults", raw.defaults.operate, None, keys=("operate",))
+        self.ioc = self._ioc()
+        defaults = self._defaults()
+        consoles = {
+            name: self._console(name, console, defaults) for name, console in raw.consoles.items()
+        }
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -564,14 +746,39 @@ class _Resolver:
             groups=types.MappingProxyType(
                 {group: frozenset(members) for group, members in raw.groups.items()}
             ),
-            defaults=ConsoleDefaults(
-                raw.defaults.rw,
-                raw.defaults.ro,
-                raw.defaults.scrollback,
-                raw.defaults.viewer_buffer,
-            ),
+            defaults=defaults,
             consoles=types.MappingProxyType(consoles),
             discover=raw.discover,
+            ioc=self.ioc,
+        )
+
+    def _ioc(self) -> IocConfig | None:
+        raw = self.raw.ioc
+        if raw is None:
+            return None
+        socket = raw.socket
+        if socket is None:
+            run = "/run" if raw.scope == "system" else _user_runtime_dir()
+            socket = f"{run}/procServ/{{name}}/control"
+        return IocConfig(raw.scope, raw.unit, socket, raw.discover, raw.poll_interval)
+
+    def _defaults(self) -> ConsoleDefaults:
+        d = self.raw.defaults
+        if d.ioc and self.ioc is None:
+            self.problems.append(Problem("defaults.ioc", _NEEDS_IOC_SECTION))
+        return ConsoleDefaults(
+            rw=d.rw,
+            ro=d.ro,
+            scrollback=d.scrollback,
+            viewer_buffer=d.viewer_buffer,
+            operate=d.operate,
+            write=d.write,
+            writer_idle_timeout=d.writer_idle_timeout,
+            procserv_keys=d.procserv_keys,
+            replay=d.replay,
+            escape=d.escape,
+            ioc=self.ioc is not None if d.ioc is None else d.ioc,
+            patterns=tuple(Pattern(name, regex) for name, regex in d.patterns.items()),
         )
 
     def _users(self) -> dict[str, User]:
@@ -617,8 +824,14 @@ class _Resolver:
                 if member not in self.raw.users:
                     self._unknown(f"groups.{group}[{index}]", "user", member, self.raw.users)
 
-    def _check_acl(self, where: str, rw: Sequence[str] | None, ro: Sequence[str] | None) -> None:
-        for key, entries in (("rw", rw or ()), ("ro", ro or ())):
+    def _check_acl(
+        self,
+        where: str,
+        rw: Sequence[str] | None,
+        ro: Sequence[str] | None,
+        keys: tuple[str, str] | tuple[str] = ("rw", "ro"),
+    ) -> None:
+        for key, entries in zip(keys, (rw or (), ro or ()), strict=False):
             for index, entry in enumerate(entries):
                 path = f"{where}.{key}[{index}]"
                 if entry.startswith(GROUP_PREFIX):
@@ -632,9 +845,22 @@ class _Resolver:
         hint = f", did you mean {close[0]!r}?" if close else ""
         self.problems.append(Problem(path, f"unknown {kind} {safe_repr(name)}{hint}"))
 
-    def _console(self, name: str, raw: _RawConsole) -> ConsoleConfig:
-        self._check_acl(f"consoles.{name}", raw.rw, raw.ro)
+    def _console(self, name: str, raw: _RawConsole, defaults: ConsoleDefaults) -> ConsoleConfig:
+        where = f"consoles.{name}"
+        self._check_acl(where, raw.rw, raw.ro)
+        self._check_acl(where, raw.operate, None, keys=("operate",))
+        ioc = defaults.ioc if raw.ioc is None else raw.ioc
+        if ioc and self.ioc is None:
+            self.problems.append(Problem(f"{where}.ioc", _NEEDS_IOC_SECTION))
+            ioc = False
+        if raw.autostart and not ioc:
+            self.problems.append(Problem(f"{where}.autostart", "only an IOC console (ioc: true)"))
         socket = None if raw.socket is None else self.base_dir / raw.socket
+        if socket is None and raw.tcp is None:
+            if self.ioc is not None and ioc:
+                socket = self.ioc.socket_for(name)
+            else:
+                self.problems.append(Problem(where, _NEEDS_UPSTREAM))
         if socket is not None and len(bytes(socket)) > MAX_UNIX_SOCKET_PATH:
             self.problems.append(
                 Problem(
@@ -643,16 +869,32 @@ class _Resolver:
                     f"at most {MAX_UNIX_SOCKET_PATH})",
                 )
             )
-        defaults = self.raw.defaults
+        d = defaults
+
+        def pick(value: _T | None, default: _T) -> _T:
+            return default if value is None else value
+
+        patterns = d.patterns
+        if raw.patterns is not None:
+            patterns = tuple(Pattern(key, regex) for key, regex in raw.patterns.items())
         return ConsoleConfig(
             name=name,
             socket=socket,
             tcp=raw.tcp,
-            rw=defaults.rw if raw.rw is None else raw.rw,
-            ro=defaults.ro if raw.ro is None else raw.ro,
-            scrollback=raw.scrollback or defaults.scrollback,
-            viewer_buffer=raw.viewer_buffer or defaults.viewer_buffer,
-            timestamps=self.raw.log.timestamps if raw.timestamps is None else raw.timestamps,
+            rw=pick(raw.rw, d.rw),
+            ro=pick(raw.ro, d.ro),
+            scrollback=pick(raw.scrollback, d.scrollback),
+            viewer_buffer=pick(raw.viewer_buffer, d.viewer_buffer),
+            timestamps=pick(raw.timestamps, self.raw.log.timestamps),
+            operate=pick(raw.operate, d.operate),
+            write=pick(raw.write, d.write),
+            writer_idle_timeout=pick(raw.writer_idle_timeout, d.writer_idle_timeout),
+            procserv_keys=pick(raw.procserv_keys, d.procserv_keys),
+            replay=pick(raw.replay, d.replay),
+            escape=pick(raw.escape, d.escape),
+            ioc=ioc,
+            autostart=raw.autostart,
+            patterns=patterns,
         )
 
 

@@ -8,11 +8,13 @@ Knows nothing of SSH: viewers write into a ``Sink``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import trio
 
@@ -23,6 +25,7 @@ from consrv.protocol.procserv import ProcServParser
 from consrv.protocol.telnet import TelnetDecoder
 from consrv.scrollback import Scrollback
 from consrv.upstream import Backoff, Target, UnixTarget, connect, path_identity, wait_retry
+from consrv.writelock import Change, Kind, WriterLock
 
 logger = logging.getLogger(__name__)
 
@@ -53,20 +56,33 @@ def notice_bytes(text: str, *, pty: bool) -> bytes:
 class Viewer:
     """One attached user as the console sees it: a bounded sink that may drop."""
 
-    def __init__(self, sink: Sink, *, user: str, role: Role, limit: int, pty: bool = True) -> None:
+    def __init__(
+        self,
+        sink: Sink,
+        *,
+        user: str,
+        role: Role,
+        limit: int,
+        pty: bool = True,
+        login: str = "",
+        peer: str = "",
+    ) -> None:
         self.sink, self.user, self.role, self.limit = sink, user, role, limit
-        self.pty = pty
+        self.pty, self.login, self.peer = pty, login, peer
         self.since = time.time()
+        self.last_input: float | None = None  # wall-clock time of the last keystroke
         self.dropped = 0  # dropped since the last notice
         self.dropped_total = 0
 
-    def deliver(self, data: bytes) -> None:
+    def deliver(self, data: bytes) -> int:
+        """Write `data`, or drop it when the sink is full; returns the bytes dropped."""
         if self.sink.buffered() >= self.limit:
             self.dropped += len(data)
             self.dropped_total += len(data)
-            return
+            return len(data)
         self.flush_drop_notice()
         self.sink.write(data)
+        return 0
 
     def flush_drop_notice(self) -> None:
         """Tell the user how much they missed, once their sink has room again."""
@@ -90,6 +106,21 @@ class ConsoleStats:
     child_starts: int = 0
     child_exits: int = 0
     last_exit: procserv.ChildExited | None = None
+    # ("exit", code) or ("signal", number) -> count
+    exits: Counter[tuple[str, int]] = field(default_factory=Counter)
+    viewer_bytes_dropped: int = 0  # over all viewers, also those that left
+
+
+@dataclass(frozen=True)
+class WhoEntry:
+    """One attached user, for `who` and ``^Ecw``."""
+
+    user: str
+    mode: Literal["writer", "queued", "watching", "read-only"]
+    since: float  # wall-clock
+    idle: float | None  # seconds since the last keystroke; None if none yet
+    login: str
+    peer: str
 
 
 class Console:
@@ -102,29 +133,104 @@ class Console:
         *,
         scrollback: int,
         log: ConsoleLog | None = None,
+        write: Literal["exclusive", "shared"] = "exclusive",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.name, self.target, self.log, self._clock = name, target, log, clock
         self.scrollback = Scrollback(scrollback)
         self.viewers: set[Viewer] = set()
+        self.lock: WriterLock[Viewer] = WriterLock(write)
+        self.matcher: _Matcher | None = None
+        self._idle_for = 0.0  # the idle time of the last idle release, for its notice
         self.stats = ConsoleStats()
         self.up = False
         self.child_pid: int | None = None
+        self.child_running: bool | None = None  # None until procServ has said
         self.auto_restart: str | None = None
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._last_error: str | None = None
 
-    # -- viewers ---------------------------------------------------------
-    def attach(self, viewer: Viewer) -> None:
+    # -- viewers and the write lock --------------------------------------
+    def attach(self, viewer: Viewer, *, write: bool = False, force: bool = False) -> None:
+        """Add a viewer; a read-write one takes the free lock (`write`) or forces it."""
         self.viewers.add(viewer)
+        rw = viewer.role is Role.RW
+        self.log_event(f"attach {viewer.user} {viewer.role.value}")
+        self._announce_change(self.lock.join(viewer, rw=rw, write=write, now=self._clock()))
+        if force and rw:
+            self.force_write(viewer)
 
     def detach(self, viewer: Viewer) -> None:
+        if viewer not in self.viewers:
+            return
         self.viewers.discard(viewer)
+        self.log_event(f"detach {viewer.user}")
+        self._announce_change(self.lock.leave(viewer, self._clock()))
+
+    def request_write(self, viewer: Viewer) -> None:
+        """``^Eca``: write now if free, else queue."""
+        if self.lock.may_write(viewer):
+            viewer.notice("you already write" if not self.lock.shared else "shared: you write")
+            return
+        self._announce_change(self.lock.request(viewer, self._clock()))
+
+    def force_write(self, viewer: Viewer) -> None:
+        """``^Ecf``: take write; the old writer watches and both are told."""
+        if self.lock.may_write(viewer):
+            viewer.notice("you already write")
+            return
+        self._announce_change(self.lock.force(viewer, self._clock()))
+
+    def spy(self, viewer: Viewer) -> None:
+        """``^Ecs``: stop writing or waiting, keep watching."""
+        queued = self.lock.position(viewer) > 0
+        change = self.lock.spy(viewer, self._clock())
+        if change is None:
+            viewer.notice("left the write queue; watching" if queued else "watching")
+        self._announce_change(change)
+
+    def idle_release(self, viewer: Viewer, idle_seconds: float) -> None:
+        self._idle_for = idle_seconds
+        self._announce_change(self.lock.idle(viewer, self._clock()))
+
+    def who(self, *, now: float | None = None) -> list[WhoEntry]:
+        now = self._clock() if now is None else now
+        return [self._who_entry(viewer, now) for viewer in self._ordered_viewers()]
+
+    def _ordered_viewers(self) -> list[Viewer]:
+        return sorted(self.viewers, key=lambda v: (v is not self.lock.writer, v.since, v.user))
+
+    def _who_entry(self, viewer: Viewer, now: float) -> WhoEntry:
+        idle = None if viewer.last_input is None else max(0.0, now - viewer.last_input)
+        return WhoEntry(
+            viewer.user, self.mode_of(viewer), viewer.since, idle, viewer.login, viewer.peer
+        )
+
+    def mode_of(self, viewer: Viewer) -> Literal["writer", "queued", "watching", "read-only"]:
+        if viewer.role is not Role.RW:
+            return "read-only"
+        if self.lock.may_write(viewer):
+            return "writer"
+        return "queued" if self.lock.position(viewer) else "watching"
+
+    def writer_name(self) -> str | None:
+        if self.lock.shared:
+            return None
+        return self.lock.writer.user if self.lock.writer is not None else None
 
     def announce(self, text: str) -> None:
         """A consrv message to every viewer (not into the console output)."""
         self._each_viewer(lambda viewer: viewer.notice(text))
+
+    def _announce_change(self, change: Change[Viewer] | None) -> None:
+        if change is None:
+            return
+        self.log_event(_log_text(change))
+        for viewer in list(self.viewers):
+            text = _change_text(change, viewer, self._idle_for)
+            if text:
+                self._each_viewer(functools.partial(Viewer.notice, text=text), only=viewer)
 
     def log_event(self, text: str) -> None:
         if self.log is not None:
@@ -201,41 +307,125 @@ class Console:
         self.announce(f"{self.name} up")
 
     def _set_down(self) -> None:
-        self._stream, self.up = None, False
+        self._stream, self.up, self.child_running = None, False, None
         self.stats.disconnects += 1
         logger.info("%s: disconnected from %s", self.name, self.target)
         self.log_event("upstream down")
         self.announce(f"{self.name} down")
 
     def _on_output(self, data: bytes) -> None:
-        self.stats.bytes_out += len(data)
-        self.stats.last_output = self._clock()
+        stats = self.stats
+        stats.bytes_out += len(data)
+        stats.last_output = self._clock()
         self.scrollback.append(data)
         if self.log is not None:
             self.log.write_output(data)
-        self._each_viewer(lambda viewer: viewer.deliver(data))
-
-    def _each_viewer(self, action: Callable[[Viewer], None]) -> None:
+        if self.matcher is not None:
+            self.matcher.feed(data)
         for viewer in list(self.viewers):
             try:
+                stats.viewer_bytes_dropped += viewer.deliver(data)
+            except Exception:  # noqa: BLE001 (one broken sink must not stop the console)
+                self._viewer_failed(viewer)
+
+    def _each_viewer(self, action: Callable[[Viewer], object], only: Viewer | None = None) -> None:
+        for viewer in [only] if only is not None else list(self.viewers):
+            try:
                 action(viewer)
-            except Exception:
-                logger.exception("%s: viewer %s failed; detaching it", self.name, viewer.user)
-                self.viewers.discard(viewer)
+            except Exception:  # noqa: BLE001 (one broken sink must not stop the console)
+                self._viewer_failed(viewer)
+
+    def _viewer_failed(self, viewer: Viewer) -> None:
+        logger.exception("%s: viewer %s failed; detaching it", self.name, viewer.user)
+        self.viewers.discard(viewer)
+        self.lock.leave(viewer, self._clock())
 
     def _on_event(self, event: procserv.Event) -> None:
         match event:
             case procserv.ChildRunning(pid=pid) | procserv.ChildStarted(pid=pid):
-                self.child_pid = pid
+                self.child_pid, self.child_running = pid, True
                 if isinstance(event, procserv.ChildStarted):
                     self.stats.child_starts += 1
             case procserv.ChildShutDown():
-                self.child_pid = None
+                self.child_pid, self.child_running = None, False
             case procserv.ChildExited():
-                self.child_pid = None
+                self.child_pid, self.child_running = None, False
                 self.stats.child_exits += 1
                 self.stats.last_exit = event
+                if event.signal is not None:
+                    self.stats.exits["signal", event.signal] += 1
+                else:
+                    self.stats.exits["exit", event.exit_code or 0] += 1
             case procserv.AutoRestartMode(mode=mode):
                 self.auto_restart = mode
             case _:
                 pass
+
+
+class _Matcher(Protocol):
+    def feed(self, data: bytes) -> None: ...
+
+
+def _log_text(change: Change[Viewer]) -> str:
+    """The log line of a lock change: ``write: forced bob (from alice)``."""
+    writer = change.writer.user if change.writer is not None else "nobody"
+    previous = change.previous.user if change.previous is not None else ""
+    match change.kind:
+        case Kind.GRANTED:
+            return f"write: {writer} writes"
+        case Kind.QUEUED:
+            who = change.who.user if change.who is not None else "?"
+            return f"write: {who} queued (#{change.position}) behind {writer}"
+        case Kind.FORCED:
+            return f"write: {writer} forced write from {previous}"
+        case _:
+            return f"write: {previous} {change.kind.value}; {writer} writes"
+
+
+def _change_text(change: Change[Viewer], viewer: Viewer, idle_for: float) -> str:
+    """What `viewer` is told about a lock change ("" = nothing)."""
+    you = viewer is change.writer
+    writer = "you" if you else (change.writer.user if change.writer else "")
+    match change.kind:
+        case Kind.GRANTED:
+            return "you now write" if you else f"{writer} now writes"
+        case Kind.QUEUED:
+            assert change.who is not None
+            if viewer is change.who:
+                return (
+                    f"{writer} writes; you are number {change.position} in the write queue"
+                    " (you will write when they stop)"
+                )
+            return f"{change.who.user} asks for write"
+        case Kind.FORCED:
+            assert change.previous is not None
+            if you:
+                return f"you now write (forced from {change.previous.user})"
+            if viewer is change.previous:
+                return f"{change.writer.user if change.writer else '?'} forced write; you now watch"
+            return f"{writer} forced write from {change.previous.user}"
+        case _:
+            return _release_text(change, viewer, writer, idle_for)
+
+
+def _release_text(change: Change[Viewer], viewer: Viewer, writer: str, idle_for: float) -> str:
+    previous = change.previous.user if change.previous is not None else "?"
+    if viewer is change.previous:
+        previous = "you"
+    what = {
+        Kind.RELEASED: f"{previous} stopped writing",
+        Kind.LEFT: f"{previous} left",
+        Kind.IDLE: f"{previous} idle for {_duration(idle_for)}: write released",
+    }[change.kind]
+    if change.writer is None:
+        return f"{what}; nobody writes"
+    return f"{what}; {'you now write' if viewer is change.writer else writer + ' now writes'}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return (
+        f"{minutes} min"
+        if minutes and not secs
+        else (f"{minutes}m{secs:02d}s" if minutes else f"{secs} s")
+    )

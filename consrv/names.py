@@ -10,6 +10,7 @@ import re
 __all__ = [
     "CONSOLE_NAME_RE",
     "GROUP_NAME_RE",
+    "RESERVED_WORDS",
     "USER_NAME_RE",
     "InvalidName",
     "safe_repr",
@@ -23,6 +24,15 @@ __all__ = [
 CONSOLE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 USER_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}")
 GROUP_NAME_RE = USER_NAME_RE
+
+# The SSH command words: a console may not be called one of these, so that
+# `ssh console@host NAME` never means two things.
+RESERVED_WORDS = frozenset(
+    {
+        "attach", "follow", "help", "list", "restart", "start", "status",
+        "stop", "tail", "version", "who",
+    }
+)  # fmt: skip
 
 _CONSOLE_RULE = "1-64 characters from A-Z a-z 0-9 _ . : -, starting with a letter or digit"
 _USER_RULE = "1-32 characters from A-Z a-z 0-9 _ . -, starting with a letter or _"
@@ -54,8 +64,15 @@ def _validate(kind: str, rule_text: str, pattern: re.Pattern[str], name: object)
 
 
 def validate_console_name(name: str) -> str:
-    """Return `name` if it is a valid console name, else raise InvalidName."""
-    return _validate("console", _CONSOLE_RULE, CONSOLE_NAME_RE, name)
+    """Return `name` if it is a valid console name, else raise InvalidName.
+
+    Command words (`RESERVED_WORDS`) are refused too: they are valid as paths,
+    but `ssh console@host list` must never mean a console called "list".
+    """
+    _validate("console", _CONSOLE_RULE, CONSOLE_NAME_RE, name)
+    if name in RESERVED_WORDS:
+        raise InvalidName(f"{name!r} is a command word and cannot name a console")
+    return name
 
 
 def validate_user_name(name: str) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import trio
 
@@ -27,6 +27,28 @@ def target_of(cfg: ConsoleConfig) -> Target:
         return UnixTarget(cfg.socket)
     assert cfg.tcp is not None  # config guarantees exactly one of socket / tcp
     return TcpTarget(cfg.tcp.host, cfg.tcp.port)
+
+
+def ioc_names_on_disk(socket_template: str) -> set[str]:
+    """IOC names whose procServ directory (or socket) exists, from ``ioc.socket``.
+
+    With the ESS layout (``/run/procServ/{name}/control``) the directory stays
+    while the unit is stopped (RuntimeDirectoryPreserve=yes), so a stopped IOC
+    is still found; otherwise the socket itself must exist.
+    """
+    parts = PurePosixPath(socket_template).parts
+    index = next(i for i, part in enumerate(parts) if "{name}" in part)
+    component = parts[index]
+    before, after = component.split("{name}")
+    names = set()
+    for match in glob.glob(str(PurePosixPath(*parts[:index], before + "*" + after))):
+        base = Path(match).name
+        name = base[len(before) : len(base) - len(after)]
+        try:
+            names.add(validate_console_name(name))
+        except InvalidName:
+            continue
+    return names
 
 
 def discover(patterns: tuple[str, ...]) -> dict[str, Path]:
@@ -75,7 +97,11 @@ class Registry:
     def add(self, cfg: ConsoleConfig) -> Console:
         assert self._nursery is not None, "add() before run()"
         console = Console(
-            cfg.name, target_of(cfg), scrollback=cfg.scrollback, log=self._log_for(cfg)
+            cfg.name,
+            target_of(cfg),
+            scrollback=cfg.scrollback,
+            log=self._log_for(cfg),
+            write=cfg.write,
         )
         self.consoles[cfg.name] = console
         self.settings[cfg.name] = cfg
@@ -95,7 +121,8 @@ class Registry:
         )
 
     async def _discover_forever(self) -> None:
-        if not self.config.discover:
+        ioc = self.config.ioc
+        if not self.config.discover and not (ioc is not None and ioc.discover):
             await trio.sleep_forever()
         while True:
             await trio.sleep(DISCOVER_INTERVAL)
@@ -106,6 +133,25 @@ class Registry:
             if name not in self.consoles:
                 logger.info("discovered console %s at %s", name, path)
                 self.add(self.config.discovered_console(name, path))
+        ioc = self.config.ioc
+        if ioc is not None and ioc.discover:
+            for name in sorted(ioc_names_on_disk(ioc.socket)):
+                self.add_ioc(name)
+
+    def add_ioc(self, name: str) -> None:
+        """An `ioc@` instance found on disk or through systemd becomes a console."""
+        if name in self.consoles:
+            return
+        try:
+            cfg = self.config.discovered_console(name)
+        except InvalidName as exc:
+            logger.warning("discover: skipping IOC: %s", exc)
+            return
+        logger.info("discovered IOC %s (socket %s)", name, cfg.socket)
+        self.add(cfg)
+
+    def ioc_names(self) -> list[str]:
+        return [name for name, cfg in self.settings.items() if cfg.ioc]
 
     def _close_logs(self) -> None:
         for console in self.consoles.values():

@@ -1,35 +1,68 @@
 """What a logged-in user can ask for: a command line in, a reply or a session out.
 
-Owns the meaning of the SSH command line (``ssh console@host NAME``,
-``list``, ``help``, ``version``) and who may see which console. Knows nothing
-of asyncssh: it writes to a ``session.Channel`` and returns an exit status.
+Owns the meaning of the SSH command line (``ssh console@host NAME``, the menu,
+``list``, ``who``, ``status``, ``tail``, ``follow``, ``start|stop|restart``,
+``help``, ``version``), who may see, write and operate which console, and the
+exit statuses. Knows nothing of asyncssh: it writes to a ``session.Channel``,
+hands the channel's input to whoever reads it (``on_input``) and returns an
+exit status.
 """
 
 from __future__ import annotations
 
 import difflib
+import fnmatch
+import functools
+import logging
 import shlex
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-from consrv import __version__
+import trio
+
+from consrv import __version__, views
 from consrv.access import Role, role_for
+from consrv.console import Console, Viewer
+from consrv.ioc import IocManager, SystemctlError
+from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
 from consrv.registry import Registry
-from consrv.session import Channel, Session
+from consrv.session import IOC_VERBS, ActionFailed, Channel, Session
 
-# Exit statuses.
-OK, NOT_FOUND, USAGE = 0, 1, 2
+logger = logging.getLogger(__name__)
 
-COMMANDS = ("attach", "help", "list", "version")
+# Exit statuses (docs/usage.md).
+OK, NOT_FOUND, USAGE, DENIED, FAILED = 0, 1, 2, 3, 4
+
+DEFAULT_TAIL = 20
+MAX_TAIL = 10000
 
 HELP = """\
-usage: ssh [-t] LOGIN@HOST NAME          attach to console NAME
-       ssh LOGIN@HOST attach NAME         the same
-       ssh LOGIN@HOST list                the consoles you may see
+usage: ssh -t LOGIN@HOST                     choose a console from a menu
+       ssh -t LOGIN@HOST NAME                attach to console NAME
+       ssh -t LOGIN@HOST attach NAME [--ro | --force]
+       ssh LOGIN@HOST list [--json]          the consoles you may see
+       ssh LOGIN@HOST who [NAME] [--json]    who is attached, and who writes
+       ssh LOGIN@HOST status [NAME] [--json] console and IOC state
+       ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
+       ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
+       ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)
        ssh LOGIN@HOST help | version
-Use ssh -t for an interactive console; ~. (OpenSSH's escape) disconnects.
+On a console, ^Ec? lists the escapes (^Ec. detaches).
+Exit status: 0 ok, 1 unknown console, 2 usage, 3 not allowed, 4 action failed.
 """
+
+
+class Input(Protocol):
+    """Whoever reads the channel's input: a session, the menu's line reader."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def eof(self) -> None: ...
+
+    def drained(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -40,14 +73,20 @@ class Login:
     groups: frozenset[str]
     read_only: bool  # the observer login: never more than read-only
     peer: str = ""
+    login: str = ""  # the SSH login name (console / observer)
+
+
+class UsageError(Exception):
+    """A malformed command line; str() says what is wrong."""
 
 
 class Service:
     """Runs one command line for one login."""
 
-    def __init__(self, registry: Registry) -> None:
-        self.registry = registry
+    def __init__(self, registry: Registry, ioc: IocManager | None = None) -> None:
+        self.registry, self.ioc = registry, ioc
 
+    # -- who may do what -------------------------------------------------------
     def role(self, login: Login, name: str) -> Role | None:
         cfg = self.registry.settings.get(name)
         if cfg is None:
@@ -57,9 +96,25 @@ class Service:
             return Role.RO
         return role
 
+    def may_operate(self, login: Login, name: str) -> bool:
+        cfg = self.registry.settings.get(name)
+        if cfg is None or not cfg.ioc or login.read_only or self.ioc is None:
+            return False
+        return role_for(login.user, login.groups, cfg.operate, ()) is Role.RW
+
     def visible(self, login: Login) -> list[str]:
         return sorted(n for n in self.registry.consoles if self.role(login, n) is not None)
 
+    def view(self, name: str) -> views.ConsoleView:
+        console = self.registry.consoles[name]
+        cfg = self.registry.settings[name]
+        ioc_config = self.registry.config.ioc
+        if not cfg.ioc or ioc_config is None:
+            return views.ConsoleView(console)
+        health = self.ioc.health.get(name) if self.ioc is not None else None
+        return views.ConsoleView(console, ioc_config.unit_for(name), health)
+
+    # -- the command line --------------------------------------------------------
     async def handle(
         self,
         login: Login,
@@ -67,78 +122,68 @@ class Service:
         channel: Channel,
         *,
         pty: bool,
-        on_session: Callable[[Session], None],
+        on_input: Callable[[Input], None],
     ) -> int:
         """Carry out ``command``; returns the exit status for the SSH channel."""
-        out = _Writer(channel, pty)
+        run = _Run(self, login, channel, pty, on_input)
         try:
-            words = shlex.split(command)
-        except ValueError as exc:
-            return out.error(f"cannot parse command: {exc}", USAGE)
-        if words and words[0] == "attach":
-            words = words[1:]
-        if not words:
-            return out.error("no console named; try: list, or help", USAGE)
-        if words[0] in COMMANDS:
-            return self._simple(login, words, out)
-        if len(words) != 1:
-            return out.error(f"unknown command {words[0]!r}; try: help", USAGE)
-        return await self._attach(login, words[0], channel, out, pty=pty, on_session=on_session)
+            return await run.dispatch(command)
+        except UsageError as exc:
+            return run.error(f"{exc}; try: help", USAGE)
 
-    def _simple(self, login: Login, words: list[str], out: _Writer) -> int:
-        verb, args = words[0], words[1:]
-        if args or verb == "attach":
-            return out.error(f"usage: {verb}" + (" NAME" if verb == "attach" else ""), USAGE)
-        if verb == "list":
-            out.text("".join(f"{name}\n" for name in self.visible(login)))
-        elif verb == "version":
-            out.text(f"consrv {__version__}\n")
-        else:
-            out.text(HELP)
-        return OK
-
-    async def _attach(
-        self,
-        login: Login,
-        name: str,
-        channel: Channel,
-        out: _Writer,
-        *,
-        pty: bool,
-        on_session: Callable[[Session], None],
-    ) -> int:
-        try:
-            validate_console_name(name)
-        except InvalidName as exc:
-            return out.error(str(exc), NOT_FOUND)
-        role = self.role(login, name)
-        console = self.registry.get(name)
-        if role is None or console is None:
-            return out.error(f"unknown console {name!r}{self._suggest(login, name)}", NOT_FOUND)
-        settings = self.registry.settings[name]
-        session = Session(
-            console,
-            channel,
-            user=login.user,
-            role=role,
-            viewer_buffer=settings.viewer_buffer,
-            pty=pty,
-        )
-        session.attach()
-        on_session(session)
-        return await session.run()
-
-    def _suggest(self, login: Login, name: str) -> str:
+    def suggest(self, login: Login, name: str) -> str:
         close = difflib.get_close_matches(name, self.visible(login), n=1)
         return f"; did you mean {close[0]!r}?" if close else "; try: list"
 
 
-class _Writer:
-    """Text replies, with the line ends the client's terminal wants."""
+class _Run:
+    """One command line being carried out for one login on one channel."""
 
-    def __init__(self, channel: Channel, pty: bool) -> None:
-        self.channel, self.pty = channel, pty
+    def __init__(
+        self,
+        service: Service,
+        login: Login,
+        channel: Channel,
+        pty: bool,
+        on_input: Callable[[Input], None],
+    ) -> None:
+        self.service, self.login, self.channel, self.pty = service, login, channel, pty
+        self.on_input = on_input
+        self.registry = service.registry
 
+    async def dispatch(self, command: str) -> int:
+        try:
+            words = shlex.split(command)
+        except ValueError as exc:
+            raise UsageError(f"cannot parse command: {exc}") from None
+        if not words:
+            if not self.pty:
+                raise UsageError("no console named (use ssh -t for the menu)")
+            return await self.menu()
+        verb, args = words[0], words[1:]
+        handler = self._verbs().get(verb)
+        if handler is not None:
+            return await handler(args)
+        if len(words) > 1 and not words[1].startswith("-"):
+            raise UsageError(f"unknown command {verb[:40]!r}")
+        return await self.attach(words)
+
+    def _verbs(self) -> dict[str, Callable[[list[str]], Awaitable[int]]]:
+        return {
+            "attach": self.attach,
+            "list": self.list_,
+            "who": self.who,
+            "status": self.status,
+            "tail": self.tail,
+            "follow": self.follow,
+            "start": functools.partial(self.action, "start"),
+            "stop": functools.partial(self.action, "stop"),
+            "restart": functools.partial(self.action, "restart"),
+            "help": self.help,
+            "version": self.version,
+        }
+
+    # -- replies -----------------------------------------------------------------
     def _bytes(self, text: str) -> bytes:
         data = text.encode()
         return data.replace(b"\n", b"\r\n") if self.pty else data
@@ -149,3 +194,310 @@ class _Writer:
     def error(self, text: str, status: int) -> int:
         self.channel.write_notice(self._bytes(f"consrv: {text}\n"))
         return status
+
+    # -- naming a console --------------------------------------------------------
+    def console(self, name: str) -> tuple[Console | None, int]:
+        """The console `name` if this login may see it, else an error already written."""
+        try:
+            validate_console_name(name)
+        except InvalidName as exc:
+            return None, self.error(str(exc), NOT_FOUND)
+        console = self.registry.get(name)
+        if console is None or self.service.role(self.login, name) is None:
+            suggestion = self.service.suggest(self.login, name)
+            return None, self.error(f"unknown console {name!r}{suggestion}", NOT_FOUND)
+        return console, OK
+
+    # -- commands ---------------------------------------------------------------
+    async def help(self, args: list[str]) -> int:
+        _no_args("help", args)
+        self.text(HELP)
+        return OK
+
+    async def version(self, args: list[str]) -> int:
+        _no_args("version", args)
+        self.text(f"consrv {__version__}\n")
+        return OK
+
+    async def list_(self, args: list[str]) -> int:
+        _, flags = _options("list", args, {"--json"}, max_positional=0)
+        shown = [self.service.view(n) for n in self.service.visible(self.login)]
+        self.text(views.list_json(shown) if "--json" in flags else views.list_table(shown))
+        return OK
+
+    async def status(self, args: list[str]) -> int:
+        positional, flags = _options("status", args, {"--json"}, max_positional=1)
+        names = self.service.visible(self.login)
+        if positional:
+            console, status = self.console(positional[0])
+            if console is None:
+                return status
+            names = [console.name]
+        shown = [self.service.view(n) for n in names]
+        now = time.time()
+        if "--json" in flags:
+            self.text(views.list_json(shown))
+        elif positional:
+            self.text(views.status_text(shown[0], now=now))
+        else:
+            self.text(views.status_table(shown, now=now))
+        return OK
+
+    async def who(self, args: list[str]) -> int:
+        positional, flags = _options("who", args, {"--json"}, max_positional=1)
+        names = self.service.visible(self.login)
+        if positional:
+            console, status = self.console(positional[0])
+            if console is None:
+                return status
+            names = [console.name]
+        now = time.time()
+        rows = [(n, entry) for n in names for entry in self.registry.consoles[n].who(now=now)]
+        if "--json" in flags:
+            self.text(views.who_json(rows))
+        else:
+            self.text(views.who_table(rows, now=now, console_column=True))
+        return OK
+
+    async def tail(self, args: list[str]) -> int:
+        positional, flags = _options("tail", args, {"-f"}, max_positional=1, valued={"-n"})
+        if not positional:
+            raise UsageError("usage: tail NAME [-n N] [-f]")
+        lines = _count(flags.get("-n", str(DEFAULT_TAIL)))
+        console, status = self.console(positional[0])
+        if console is None:
+            return status
+        self.channel.write(console.scrollback.last_lines(lines))
+        if "-f" in flags:
+            await self._watch({console.name: console}, prefixed=False)
+        return OK
+
+    async def follow(self, args: list[str]) -> int:
+        positional, _ = _options("follow", args, set(), max_positional=1)
+        if not positional:
+            raise UsageError("usage: follow PATTERN (a glob over console names, e.g. 'llrf-*')")
+        pattern = positional[0]
+        names = [n for n in self.service.visible(self.login) if fnmatch.fnmatchcase(n, pattern)]
+        if not names:
+            return self.error(f"no console matches {pattern[:64]!r}; try: list", NOT_FOUND)
+        await self._watch({n: self.registry.consoles[n] for n in names}, prefixed=True)
+        return OK
+
+    async def _watch(self, consoles: dict[str, Console], *, prefixed: bool) -> None:
+        """Read-only output of `consoles` until the user closes their input."""
+        done = _EofWaiter()
+        self.on_input(done)
+        viewers = []
+        for name, console in consoles.items():
+            sink = _PrefixSink(self.channel, name) if prefixed else self.channel
+            limit = self.registry.settings[name].viewer_buffer
+            viewer = Viewer(sink, user=self.login.user, role=Role.RO, limit=limit, pty=self.pty)
+            viewer.login, viewer.peer = self.login.login, self.login.peer
+            console.attach(viewer)
+            viewers.append((console, viewer))
+        try:
+            await done.wait()
+        finally:
+            for console, viewer in viewers:
+                console.detach(viewer)
+
+    async def action(self, verb: str, args: list[str]) -> int:
+        positional, _ = _options(verb, args, set(), max_positional=1)
+        if not positional:
+            raise UsageError(f"usage: {verb} NAME")
+        console, status = self.console(positional[0])
+        if console is None:
+            return status
+        name = console.name
+        if not self.registry.settings[name].ioc or self.service.ioc is None:
+            return self.error(f"{name} is not an IOC unit (ioc: true in the config)", NOT_FOUND)
+        if not self.service.may_operate(self.login, name):
+            return self.error(f"you may not {verb} {name} (not in its operate list)", DENIED)
+        try:
+            self.text(await run_action(self.service, verb, name, self.login.user) + "\n")
+        except ActionFailed as exc:
+            return self.error(str(exc), FAILED)
+        return OK
+
+    async def attach(self, args: list[str]) -> int:
+        positional, flags = _options("attach", args, {"--ro", "--force"}, max_positional=1)
+        if not positional:
+            raise UsageError("usage: attach NAME [--ro | --force]")
+        if {"--ro", "--force"} <= flags.keys():
+            raise UsageError("--ro and --force exclude each other")
+        console, status = self.console(positional[0])
+        if console is None:
+            return status
+        return await self.session(console, read_only="--ro" in flags, force="--force" in flags)
+
+    async def session(self, console: Console, *, read_only: bool, force: bool) -> int:
+        role = self.service.role(self.login, console.name)
+        assert role is not None
+        if force and role is not Role.RW:
+            return self.error(f"read-only on {console.name}: cannot force write", DENIED)
+        session = Session(
+            console,
+            self.channel,
+            user=self.login.user,
+            role=role,
+            settings=self.registry.settings[console.name],
+            pty=self.pty,
+            login=self.login.login,
+            peer=self.login.peer,
+            ioc=self._ioc_control(console.name),
+        )
+        self.on_input(session)
+        session.attach(write=not read_only, force=force)
+        return await session.run()
+
+    def _ioc_control(self, name: str) -> IocControl | None:
+        cfg = self.registry.settings[name]
+        if not cfg.ioc or self.service.ioc is None:
+            return None
+        return IocControl(self.service, name, self.service.may_operate(self.login, name))
+
+    async def menu(self) -> int:
+        names = self.service.visible(self.login)
+        if not names:
+            return self.error("there are no consoles you may see", NOT_FOUND)
+        shown = [self.service.view(n) for n in names]
+        self.text(views.list_table(shown, numbered=True))
+        reader = LineReader(self.channel)
+        self.on_input(reader)
+        while True:
+            self.channel.write_notice(b"console (number or name, empty to quit): ")
+            line = await reader.read_line()
+            if not line:
+                return OK
+            choice = pick(line, names)
+            if isinstance(choice, str):
+                console = self.registry.get(choice)
+                if console is not None:
+                    return await self.session(console, read_only=False, force=False)
+            self.text(_no_pick(line, choice))
+
+
+class IocControl:
+    """The IOC unit behind one console, as one session may act on it."""
+
+    def __init__(self, service: Service, name: str, may_operate: bool) -> None:
+        self.service, self.name, self.may_operate = service, name, may_operate
+
+    async def act(self, verb: str, user: str) -> str:
+        return await run_action(self.service, verb, self.name, user)
+
+    def describe(self) -> views.ConsoleView:
+        return self.service.view(self.name)
+
+
+async def run_action(service: Service, verb: str, name: str, user: str) -> str:
+    """Start/stop/restart the IOC `name` (already checked); logged on its console."""
+    assert verb in IOC_VERBS
+    assert service.ioc is not None
+    console = service.registry.consoles[name]
+    console.log_event(f"{verb} requested by {user}")
+    try:
+        await getattr(service.ioc, verb)(name)
+    except SystemctlError as exc:
+        console.log_event(f"{verb} by {user} failed: {exc}")
+        logger.warning("%s: %s by %s failed: %s", name, verb, user, exc)
+        raise ActionFailed(str(exc)) from None
+    console.log_event(f"{verb} by {user}: done")
+    logger.info("%s: %s by %s", name, verb, user)
+    past = {"restart": "restarted", "start": "started", "stop": "stopped"}[verb]
+    return f"{past} {name}"
+
+
+class _EofWaiter:
+    """Input for read-only watching: ignores keystrokes, ends at EOF or ^C/^D."""
+
+    def __init__(self) -> None:
+        self._done = trio.Event()
+
+    def feed(self, data: bytes) -> None:
+        if b"\x03" in data or b"\x04" in data:
+            self._done.set()
+
+    def eof(self) -> None:
+        self._done.set()
+
+    def drained(self) -> None:
+        pass
+
+    async def wait(self) -> None:
+        await self._done.wait()
+
+
+class _PrefixSink:
+    """A sink that writes whole lines, each prefixed with its console's name."""
+
+    MAX_PARTIAL = 4096
+
+    def __init__(self, channel: Channel, name: str) -> None:
+        self.channel, self.prefix = channel, name.encode() + b": "
+        self._partial = b""
+
+    def write(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > self.MAX_PARTIAL:
+            lines.append(self._partial)
+            self._partial = b""
+        if lines:
+            self.channel.write(b"".join(self.prefix + ln.rstrip(b"\r") + b"\n" for ln in lines))
+
+    def write_notice(self, data: bytes) -> None:
+        self.channel.write_notice(self.prefix + data.strip(b"\r\n") + b"\n")
+
+    def buffered(self) -> int:
+        return self.channel.buffered()
+
+
+def _no_args(verb: str, args: Sequence[str]) -> None:
+    if args:
+        raise UsageError(f"{verb} takes no arguments")
+
+
+def _options(
+    verb: str,
+    args: Sequence[str],
+    flags: set[str],
+    *,
+    max_positional: int,
+    valued: frozenset[str] | set[str] = frozenset(),
+) -> tuple[list[str], dict[str, str]]:
+    """Split `args` into positional words and options (``-n 5`` or ``-n5``)."""
+    positional: list[str] = []
+    options: dict[str, str] = {}
+    words = list(args)
+    while words:
+        word = words.pop(0)
+        if word in flags:
+            options[word] = ""
+        elif word in valued or word[:2] in valued:
+            key = word if word in valued else word[:2]
+            value = word[2:] if word != key else (words.pop(0) if words else None)
+            if value is None:
+                raise UsageError(f"{verb}: {key} needs a value")
+            options[key] = value
+        elif word.startswith("-") and word != "-":
+            raise UsageError(f"{verb}: unknown option {word[:20]!r}")
+        else:
+            positional.append(word)
+    if len(positional) > max_positional:
+        raise UsageError(f"{verb}: too many arguments")
+    return positional, options
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) <= MAX_TAIL:
+        raise UsageError(f"-n wants a number of lines from 1 to {MAX_TAIL}")
+    return int(text)
+
+
+def _no_pick(line: str, choice: str | list[str]) -> str:
+    if not choice:
+        return f"no console {line[:40]!r}\n"
+    if isinstance(choice, list):
+        return f"{line[:40]!r} could be: {', '.join(choice[:10])}\n"
+    return f"no console {choice!r}\n"

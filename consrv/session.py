@@ -1,21 +1,32 @@
 """One user on one console: the bridge between an SSH channel and a Console.
 
-Owns the input path of one session: read-only input is dropped here and never
-queued; read-write input is queued, encoded for procServ, and sent with
-back-pressure (the channel is paused while the queue is full, so a large paste
-flows at procServ's pace and loses nothing). Knows nothing of asyncssh: it
-talks to the channel through the small ``Channel`` protocol.
+Owns the input path of one session. Every byte the user types goes through the
+``^Ec`` escape parser first; what is left is console input, queued only while
+this session may write (the console's write lock) and never for a read-only
+user. procServ's keys (^X, ^T, and ^R/^Q while the child is down) follow the
+console's ``procserv_keys`` policy and are written to the console log with the
+user. Queued input is encoded for procServ and sent with back-pressure (the
+channel is paused while the queue is full, so a large paste flows at
+procServ's pace and loses nothing). Knows nothing of asyncssh: it talks to the
+channel through the small ``Channel`` protocol.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+import math
+import time
+from collections.abc import Callable
+from typing import ClassVar, Protocol
 
 import trio
 
+from consrv import views
 from consrv.access import Role
+from consrv.config import ConsoleConfig
 from consrv.console import Console, Sink, Viewer
+from consrv.protocol import escape
+from consrv.protocol.escape import EscapeParser, format_prefix
 from consrv.protocol.telnet import InputEncoder
 
 logger = logging.getLogger(__name__)
@@ -24,6 +35,16 @@ logger = logging.getLogger(__name__)
 INPUT_HIGH = 64 * 1024
 INPUT_LOW = 16 * 1024
 SEND_CHUNK = 4096
+# A lone ^E (the escape's first byte) is passed on after this long without a
+# second byte, so readline's ^E (end of line) works without typing on.
+PREFIX_TIMEOUT = 0.5
+REPLAY_SHORT, REPLAY_LONG = 20, 60
+
+# procServ's keys: what they do, and which act only while the child is down.
+PROCSERV_KEYS = {0x18: "^X (kill/restart)", 0x14: "^T (toggle auto-restart)"}
+WHILE_DOWN_KEYS = {0x12: "^R (restart)", 0x11: "^Q (quit procServ)"}
+
+IOC_VERBS = ("restart", "start", "stop")
 
 
 class Channel(Sink, Protocol):
@@ -32,6 +53,22 @@ class Channel(Sink, Protocol):
     def pause_reading(self) -> None: ...
 
     def resume_reading(self) -> None: ...
+
+
+class IocControl(Protocol):
+    """An IOC's unit, as a session may act on it (see ``service``)."""
+
+    may_operate: bool
+
+    async def act(self, verb: str, user: str) -> str:
+        """Start/stop/restart; returns a message, raises ActionFailed."""
+
+    def describe(self) -> views.ConsoleView:
+        """The console with its unit's health, for ``^Eci``."""
+
+
+class ActionFailed(Exception):
+    """An IOC action that did not happen; str() is the message for the user."""
 
 
 class Session:
@@ -44,30 +81,62 @@ class Session:
         *,
         user: str,
         role: Role,
-        viewer_buffer: int,
+        settings: ConsoleConfig,
         pty: bool,
+        login: str = "",
+        peer: str = "",
+        ioc: IocControl | None = None,
     ) -> None:
         self.console, self.channel, self.user, self.role = console, channel, user, role
-        self.viewer = Viewer(channel, user=user, role=role, limit=viewer_buffer, pty=pty)
+        self.settings, self.pty, self.ioc = settings, pty, ioc
+        self.viewer = Viewer(
+            channel,
+            user=user,
+            role=role,
+            limit=settings.viewer_buffer,
+            pty=pty,
+            login=login,
+            peer=peer,
+        )
+        self.parser = EscapeParser(settings.escape)
+        self.prefix = format_prefix(settings.escape)
         self._inbox = bytearray()
         self._wakeup = trio.Event()
-        self._eof = False
+        self._eof = self._detached = False
         self._paused = False
-        self._told_read_only = False
-        self._told_down = False
+        self._told: set[str] = set()
         self._encoder = InputEncoder()
+        self._on_yes: Callable[[], None] | None = None
+        self._no_text = "not sent"  # what answering no to the pending question means
+        self._actions: list[str] = []
+        self._prefix_deadline: float | None = None
+        self._last_input = trio.current_time()
+        self._handlers: dict[type[escape.Event], Callable[[escape.Event], None]] = {
+            escape.Data: self._on_data,
+            escape.Guarded: self._on_guarded,
+            escape.Answer: self._on_answer,
+            escape.Command: self._on_command,
+            escape.LineStart: self._on_line_start,
+            escape.Echo: self._on_echo,
+            escape.Line: self._on_line,
+            escape.Cancelled: self._on_cancelled,
+            escape.Unknown: self._on_unknown,
+        }
 
     # -- called from the SSH layer (synchronous, never blocks) -----------
     def feed(self, data: bytes) -> None:
         """Input from the user."""
-        if self.role is not Role.RW:
-            self._refuse_input()
+        if self._detached:
             return
-        self._inbox += data
+        now = trio.current_time()
+        self._last_input = now
+        self.viewer.last_input = time.time()
+        self.parser.receive_data(data)
+        self._process()
+        self._prefix_deadline = (
+            now + PREFIX_TIMEOUT if self.parser.state is escape.State.PREFIX else None
+        )
         self._wakeup.set()
-        if len(self._inbox) >= INPUT_HIGH and not self._paused:
-            self._paused = True
-            self.channel.pause_reading()
 
     def eof(self) -> None:
         """The user closed their input: send what is queued, then end."""
@@ -79,32 +148,92 @@ class Session:
         self.viewer.flush_drop_notice()
 
     # -- the session task --------------------------------------------------
-    def attach(self) -> None:
-        """Join the console: the header, then its output from now on."""
-        mode = "read-write" if self.role is Role.RW else "read-only"
-        self.viewer.notice(f"attached to {self.console.name}, {mode}")
-        if not self.console.up:
-            self.viewer.notice(f"{self.console.name} is down; waiting for it")
-        self.console.attach(self.viewer)
-        self.console.log_event(f"attach {self.user} {self.role.value}")
+    def attach(self, *, write: bool = True, force: bool = False) -> None:
+        """Join the console: the header, an optional replay, then its output from now on."""
+        console = self.console
+        if self.settings.replay:
+            self._replay(self.settings.replay)
+        console.attach(self.viewer, write=write, force=force)
+        self.notice(self._header())
+        if self.ioc is not None and self._offer_start():
+            return
+        if not console.up:
+            self.notice(f"{console.name} is down; waiting for it")
+
+    def _offer_start(self) -> bool:
+        """An IOC whose unit is stopped: say so, and offer to start it to an operator."""
+        assert self.ioc is not None
+        state = self.ioc.describe().state
+        if state not in ("stopped", "failed"):
+            return False
+        name = self.console.name
+        if self.ioc.may_operate and self.pty:
+            self._on_yes, self._no_text = (lambda: self._schedule("start")), "not started"
+            self.parser.expect_answer()
+            self.ask(f"IOC {name} is {state}. Start it? [y/N]")
+        elif self.ioc.may_operate:
+            self.notice(f"IOC {name} is {state}; ssh ... start {name} starts it")
+        else:
+            self.notice(f"IOC {name} is {state}; someone in its operate list can start it")
+        return True
+
+    def _header(self) -> str:
+        console = self.console
+        mode = {
+            "writer": "you write",
+            "queued": "read-write, waiting for write",
+            "watching": f"read-write, watching ({self.prefix}a to write)",
+            "read-only": "read-only",
+        }[console.mode_of(self.viewer)]
+        if console.lock.shared and self.role is Role.RW:
+            mode = "read-write (shared: everyone may write)"
+        writer = console.writer_name()
+        others = (
+            f"{writer} writes, " if writer and writer is not None and mode != "you write" else ""
+        )
+        watching = len(console.viewers) - 1
+        return (
+            f"attached to {console.name}: {mode}; {others}{watching} other(s) attached;"
+            f" {self.prefix}? for help"
+        )
 
     async def run(self) -> int:
-        """After ``attach()``: pump input until EOF, then detach. Returns the exit status."""
+        """After ``attach()``: pump input until EOF or ``^Ec.``, then detach. Exit status 0."""
         try:
-            await self._pump_input()
+            await self._pump()
         finally:
             self.console.detach(self.viewer)
-            self.console.log_event(f"detach {self.user}")
         return 0
 
-    async def _pump_input(self) -> None:
+    async def _pump(self) -> None:
         while True:
-            await self._wakeup.wait()
+            with trio.move_on_at(self._deadline()):
+                await self._wakeup.wait()
             self._wakeup = trio.Event()
+            self._check_timers()
             while self._inbox:
                 await self._send(self._take(SEND_CHUNK))
-            if self._eof:
+            while self._actions:
+                await self._act(self._actions.pop(0))
+            if self._eof or self._detached:
                 return
+
+    def _deadline(self) -> float:
+        deadlines = [self._prefix_deadline or math.inf]
+        timeout = self.settings.writer_idle_timeout
+        if timeout is not None and self.console.lock.writer is self.viewer:
+            deadlines.append(self._last_input + timeout)
+        return min(deadlines)
+
+    def _check_timers(self) -> None:
+        now = trio.current_time()
+        if self._prefix_deadline is not None and now >= self._prefix_deadline:
+            self._prefix_deadline = None
+            self._on_data(escape.Data(self.parser.flush_pending()))
+        timeout = self.settings.writer_idle_timeout
+        idle = now - self._last_input
+        if timeout is not None and self.console.lock.writer is self.viewer and idle >= timeout:
+            self.console.idle_release(self.viewer, idle)
 
     def _take(self, size: int) -> bytes:
         chunk = bytes(self._inbox[:size])
@@ -116,12 +245,241 @@ class Session:
 
     async def _send(self, chunk: bytes) -> None:
         if await self.console.send_input(self._encoder.encode(chunk)):
-            self._told_down = False
-        elif not self._told_down:
-            self._told_down = True
-            self.viewer.notice(f"{self.console.name} is down; input discarded")
+            self._told.discard("down")
+        else:
+            self._tell_once("down", f"{self.console.name} is down; input discarded")
+
+    # -- parsing the user's input -----------------------------------------
+    def _process(self) -> None:
+        while True:
+            guarded = self._guarded()
+            if guarded != self.parser.guarded:
+                self.parser.guarded = guarded
+            event = self.parser.next_event()
+            if event is None or self._detached:
+                return
+            self._handlers[type(event)](event)
+
+    def _guarded(self) -> frozenset[int]:
+        if not self.console.lock.may_write(self.viewer):
+            return frozenset()
+        keys = set(PROCSERV_KEYS)
+        if self.console.child_running is False:
+            keys |= set(WHILE_DOWN_KEYS)
+        return frozenset(keys)
+
+    def _on_data(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Data)
+        if event.data:
+            self._queue_input(event.data)
+
+    def _queue_input(self, data: bytes) -> None:
+        if not self.console.lock.may_write(self.viewer):
+            self._refuse_input()
+            return
+        self._inbox += data
+        if len(self._inbox) >= INPUT_HIGH and not self._paused:
+            self._paused = True
+            self.channel.pause_reading()
 
     def _refuse_input(self) -> None:
-        if not self._told_read_only:
-            self._told_read_only = True
-            self.viewer.notice("read-only: your input is not sent")
+        if self.role is not Role.RW:
+            self._tell_once("ro", "read-only: your input is not sent")
+        else:
+            self._tell_once("watch", f"watching: your input is not sent ({self.prefix}a to write)")
+
+    def _on_guarded(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Guarded)
+        key = event.byte
+        what = PROCSERV_KEYS.get(key) or WHILE_DOWN_KEYS.get(key, f"byte {key:#04x}")
+        policy = self.settings.procserv_keys
+        if policy == "confirm" and not self.pty:
+            policy = "block"  # nobody to ask: a script gets `restart NAME` instead
+        if policy != "confirm":
+            self.parser.cancel_answer()  # no question is asked
+        if policy == "block":
+            self.notice(f"{what.split()[0]} is not sent: blocked on {self.console.name}")
+            self.console.log_event(f"{self.user} sent {what.split()[0]}: blocked")
+        elif policy == "pass":
+            self._send_key(key, what)
+        else:
+            self._on_yes, self._no_text = (lambda: self._send_key(key, what)), "not sent"
+            self.ask(f"Send {what} to IOC {self.console.name}? [y/N]")
+
+    def _send_key(self, key: int, what: str) -> None:
+        self.console.log_event(f"{self.user} sent {what}")
+        self._queue_input(bytes([key]))
+
+    def ask(self, question: str) -> None:
+        self.channel.write_notice(self._line_start() + question.encode() + b" ")
+
+    def _on_answer(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Answer)
+        on_yes, self._on_yes = self._on_yes, None
+        yes = event.key in ("y", "Y")
+        self.channel.write_notice(self._echo_answer(event.key))
+        if on_yes is not None and yes:
+            on_yes()
+        elif on_yes is not None:
+            self.notice(self._no_text)
+
+    def _echo_answer(self, key: str) -> bytes:
+        shown = key if key.isprintable() else ""
+        return shown.encode() + (b"\r\n" if self.pty else b"\n")
+
+    # -- escape commands ------------------------------------------------------
+    def _on_command(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Command)
+        key = event.key
+        if key == ".":
+            self._detached = True
+            self.notice(f"detached from {self.console.name}")
+            self._wakeup.set()
+        elif key == "?":
+            self.text(self.help_text())
+        elif key in "afs":
+            self._lock_command(key)
+        elif key == "w":
+            self._who()
+        elif key in "rp":
+            self._replay(REPLAY_SHORT if key == "r" else REPLAY_LONG)
+        elif key == "i":
+            self._info()
+
+    def _lock_command(self, key: str) -> None:
+        console = self.console
+        if key == "s":
+            console.spy(self.viewer)
+        elif self.role is not Role.RW:
+            self.notice("read-only: you cannot write to this console")
+        elif key == "a":
+            console.request_write(self.viewer)
+        else:
+            console.force_write(self.viewer)
+
+    def _who(self) -> None:
+        now = time.time()
+        rows = [(self.console.name, entry) for entry in self.console.who(now=now)]
+        self.text(views.who_table(rows, now=now, console_column=False))
+
+    def _replay(self, lines: int) -> None:
+        data = self.console.scrollback.last_lines(lines)
+        self.notice(f"last {lines} lines of {self.console.name}")
+        if data:
+            self.channel.write(data if data.endswith(b"\n") else data + b"\r\n")
+        self.notice("end of replay")
+
+    def _info(self) -> None:
+        view = self.ioc.describe() if self.ioc is not None else views.ConsoleView(self.console)
+        you = self.console.mode_of(self.viewer)
+        self.text(views.status_text(view, now=time.time()) + f"you       {self.user}, {you}\n")
+
+    def help_text(self) -> str:
+        """The escapes this user may use, and only those."""
+        p = self.prefix
+        lines = [f"{p}.  detach", f"{p}?  this help"]
+        if self.role is Role.RW and not self.console.lock.shared:
+            lines += [f"{p}a  ask for write (queued if taken)", f"{p}f  force write"]
+        lines += [f"{p}s  stop writing (spy)"] if self.role is Role.RW else []
+        lines += [
+            f"{p}w  who is attached",
+            f"{p}r  replay the last {REPLAY_SHORT} lines",
+            f"{p}p  replay the last {REPLAY_LONG} lines",
+            f"{p}i  console and IOC info",
+            f"{p}b  broadcast a message to this console's users",
+            f"{p}n  write a note into the console log",
+        ]
+        if self.role is Role.RW:
+            lines.append(f"{p}\\ooo  send the byte with octal code ooo")
+        if self.ioc is not None and self.ioc.may_operate:
+            lines.append(f"{p}!  IOC action: restart, start or stop (asks first)")
+        if self.role is Role.RW:
+            lines.append(f"^X ^T  procServ keys: {self._key_policy_text()}")
+        return "".join(line + "\n" for line in lines)
+
+    def _key_policy_text(self) -> str:
+        return {
+            "confirm": "asks before sending",
+            "pass": "sent (and logged)",
+            "block": "blocked",
+        }[self.settings.procserv_keys]
+
+    # -- line commands: broadcast, note, IOC action -----------------------
+    _PROMPTS: ClassVar[dict[str, str]] = {
+        "b": "broadcast: ",
+        "n": "note: ",
+        "!": "IOC action (restart, start, stop): ",
+    }
+
+    def _on_line_start(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.LineStart)
+        self.channel.write_notice(self._line_start() + self._PROMPTS[event.key].encode())
+
+    def _on_echo(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Echo)
+        self.channel.write_notice(event.data)
+
+    def _on_cancelled(self, event: escape.Event) -> None:
+        self.channel.write_notice(b"\r\n" if self.pty else b"\n")
+        self.notice("cancelled")
+
+    def _on_line(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Line)
+        self.channel.write_notice(b"\r\n" if self.pty else b"\n")
+        text = "".join(c if c.isprintable() else "?" for c in event.text)
+        if not text:
+            self.notice("cancelled (empty)")
+        elif event.key == "b":
+            self.console.announce(f"{self.user}: {text}")
+            self.console.log_event(f"broadcast from {self.user}: {text}")
+        elif event.key == "n":
+            self.console.log_event(f"note from {self.user}: {text}")
+            self.notice("note written to the log" if self.console.log else "no log on this console")
+        else:
+            self._ioc_action(text)
+
+    def _ioc_action(self, verb: str) -> None:
+        verb = verb.strip().lower()
+        if verb not in IOC_VERBS:
+            self.notice(f"unknown IOC action {verb[:20]!r}: use restart, start or stop")
+        elif self.ioc is None:
+            self.notice(f"{self.console.name} is not an IOC unit")
+        elif not self.ioc.may_operate:
+            self.notice(f"you may not operate {self.console.name}")
+        else:
+            self._on_yes, self._no_text = (lambda: self._schedule(verb)), "cancelled"
+            self.parser.expect_answer()
+            self.ask(f"{verb.capitalize()} IOC {self.console.name}? [y/N]")
+
+    def _schedule(self, verb: str) -> None:
+        self._actions.append(verb)
+        self._wakeup.set()
+
+    async def _act(self, verb: str) -> None:
+        assert self.ioc is not None
+        self.notice(f"{verb} {self.console.name} ...")
+        try:
+            self.notice(await self.ioc.act(verb, self.user))
+        except ActionFailed as exc:
+            self.notice(str(exc))
+
+    # -- output to this user ------------------------------------------------
+    def notice(self, text: str) -> None:
+        self.viewer.notice(text)
+
+    def text(self, text: str) -> None:
+        data = text.encode()
+        self.channel.write_notice(data.replace(b"\n", b"\r\n") if self.pty else data)
+
+    def _line_start(self) -> bytes:
+        return b"\r\n" if self.pty else b""
+
+    def _on_unknown(self, event: escape.Event) -> None:
+        assert isinstance(event, escape.Unknown)
+        key = event.key if event.key.isprintable() else f"\\x{ord(event.key[:1] or ' '):02x}"
+        self.notice(f"unknown escape {self.prefix}{key}; {self.prefix}? for help")
+
+    def _tell_once(self, what: str, text: str) -> None:
+        if what not in self._told:
+            self._told.add(what)
+            self.notice(text)

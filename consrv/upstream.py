@@ -24,7 +24,7 @@ class UnixTarget:
     path: Path
 
     def __str__(self) -> str:
-        return str(self.path)
+        return f"unix:{self.path}"
 
 
 @dataclass(frozen=True)

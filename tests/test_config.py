@@ -210,8 +210,13 @@ def test_discovered_console_refuses_a_bad_name() -> None:
 
 def test_shipped_example_config_parses() -> None:
     config = load_config(REPO / "config" / "consrv.yaml")
-    assert set(config.consoles) == {"my-ioc", "vme-ioc"}
+    assert set(config.consoles) == {"my-ioc", "vme-ioc", "llrf-ioc"}
     assert config.consoles["vme-ioc"].tcp == Endpoint("vme1.example", 20000)
+    llrf = config.consoles["llrf-ioc"]
+    assert (llrf.ioc, llrf.autostart, llrf.socket) == (
+        True, True, Path("/run/procServ/llrf-ioc/control"),
+    )  # fmt: skip
+    assert [p.name for p in llrf.patterns] == ["segfault", "caught_signal"]
     assert config.discover == ("/run/procServ/*/control",)
     assert all(user.keys for user in config.users.values())
     assert config.groups_of("carol") == frozenset({"operators"})
@@ -257,9 +262,9 @@ def test_load_config_resolves_relative_paths_against_the_file(tmp_path: Path) ->
         ({"defaults": {"ro": ["nobody"]}}, "defaults.ro[0]", "unknown user 'nobody'"),
         ({"defaults": {"scrollback": -1}}, "defaults.scrollback", "must be a positive size"),
         ({"consoles": {"my-ioc": {"socket": 7}}}, "consoles.my-ioc.socket", "expected a path"),
-        ({"consoles": {"my-ioc": {"tcp": "h:1"}}}, "consoles.my-ioc", "needs exactly one of"),
-        ({"consoles": {"x": {}}}, "consoles.x", "needs exactly one of 'socket'"),
-        ({"consoles": {"x": None}}, "consoles.x", "needs exactly one of 'socket'"),
+        ({"consoles": {"my-ioc": {"tcp": "h:1"}}}, "consoles.my-ioc", "not both"),
+        ({"consoles": {"x": {}}}, "consoles.x", "needs 'socket'"),
+        ({"consoles": {"x": None}}, "consoles.x", "needs 'socket'"),
         ({"consoles": {"x": {"tcp": "h:0"}}}, "consoles.x.tcp", "port must be 1-65535"),
         ({"consoles": {"x": {"tcp": "h"}}}, "consoles.x.tcp", "expected HOST:PORT"),
         ({"consoles": {"x": []}}, "consoles.x", "expected a mapping"),
@@ -633,3 +638,130 @@ def test_load_config_returns_config(tmp_path: Path) -> None:
     config = load_config(file)
     assert isinstance(config, Config)
     assert config.user_for_key(ALICE.public_data) == "alice"
+
+
+# -- console semantics and IOC options ---------------------------------------------
+
+
+def test_console_semantics_options_and_their_defaults(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "users": {"alice": {}},
+            "defaults": {
+                "write": "shared",
+                "procserv_keys": "block",
+                "writer_idle_timeout": "30m",
+                "replay": 5,
+                "escape": "^]c",
+                "operate": ["alice"],
+                "patterns": {"segfault": "Segmentation fault"},
+            },
+            "consoles": {
+                "a": {"socket": "/a"},
+                "b": {
+                    "socket": "/b",
+                    "write": "exclusive",
+                    "procserv_keys": "pass",
+                    "writer_idle_timeout": 90,
+                    "replay": 0,
+                    "escape": "^Ek",
+                    "operate": [],
+                    "patterns": {},
+                },
+            },
+        },
+        tmp_path,
+    )
+    a, b = config.consoles["a"], config.consoles["b"]
+    assert (a.write, a.procserv_keys, a.writer_idle_timeout, a.replay) == (
+        "shared",
+        "block",
+        1800,
+        5,
+    )
+    assert (a.escape, a.operate) == (b"\x1dc", ("alice",))
+    assert [(p.name, p.regex.pattern) for p in a.patterns] == [("segfault", b"Segmentation fault")]
+    assert (b.write, b.procserv_keys, b.writer_idle_timeout, b.replay) == (
+        "exclusive",
+        "pass",
+        90,
+        0,
+    )
+    assert (b.escape, b.operate, b.patterns) == (b"\x05k", (), ())
+    plain = parse_config({"consoles": {"c": {"socket": "/c"}}}, tmp_path).consoles["c"]
+    assert (plain.write, plain.procserv_keys, plain.writer_idle_timeout) == (
+        "exclusive", "confirm", None,
+    )  # fmt: skip
+    assert (plain.escape, plain.replay, plain.ioc, plain.autostart) == (b"\x05c", 0, False, False)
+
+
+def test_ioc_section_makes_consoles_iocs_with_a_derived_socket(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "ioc": {"scope": "system", "poll_interval": "2s"},
+            "consoles": {
+                "llrf": {"autostart": True},
+                "vme": {"tcp": "vme1:20000", "ioc": False},
+            },
+        },
+        tmp_path,
+    )
+    assert config.ioc is not None
+    assert config.ioc.unit_for("llrf") == "ioc@llrf.service"
+    assert config.ioc.poll_interval == 2.0
+    llrf, vme = config.consoles["llrf"], config.consoles["vme"]
+    assert (llrf.ioc, llrf.autostart, llrf.socket) == (
+        True, True, Path("/run/procServ/llrf/control"),
+    )  # fmt: skip
+    assert (vme.ioc, vme.socket) == (False, None)
+    found = config.discovered_console("new")
+    assert (found.ioc, found.socket) == (True, Path("/run/procServ/new/control"))
+
+
+def test_user_scope_sockets_live_in_the_runtime_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    config = parse_config({"ioc": {"scope": "user"}, "consoles": {"x": {}}}, tmp_path)
+    assert config.consoles["x"].socket == Path("/run/user/1000/procServ/x/control")
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        ({"defaults": {"write": "many"}}, "defaults.write", "expected 'exclusive' or 'shared'"),
+        ({"defaults": {"procserv_keys": "ask"}}, "defaults.procserv_keys", "expected 'confirm'"),
+        ({"defaults": {"writer_idle_timeout": "soon"}}, "defaults.writer_idle_timeout", "duration"),
+        ({"defaults": {"writer_idle_timeout": 0}}, "defaults.writer_idle_timeout", "positive"),
+        ({"defaults": {"replay": -1}}, "defaults.replay", "must be at least 0"),
+        ({"defaults": {"replay": 20000}}, "defaults.replay", "must be at most 10000"),
+        ({"defaults": {"escape": "^E"}}, "defaults.escape", "escape"),
+        ({"defaults": {"escape": "ab"}}, "defaults.escape", "escape"),
+        ({"defaults": {"operate": ["nobody"]}}, "defaults.operate[0]", "unknown user 'nobody'"),
+        ({"defaults": {"patterns": {"bad name": "x"}}}, "defaults.patterns['bad name']", "pattern"),
+        ({"defaults": {"patterns": {"p": "(unclosed"}}}, "defaults.patterns.p", "not a regular"),
+        ({"defaults": {"ioc": True}}, "defaults.ioc", "needs the top-level 'ioc' section"),
+        ({"consoles": {"x": {"socket": "/x", "ioc": True}}}, "consoles.x.ioc", "needs the top"),
+        ({"consoles": {"x": {"socket": "/x", "autostart": True}}}, "consoles.x.autostart", "IOC"),
+        (
+            {"consoles": {"x": {"socket": "/x", "operate": ["@nope"]}}},
+            "consoles.x.operate[0]",
+            "group",
+        ),
+        ({"ioc": {"scope": "global"}}, "ioc.scope", "expected 'system' or 'user'"),
+        ({"ioc": {"unit": "ioc@.service"}}, "ioc.unit", "{name} exactly once"),
+        ({"ioc": {"unit": "ioc@{name}"}}, "ioc.unit", "must end in .service"),
+        ({"ioc": {"unit": "ioc@{name}{x}.service"}}, "ioc.unit", "only {name}"),
+        ({"ioc": {"socket": "run/{name}/control"}}, "ioc.socket", "absolute"),
+        ({"ioc": {"poll_interval": "-1s"}}, "ioc.poll_interval", "duration"),
+    ],
+)
+def test_semantics_and_ioc_errors_name_the_key(
+    change: dict[str, Any], path: str, message: str, tmp_path: Path
+) -> None:
+    data: dict[str, Any] = {"users": {"alice": {}}, **change}
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, tmp_path)
+    found = {problem.path: problem.message for problem in caught.value.problems}
+    assert path in found, found
+    assert message in found[path]

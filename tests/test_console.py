@@ -9,12 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import trio
-import trio.lowlevel
 
 from consrv.access import Role
 from consrv.console import READ_SIZE, Console, Viewer
 from consrv.consolelog import ConsoleLog
-from consrv.session import Session
 from consrv.upstream import Backoff, TcpTarget, UnixTarget
 from tests.fakes import MemorySink, running, unix_server, wait_for
 
@@ -92,66 +90,6 @@ async def test_down_and_up_are_announced_and_reconnect_is_fast(tmp_path: Path) -
             assert trio.current_time() - started < 0.5
             await wait_for(lambda: sink.notices.count(b"[consrv: t-ioc up]") == 2)
     assert console.stats.connects == 2
-
-
-async def test_read_only_input_never_reaches_upstream(tmp_path: Path) -> None:
-    server_path = tmp_path / "ctl"
-    console = make_console(server_path)
-    ro_sink, rw_sink = MemorySink(), MemorySink()
-    async with unix_server(server_path) as server, running(console) as inner:
-        peer = await server.next_peer()
-        await wait_for(lambda: console.up)
-        ro = Session(console, ro_sink, user="o", role=Role.RO, viewer_buffer=4096, pty=True)
-        rw = Session(console, rw_sink, user="w", role=Role.RW, viewer_buffer=4096, pty=True)
-        for session in (ro, rw):
-            session.attach()
-            inner.start_soon(session.run)
-        ro.feed(b"\x18\x14evil\r")
-        rw.feed(b"dbl\n\xff")
-        ro.feed(b"more evil\r\n")
-        rw.eof()
-        await peer.receive_until(6)
-        with trio.move_on_after(0.3):  # anything more would be a leak
-            await peer.receive_until(7)
-    assert peer.received == b"dbl\r\xff\xff"
-    assert b"read-only: your input is not sent" in ro_sink.notices
-
-
-async def test_large_paste_flows_with_back_pressure(tmp_path: Path) -> None:
-    server_path = tmp_path / "ctl"
-    console = make_console(server_path)
-    sink = MemorySink()
-    paste = bytes(range(1, 255)).replace(b"\r", b"").replace(b"\n", b"") * 4000  # ~1 MB
-    async with unix_server(server_path) as server, running(console) as inner:
-        peer = await server.next_peer()
-        await wait_for(lambda: console.up)
-        session = Session(console, sink, user="w", role=Role.RW, viewer_buffer=4096, pty=True)
-        session.attach()
-        inner.start_soon(session.run)
-        paused_seen = False
-        for i in range(0, len(paste), 32768):
-            session.feed(paste[i : i + 32768])
-            paused_seen |= sink.paused_reading
-            while sink.paused_reading:  # what asyncssh does: stop calling data_received
-                await peer.receive_until(len(peer.received) + 1)
-                await trio.lowlevel.checkpoint()
-        session.eof()
-        received = await peer.receive_until(len(paste))
-    assert paused_seen
-    assert received == paste
-
-
-async def test_input_while_down_is_discarded_with_a_notice(tmp_path: Path) -> None:
-    console = make_console(tmp_path / "missing")
-    sink = MemorySink()
-    async with running(console) as inner:
-        session = Session(console, sink, user="w", role=Role.RW, viewer_buffer=4096, pty=False)
-        session.attach()
-        inner.start_soon(session.run)
-        session.feed(b"hello\n")
-        await wait_for(lambda: b"input discarded" in sink.notices)
-        session.eof()
-    assert b"[consrv: t-ioc is down; waiting for it]\n" in sink.notices
 
 
 async def test_tcp_upstream(tmp_path: Path) -> None:

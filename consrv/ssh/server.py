@@ -20,8 +20,7 @@ import trio_asyncio
 
 from consrv.config import Config
 from consrv.console import notice_bytes
-from consrv.service import Login, Service
-from consrv.session import Session
+from consrv.service import Input, Login, Service
 from consrv.ssh.keys import load_or_create_host_key
 
 logger = logging.getLogger(__name__)
@@ -160,6 +159,7 @@ class _Server(asyncssh.SSHServer):
             groups=self.front.config.groups_of(self.user),
             read_only=self.login_name != self.config.login,
             peer=self.peer,
+            login=self.login_name,
         )
         return _SSHSession(self.front, login)
 
@@ -172,7 +172,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.command = ""
         self.pty = False
-        self.session: Session | None = None
+        self.input: Input | None = None
         self._pending = bytearray()
         self._eof = False
         self._closed = False
@@ -201,23 +201,23 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self.front.start_session(self, self.login)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        if self.session is not None:
-            self.session.feed(data)
+        if self.input is not None:
+            self.input.feed(data)
         else:
             self._pending += data
 
     def eof_received(self) -> bool:
         self._eof = True
-        if self.session is not None:
-            self.session.eof()
+        if self.input is not None:
+            self.input.eof()
         return True  # keep our side open until the session ends
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         pass  # procServ has no way to pass a window size on to the IOC's pty
 
     def resume_writing(self) -> None:
-        if self.session is not None:
-            self.session.drained()
+        if self.input is not None:
+            self.input.drained()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -237,20 +237,22 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         with self._cancel:
             try:
                 status = await service.handle(
-                    login, self.command, self, pty=self.pty, on_session=self._attach
+                    login, self.command, self, pty=self.pty, on_input=self._set_input
                 )
             except Exception:
                 logger.exception("session of %s failed", login.user)
         if not self._closed and self.chan is not None:
             self.chan.exit(status)
 
-    def _attach(self, session: Session) -> None:
-        self.session = session
+    def _set_input(self, reader: Input) -> None:
+        """From now on `reader` gets the user's input (first what came before)."""
+        self.input = reader
         if self._pending:
-            session.feed(bytes(self._pending))
+            pending = bytes(self._pending)
             self._pending.clear()
+            reader.feed(pending)
         if self._eof:
-            session.eof()
+            reader.eof()
 
     # -- session.Channel -----------------------------------------------------
     def write(self, data: bytes) -> None:

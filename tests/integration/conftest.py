@@ -39,7 +39,10 @@ class World:
         return self.root / "logs" / f"{IOC}.log"
 
 
-def consrv_config(root: Path, keys: list[UserKey], consoles: dict[str, Path]) -> Path:
+def consrv_config(
+    root: Path, keys: list[UserKey], consoles: dict[str, Path], **settings: object
+) -> Path:
+    """consrv's config for the tests; `settings` go into every console's entry."""
     return write_config(
         root / "consrv.yaml",
         {
@@ -47,17 +50,22 @@ def consrv_config(root: Path, keys: list[UserKey], consoles: dict[str, Path]) ->
             "log_dir": str(root / "logs"),
             "users": {k.name: {"keys": [k.public]} for k in keys},
             "defaults": {"rw": ["alice", "bob"], "ro": ["*"], "viewer_buffer": "64K"},
-            "consoles": {name: {"socket": str(path)} for name, path in consoles.items()},
+            "consoles": {
+                name: {"socket": str(path), **settings} for name, path in consoles.items()
+            },
         },
     )
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
+    """Mark a test ``@pytest.mark.console(key=value)`` to set console options."""
+    marker = request.node.get_closest_marker("console")
+    settings = marker.kwargs if marker is not None else {}
     alice, bob, olga = keys = [make_key(tmp_path, name) for name in ("alice", "bob", "olga")]
     stranger = make_key(tmp_path, "stranger")
     with ProcServ(IOC, tmp_path) as procserv:
-        config = consrv_config(tmp_path, keys, {IOC: procserv.socket})
+        config = consrv_config(tmp_path, keys, {IOC: procserv.socket}, **settings)
         consrv = Consrv(config, tmp_path).start()
         try:
             yield World(tmp_path, procserv, consrv, alice, bob, olga, stranger)

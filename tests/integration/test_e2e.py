@@ -52,31 +52,41 @@ class Witness:
         self.sock.close()
 
 
-async def test_two_writers_and_an_observer_share_one_console(world: World) -> None:
+async def test_one_writer_a_queued_watcher_and_an_observer_share_one_console(
+    world: World,
+) -> None:
     witness = Witness(world.procserv.socket)
     alice = await PtySSH(ssh_argv(world.port, world.alice.private, "console", IOC)).start()
+    await alice.expect(rb"attached to e2e-ioc: you write")
     olga = await PtySSH(ssh_argv(world.port, world.olga.private, "observer", IOC)).start()
     try:
         async with (
             trio_asyncio.open_loop(),
             scripted_ssh(world.port, world.bob.private, "console", IOC) as bob,
         ):
-            await alice.expect(rb"attached to e2e-ioc, read-write")
-            await olga.expect(rb"attached to e2e-ioc, read-only")
-            await bob.expect(rb"attached to e2e-ioc, read-write", stderr=True)
+            await olga.expect(rb"attached to e2e-ioc: read-only; alice writes")
+            await bob.expect(rb"read-write, watching \(\^Eca to write\); alice writes", stderr=True)
             await witness.expect(rb"iocRun: All initialization complete", timeout=20)
 
             olga.output.clear()
             await olga.send(b"\x18\x14OLGA_MARK\r")  # ^X, ^T and a command: none may arrive
             await alice.send(b"dbl\r")
-            bob.send(b"BOB_MARK\n")
+            bob.send(b"BOB_EARLY\n")  # bob only watches: not sent
             for client_expect in (alice.expect, olga.expect, bob.expect):
                 await client_expect(rb"e2e-ioc:counter")
-                await client_expect(rb"BOB_MARK")
             await olga.expect(rb"read-only: your input is not sent")
-            await alice.send(b"ALICE_MARK\r")
-            await witness.expect(rb"ALICE_MARK")
-            await bob.expect(rb"ALICE_MARK")
+            await bob.expect(rb"watching: your input is not sent", stderr=True)
+            bob.send(b"\x05ca")  # ^Eca: ask for write
+            await alice.expect(rb"bob asks for write")
+            await alice.send(b"ALICE_MARK\r\x05c.")  # a last line, then ^Ec. (detach)
+            await alice.expect(rb"detached from e2e-ioc")
+            await bob.expect(rb"alice left; you now write", stderr=True)
+            await olga.expect(rb"alice left; bob now writes")
+            bob.send(b"BOB_MARK\n")
+            await witness.expect(rb"BOB_MARK")
+            for client_expect in (olga.expect, bob.expect):
+                await client_expect(rb"ALICE_MARK")
+                await client_expect(rb"BOB_MARK")
             outputs = [bytes(alice.output), bytes(olga.output), bytes(bob.stdout)]
     finally:
         await alice.aclose()
@@ -84,6 +94,7 @@ async def test_two_writers_and_an_observer_share_one_console(world: World) -> No
     seen = witness.read()
     witness.close()
     assert b"OLGA_MARK" not in seen
+    assert b"BOB_EARLY" not in seen
     assert b"@@@ Child process is shutting down" not in seen  # ^X never reached procServ
     assert b"Toggled auto restart" not in seen  # nor ^T
     assert b"BOB_MARK\r\n" in seen  # a lone \n from a script is sent as \r (one line end)
@@ -95,6 +106,8 @@ async def test_two_writers_and_an_observer_share_one_console(world: World) -> No
     assert b"OLGA_MARK" not in log
     assert IAC not in log
     assert re.search(rb"attach olga ro", log)
+    assert re.search(rb"write: bob queued \(#1\) behind alice", log)
+    assert re.search(rb"write: alice left; bob writes", log)
 
 
 async def test_ioc_restart_is_seen_live_with_its_boot_output(world: World) -> None:
@@ -229,7 +242,7 @@ async def test_observer_login_with_a_read_write_key_stays_read_only(world: World
         trio_asyncio.open_loop(),
         scripted_ssh(world.port, world.alice.private, "observer", IOC, pty=True) as alice_watching,
     ):
-        await alice_watching.expect(rb"attached to e2e-ioc, read-only", stderr=True)
+        await alice_watching.expect(rb"attached to e2e-ioc: read-only", stderr=True)
         alice_watching.send(b"\x18OBSERVER_MARK\r")
         await alice_watching.expect(rb"read-only: your input is not sent", stderr=True)
         async with scripted_ssh(world.port, world.bob.private, "console", IOC) as bob:

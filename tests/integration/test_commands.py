@@ -1,0 +1,131 @@
+"""conserver's everyday commands over real SSH: menu, escapes, procServ keys, list/who/status/tail.
+
+Real procServ with a real EPICS IOC, consrv as a process, the OpenSSH client on
+a pty and asyncssh as a scripted client. What procServ receives is checked by a
+witness connected straight to procServ's socket.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import trio
+import trio_asyncio
+
+from tests.integration.conftest import IOC, World
+from tests.integration.test_e2e import Witness
+from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
+
+pytestmark = pytest.mark.integration
+
+
+async def ssh(world: World, login: str, *command: str, key: str = "alice") -> tuple[int, str, str]:
+    private = getattr(world, key).private
+    argv = ssh_argv(world.port, private, login, *command, tty=False)
+    result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    return result.returncode, result.stdout.decode(), result.stderr.decode()
+
+
+async def booted(world: World) -> Witness:
+    """A witness on procServ, once the IOC has booted (input before that is flushed)."""
+    witness = Witness(world.procserv.socket)
+    await witness.expect(rb"iocRun: All initialization complete", timeout=20)
+    return witness
+
+
+async def wait_booted(world: World) -> None:
+    (await booted(world)).close()
+
+
+async def test_menu_through_openssh_then_detach_with_the_escape(world: World) -> None:
+    await wait_booted(world)
+    client = await PtySSH(ssh_argv(world.port, world.alice.private, "console")).start()
+    try:
+        await client.expect(rb"1\s+e2e-ioc\s+up\s+-\s+0")
+        await client.expect(rb"console \(number or name, empty to quit\): ")
+        await client.send(b"e2e\r")  # a unique prefix
+        await client.expect(rb"attached to e2e-ioc: you write")
+        await client.send(b"dbl\r")
+        await client.expect(rb"e2e-ioc:counter")
+        await client.send(b"\x05c?")
+        await client.expect(rb"\^Ec\.  detach")
+        await client.send(b"\x05c.")
+        await client.expect(rb"detached from e2e-ioc")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+
+
+async def test_kill_key_asks_first_and_procserv_gets_it_only_on_yes(world: World) -> None:
+    witness = await booted(world)
+    client = await PtySSH(ssh_argv(world.port, world.alice.private, "console", IOC)).start()
+    try:
+        await client.expect(rb"you write")
+        await client.send(b"\x18")
+        await client.expect(rb"Send \^X \(kill/restart\) to IOC e2e-ioc\? \[y/N\]")
+        await client.send(b"n")
+        await client.expect(rb"not sent")
+        await client.send(b"dbl\r")
+        await witness.expect(rb"e2e-ioc:counter")
+        assert b"shutting down" not in witness.read()
+        await client.send(b"\x18y")
+        await witness.expect(rb"@@@ Child process is shutting down")
+        await client.expect(rb"@@@ Restarting child", timeout=20)
+        await client.expect(rb"iocRun: All initialization complete", timeout=20)
+    finally:
+        await client.aclose()
+    witness.close()
+    log = world.log.read_text(errors="replace")
+    assert log.count("alice sent ^X (kill/restart)") == 1
+
+
+@pytest.mark.console(procserv_keys="block")
+async def test_blocked_keys_never_reach_procserv(world: World) -> None:
+    witness = await booted(world)
+    async with (
+        trio_asyncio.open_loop(),
+        scripted_ssh(world.port, world.alice.private, "console", IOC, pty=True) as alice,
+    ):
+        await alice.expect(rb"you write", stderr=True)
+        alice.send(b"\x18\x14\x05c\\030")  # ^X, ^T and ^X as an octal escape
+        alice.send(b"dbl\r")
+        await witness.expect(rb"e2e-ioc:counter")
+        await alice.expect(rb"(?s)(is not sent: blocked on e2e-ioc.*){3}", stderr=True)
+    seen = witness.read()
+    witness.close()
+    assert b"shutting down" not in seen
+    assert b"Toggled auto restart" not in seen
+
+
+async def test_commands_list_who_status_tail(world: World) -> None:
+    await wait_booted(world)
+    async with (
+        trio_asyncio.open_loop(),
+        scripted_ssh(world.port, world.bob.private, "console", IOC) as bob,
+    ):
+        await bob.expect(rb"you write", stderr=True)
+        bob.send(b"dbl\r")
+        await bob.expect(rb"e2e-ioc:counter")
+
+        status, out, err = await ssh(world, "console", "list", "--json")
+        assert (status, err) == (0, "")
+        (console,) = json.loads(out)["consoles"]
+        assert (console["name"], console["state"], console["writer"]) == (IOC, "up", "bob")
+
+        status, out, _ = await ssh(world, "observer", "who", IOC, key="olga")
+        assert status == 0
+        assert out.splitlines()[1].split()[:3] == [IOC, "bob", "writer"]
+
+        status, out, _ = await ssh(world, "console", "status", IOC)
+        assert status == 0
+        assert f"console   {IOC}: up" in out
+        assert "write     bob for" in out
+
+        status, out, _ = await ssh(world, "observer", "tail", IOC, "-n", "3", key="olga")
+        assert status == 0
+        assert "e2e-ioc:" in out
+        assert out.count("\n") <= 3
+
+        status, _, err = await ssh(world, "console", "tail")
+        assert (status, err) == (2, "consrv: usage: tail NAME [-n N] [-f]; try: help\n")
