@@ -8,11 +8,14 @@ witness connected straight to procServ's socket.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import trio
 import trio_asyncio
 
+from consrv.demo import ProcServ
+from tests.harness import Consrv, make_key, write_config
 from tests.integration.conftest import IOC, World
 from tests.integration.test_e2e import Witness
 from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
@@ -129,3 +132,62 @@ async def test_commands_list_who_status_tail(world: World) -> None:
 
         status, _, err = await ssh(world, "console", "tail")
         assert (status, err) == (2, "consrv: usage: tail NAME [-n N] [-f]; try: help\n")
+
+        async with (
+            scripted_ssh(world.port, world.olga.private, "observer", "follow 'e2e-*'") as follow,
+            scripted_ssh(world.port, world.olga.private, "observer", f"tail {IOC} -n 1 -f") as tail,
+        ):
+            await trio.sleep(0.2)  # both attached
+            bob.send(b"dbpr e2e-ioc:name\r")
+            await follow.expect(rb"(?m)^e2e-ioc: .*NAME: e2e-ioc:name")
+            await tail.expect(rb"NAME: e2e-ioc:name")
+            assert b"\ne2e-ioc: " not in tail.stdout  # only follow prefixes lines
+            follow.chan.write_eof()
+            assert await follow.wait_closed() == 0
+
+
+async def test_force_idle_release_no_silent_promotion_and_replay_without_a_log(
+    tmp_path: Path,
+) -> None:
+    alice, bob, olga = keys = [make_key(tmp_path, name) for name in ("alice", "bob", "olga")]
+    with ProcServ(IOC, tmp_path) as procserv:
+        config = write_config(
+            tmp_path / "consrv.yaml",
+            {
+                "ssh": {"listen": ["127.0.0.1:0"], "host_key": str(tmp_path / "host_key")},
+                "users": {k.name: {"keys": [k.public]} for k in keys},
+                "defaults": {"rw": ["alice", "bob"], "ro": ["*"], "writer_idle_timeout": "1s"},
+                "consoles": {IOC: {"socket": str(procserv.socket)}},
+            },  # no log_dir: replay works from memory
+        )
+        consrv = Consrv(config, tmp_path).start()
+        witness = Witness(procserv.socket)
+        try:
+            await witness.expect(rb"iocRun: All initialization complete", timeout=20)
+            async with (
+                trio_asyncio.open_loop(),
+                scripted_ssh(consrv.port, alice.private, "console", IOC, pty=True) as a,
+            ):
+                await a.expect(rb"you write", stderr=True)
+                async with (
+                    scripted_ssh(consrv.port, bob.private, "console", IOC, pty=True) as b,
+                    scripted_ssh(consrv.port, olga.private, "observer", IOC, pty=True) as o,
+                ):
+                    await b.expect(rb"read-write, watching", stderr=True)
+                    b.send(b"\x05cf")  # ^Ecf: force
+                    await a.expect(rb"bob forced write; you now watch", stderr=True)
+                    await b.expect(rb"you now write \(forced from alice\)", stderr=True)
+                    await o.expect(rb"bob forced write from alice", stderr=True)
+                    # bob idles 1 s: released; alice did not ask, so she stays a watcher
+                    await a.expect(rb"bob idle for 1 s: write released; nobody writes", stderr=True)
+                    a.send(b"ALICE_SILENT\r")
+                    await a.expect(rb"watching: your input is not sent", stderr=True)
+                    o.send(b"\x05cr")  # ^Ecr: replay, with no log configured
+                    await o.expect(rb"last 20 lines of e2e-ioc", stderr=True)
+                    await o.expect(rb"iocRun: All initialization complete")
+        finally:
+            consrv.stop()
+    seen = witness.read()
+    witness.close()
+    assert b"ALICE_SILENT" not in seen
+    assert not (tmp_path / "logs").exists()
