@@ -108,15 +108,32 @@ async def _report_status(notifier: Notifier, registry: Registry, front: SSHFront
 
 async def _serve_until_signal(config: Config) -> None:
     notifier = Notifier.from_environ()
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(functools.partial(serve, config, notifier=notifier))
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    # Never die on `systemctl reload`: until reload is built, say so.
+                    logger.warning("SIGHUP: config reload is not supported yet; restart to apply")
+                    notifier.reloading()
+                    notifier.ready()
+                    continue
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 notifier.stopping()
                 nursery.cancel_scope.cancel()
                 break
     notifier.close()
+
+
+def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:
+    """The OSErrors in a (nested) exception group: open_loop and nurseries nest them."""
+    found: list[OSError] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found.extend(_leaves(exc))
+        else:
+            found.append(exc)
+    return found
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -135,7 +152,7 @@ def run(config: Config) -> int:
     try:
         trio.run(_serve_until_signal, config)
     except* OSError as group:  # e.g. the SSH port is taken: a clear line, not a traceback
-        failures.extend(exc for exc in group.exceptions if isinstance(exc, OSError))
+        failures.extend(_leaves(group))
     for exc in failures:
         logger.error("cannot serve: %s", exc)
     if failures:

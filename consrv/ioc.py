@@ -325,6 +325,19 @@ class IocManager:
                 found[units[health.unit]] = health
         return found
 
+    async def refresh(self, names: Iterable[str]) -> None:
+        """Read the health of ``names`` now (after an action) and keep it with the rest.
+
+        So ``status`` tells the truth right after ``stop``, not a poll later. A failure
+        keeps what was known (logged); the next poll tries again.
+        """
+        try:
+            fresh = await self.show(names)
+        except SystemctlError as exc:
+            logger.warning("IOC health refresh failed: %s", exc)
+            return
+        self.health = {**self.health, **fresh}
+
     async def instances(self) -> set[str]:
         """Names of the template's loaded instances (running, failed, ...); invalid ones skipped."""
         pattern = self.template.replace("{name}", "*")

@@ -312,7 +312,12 @@ class _Run:
         if not self.registry.settings[name].ioc or self.service.ioc is None:
             return self.error(f"{name} is not an IOC unit (ioc: true in the config)", NOT_FOUND)
         if not self.service.may_operate(self.login, name):
-            return self.error(f"you may not {verb} {name} (not in its operate list)", DENIED)
+            why = (
+                "the observer login is read-only"
+                if self.login.read_only
+                else "not in its operate list"
+            )
+            return self.error(f"you may not {verb} {name} ({why})", DENIED)
         try:
             self.text(await run_action(self.service, verb, name, self.login.user) + "\n")
         except ActionFailed as exc:
@@ -391,21 +396,34 @@ class IocControl:
 
 
 async def run_action(service: Service, verb: str, name: str, user: str) -> str:
-    """Start/stop/restart the IOC `name` (already checked); logged on its console."""
+    """Start/stop/restart the IOC `name` (already checked); returns what was done.
+
+    The request and its outcome go to the console's log and to everyone attached
+    to it; the unit's health is read again at once, so ``status`` is right.
+    """
     assert verb in IOC_VERBS
-    assert service.ioc is not None
+    ioc = service.ioc
+    assert ioc is not None
     console = service.registry.consoles[name]
-    console.log_event(f"{verb} requested by {user}")
+    _event(console, f"{verb} requested by {user}")
     try:
-        await getattr(service.ioc, verb)(name)
+        await getattr(ioc, verb)(name)
     except SystemctlError as exc:
-        console.log_event(f"{verb} by {user} failed: {exc}")
+        await ioc.refresh([name])
+        _event(console, f"{verb} by {user} failed: {exc}")
         logger.warning("%s: %s by %s failed: %s", name, verb, user, exc)
         raise ActionFailed(str(exc)) from None
-    console.log_event(f"{verb} by {user}: done")
+    await ioc.refresh([name])
+    _event(console, f"{verb} by {user}: done")
     logger.info("%s: %s by %s", name, verb, user)
     past = {"restart": "restarted", "start": "started", "stop": "stopped"}[verb]
     return f"{past} {name}"
+
+
+def _event(console: Console, text: str) -> None:
+    """An IOC action's step: into the console's log and to everyone attached."""
+    console.log_event(text)
+    console.announce(text)
 
 
 class _EofWaiter:

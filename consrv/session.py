@@ -13,6 +13,7 @@ channel through the small ``Channel`` protocol.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -61,7 +62,11 @@ class IocControl(Protocol):
     may_operate: bool
 
     async def act(self, verb: str, user: str) -> str:
-        """Start/stop/restart; returns a message, raises ActionFailed."""
+        """Start/stop/restart; returns a message, raises ActionFailed.
+
+        The request and its outcome are announced to every viewer of the console
+        (this session's too) and written to its log.
+        """
 
     def describe(self) -> views.ConsoleView:
         """The console with its unit's health, for ``^Eci``."""
@@ -163,6 +168,8 @@ class Session:
     def _offer_start(self) -> bool:
         """An IOC whose unit is stopped: say so, and offer to start it to an operator."""
         assert self.ioc is not None
+        if self.console.up:  # connected to procServ: running, whatever the last poll said
+            return False
         state = self.ioc.describe().state
         if state not in ("stopped", "failed"):
             return False
@@ -456,12 +463,10 @@ class Session:
         self._wakeup.set()
 
     async def _act(self, verb: str) -> None:
+        """A confirmed IOC action; this user sees it as everyone attached does."""
         assert self.ioc is not None
-        self.notice(f"{verb} {self.console.name} ...")
-        try:
-            self.notice(await self.ioc.act(verb, self.user))
-        except ActionFailed as exc:
-            self.notice(str(exc))
+        with contextlib.suppress(ActionFailed):  # announced, as the request was
+            await self.ioc.act(verb, self.user)
 
     # -- output to this user ------------------------------------------------
     def notice(self, text: str) -> None:

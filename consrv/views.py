@@ -31,12 +31,12 @@ class ConsoleView:
     @property
     def state(self) -> str:
         """up, down, child-down (procServ up, IOC not running), stopped, failed."""
+        if self.console.up:  # connected to procServ: that is the truth, whatever the last poll
+            return "child-down" if self.console.child_running is False else "up"
         health = self.health
         if health is not None and health.active_state in ("inactive", "failed"):
             return "stopped" if health.active_state == "inactive" else "failed"
-        if not self.console.up:
-            return "down"
-        return "child-down" if self.console.child_running is False else "up"
+        return "down"
 
 
 def iso(timestamp: float | None) -> str | None:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,22 +42,33 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
 
 
 class Consrv:
-    """``consrv serve --config FILE`` in the background, stderr kept in a file."""
+    """``consrv serve --config FILE`` in the background, stderr kept in a file.
 
-    def __init__(self, config: Path, workdir: Path) -> None:
+    ``env``: consrv's whole environment (None: the test's own), e.g. a systemd user
+    manager's ``XDG_RUNTIME_DIR`` and a ``PATH`` with a ``systemctl`` wrapper first.
+    """
+
+    def __init__(self, config: Path, workdir: Path, env: Mapping[str, str] | None = None) -> None:
         self.config = config
+        self.env = dict(env) if env is not None else None
         self.stderr_path = workdir / "consrv.stderr"
         self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     def start(self, timeout: float = 15) -> Consrv:
+        """Spawn, then wait until the SSH port is bound (``port`` is then set)."""
+        self.spawn()
+        match = self.wait_for_log(rb"ssh listening on [\d.]+:(\d+)", timeout)
+        self.port = int(match.group(1))
+        return self
+
+    def spawn(self) -> Consrv:
+        """Start the process and return at once (``start()`` also waits for the port)."""
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "consrv", "serve", "--config", str(self.config)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=self.env,
             )  # fmt: skip
-        match = self.wait_for_log(rb"ssh listening on [\d.]+:(\d+)", timeout)
-        self.port = int(match.group(1))
         return self
 
     def stderr(self) -> str:

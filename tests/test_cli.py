@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.harness import Consrv
 
 
 def consrv(*args: str) -> subprocess.CompletedProcess[str]:
@@ -52,3 +56,33 @@ def test_version() -> None:
     result = consrv("version")
     assert result.returncode == 0
     assert result.stdout.startswith("consrv ")
+
+
+def test_serve_says_why_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = tmp_path / "consrv.yaml"
+        config.write_text(f"ssh: {{listen: ['127.0.0.1:{port}'], host_key: {tmp_path}/key}}\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "consrv", "serve", "--config", str(config)],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 1
+    assert "ERROR consrv.daemon: cannot serve: [Errno 98]" in result.stderr
+    assert "stopped" not in result.stderr
+
+
+def test_sighup_does_not_stop_the_server(tmp_path: Path) -> None:
+    config = tmp_path / "consrv.yaml"
+    config.write_text(f"ssh: {{listen: ['127.0.0.1:0'], host_key: {tmp_path}/key}}\n")
+    server = Consrv(config, tmp_path).start()
+    try:
+        assert server.process is not None
+        server.process.send_signal(signal.SIGHUP)
+        server.wait_for_log(rb"SIGHUP: config reload is not supported yet")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as conn:
+            assert conn.recv(64).startswith(b"SSH-2.0-")
+    finally:
+        assert server.stop() == 0

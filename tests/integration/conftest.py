@@ -14,6 +14,7 @@ import pytest
 
 from consrv.demo import ProcServ
 from tests.harness import Consrv, UserKey, make_key, write_config
+from tests.systemd_user import SystemdUser
 
 IOC = "e2e-ioc"
 
@@ -71,3 +72,14 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
             yield World(tmp_path, procserv, consrv, alice, bob, olga, stranger)
         finally:
             consrv.stop()
+
+
+@pytest.fixture(scope="module")
+def manager() -> Iterator[SystemdUser]:
+    """A private systemd user manager with ioc@.service, one per test module.
+
+    Per module, so each module starts from a manager with no units and no
+    leftover procServ directories; everything under it is stopped at the end.
+    """
+    with SystemdUser.running() as systemd:
+        yield systemd

@@ -35,12 +35,6 @@ TELNET_OFFER = b"\xff\xfb\x01"
 BOOTED = b"iocRun: All initialization complete"
 
 
-@pytest.fixture(scope="module")
-def manager() -> Iterator[SystemdUser]:
-    with SystemdUser.running() as systemd:
-        yield systemd
-
-
 @pytest.fixture
 def systemd(manager: SystemdUser) -> Iterator[SystemdUser]:
     """The module's manager, with no ioc@ unit left running after the test."""
