@@ -1,4 +1,4 @@
-"""The ``consrv`` command: ``serve``, ``check-config``, ``version``."""
+"""The ``consrv`` command: ``serve``, ``check-config``, ``import``, ``version``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from consrv import __version__
 from consrv.config import ConfigError, load_config
+from consrv.migrate import command as import_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path, required=True, help="the YAML config file")
     sub.add_parser("version", help="print the version")
+    import_command.add_arguments(sub)
     return parser
 
 
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "version":
         print(f"consrv {__version__}")
         return 0
+    if args.command == "import":
+        return import_command.run(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
