@@ -39,6 +39,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from consrv.migrate.envfile import format_env_file, quote_exec_words
+
 REPO = Path(__file__).resolve().parent.parent
 IOC_UNIT = REPO / "systemd" / "ioc@.service"
 CONSRV_UNIT = REPO / "systemd" / "consrv.service"
@@ -264,11 +266,10 @@ class SystemdUser:
         return target
 
     def write_ioc_env(self, name: str, chdir: Path | str, cmd: Sequence[str]) -> Path:
-        """``%E/consrv/ioc/NAME.env`` for ioc@NAME: IOC_CHDIR and IOC_CMD (words: no spaces)."""
-        if any(not word or any(c.isspace() for c in word) for word in cmd):
-            raise ValueError(f"IOC_CMD words may not be empty or contain whitespace: {cmd!r}")
+        """``%E/consrv/ioc/NAME.env`` for ioc@NAME: IOC_CHDIR and IOC_CMD, quoted for systemd."""
         path = self.ioc_env_dir / f"{name}.env"
-        path.write_text(f"IOC_CHDIR={chdir}\nIOC_CMD={' '.join(cmd)}\n")
+        assignments = [("IOC_CHDIR", str(chdir)), ("IOC_CMD", quote_exec_words(cmd))]
+        path.write_text(format_env_file(assignments))
         return path
 
     def socket_path(self, name: str) -> Path:
