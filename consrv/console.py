@@ -12,7 +12,7 @@ import functools
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -363,7 +363,12 @@ class Console:
 
 
 class _Matcher(Protocol):
+    """Counts pattern matches over output lines (patterns.LineMatcher)."""
+
     def feed(self, data: bytes) -> None: ...
+
+    @property
+    def counts(self) -> Mapping[str, int]: ...
 
 
 def _log_text(change: Change[Viewer]) -> str:

@@ -14,9 +14,18 @@ import sys
 
 import trio
 import trio_asyncio
+from prometheus_client.registry import Collector
 
 from consrv.config import Config
 from consrv.ioc import IocManager, Systemctl, SystemctlError
+from consrv.metrics import (
+    ConsoleCollector,
+    IocCollector,
+    ReloadStats,
+    SshStats,
+    metrics_registry,
+    serve_metrics,
+)
 from consrv.registry import Registry
 from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.service import Service
@@ -41,13 +50,21 @@ async def serve(
         iocs = _ioc_manager(config)
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
-        front = SSHFront(config, Service(registry, iocs))
+        ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
+        front = SSHFront(config, Service(registry, iocs), ssh_stats)
+        ssh_stats.sessions = front.session_roles
+        if config.metrics_listen is not None:
+            collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, ReloadStats()]
+            if iocs is not None:
+                collectors.append(IocCollector(iocs))
+            bound = await nursery.start(
+                serve_metrics, config.metrics_listen, metrics_registry(*collectors)
+            )
+            logger.info("metrics on http://%s:%d/metrics", *bound)
         addresses = await nursery.start(front.serve)
         for host, port in addresses:
             logger.info("ssh listening on %s:%d", host, port)
         logger.info("serving %d console(s)", len(registry.consoles))
-        if config.metrics_listen is not None:
-            logger.warning("metrics.listen is set, but this version serves no metrics yet")
         notifier.ready(_status(registry, front))
         nursery.start_soon(watchdog_forever, notifier)
         nursery.start_soon(_report_status, notifier, registry, front)

@@ -15,6 +15,7 @@ from consrv.config import Config, ConsoleConfig
 from consrv.console import Console
 from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
+from consrv.patterns import LineMatcher
 from consrv.upstream import Target, TcpTarget, UnixTarget
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Registry:
             log=self._log_for(cfg),
             write=cfg.write,
         )
+        console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
         self.consoles[cfg.name] = console
         self.settings[cfg.name] = cfg
         self._nursery.start_soon(console.run, name=f"console:{cfg.name}")

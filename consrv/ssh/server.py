@@ -18,9 +18,12 @@ import asyncssh
 import trio
 import trio_asyncio
 
+from consrv.access import Role
 from consrv.config import Config
 from consrv.console import notice_bytes
+from consrv.metrics import SshStats
 from consrv.service import Input, Login, Service
+from consrv.session import Session
 from consrv.ssh.keys import load_or_create_host_key
 
 logger = logging.getLogger(__name__)
@@ -32,8 +35,9 @@ CLOSE_TIMEOUT = 2.0
 class SSHFront:
     """Listens on every ``ssh.listen`` address; one trio task per SSH session."""
 
-    def __init__(self, config: Config, service: Service) -> None:
+    def __init__(self, config: Config, service: Service, stats: SshStats | None = None) -> None:
         self.config, self.service = config, service
+        self.stats = stats or SshStats((config.ssh.login, config.ssh.observer_login))
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.sessions: set[_SSHSession] = set()
         self.nursery: trio.Nursery | None = None
@@ -85,6 +89,13 @@ class SSHFront:
         for acceptor in acceptors:
             await trio_asyncio.aio_as_trio(acceptor.wait_closed)()
 
+    def session_roles(self) -> list[tuple[str, Role | None]]:
+        """(login name, role) of every SSH session; None while not on a console."""
+        return [
+            (s.login.login, s.input.role if isinstance(s.input, Session) else None)
+            for s in self.sessions
+        ]
+
     def start_session(self, chan_session: _SSHSession, login: Login) -> None:
         assert self.nursery is not None
         self.nursery.start_soon(chan_session.run, self.service, login)
@@ -109,6 +120,8 @@ class _Server(asyncssh.SSHServer):
         self.peer = ""
         self.login_name = ""
         self.user: str | None = None
+        self.asked = self.authenticated = False
+        self.failure: str | None = None  # why authentication failed, for the metrics
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -119,10 +132,14 @@ class _Server(asyncssh.SSHServer):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.conn is not None:
             self.front.connections.discard(self.conn)
+        if self.asked and not self.authenticated:  # once per connection, not per key tried
+            timed_out = isinstance(exc, asyncssh.ConnectionLost) and "timeout" in str(exc).lower()
+            self.front.stats.auth_failure(self.failure or ("timeout" if timed_out else "no_method"))
 
     def begin_auth(self, username: str) -> bool:
-        self.login_name = username
+        self.login_name, self.asked = username, True
         if username not in (self.config.login, self.config.observer_login):
+            self.failure = "unknown_login"
             self.log.info("refused login name %r from %s", username[:64], self.peer)
             assert self.conn is not None
             self.conn.send_auth_banner(
@@ -147,9 +164,13 @@ class _Server(asyncssh.SSHServer):
         if username not in (self.config.login, self.config.observer_login):
             return False
         self.user = self.front.config.user_for_key(key.public_data)
+        if self.user is None and self.failure is None:
+            self.failure = "unknown_key"
         return self.user is not None
 
     def auth_completed(self) -> None:
+        self.authenticated = True
+        self.front.stats.login(self.login_name)
         self.log.info("login %s as %s from %s", self.user, self.login_name, self.peer)
 
     def session_requested(self) -> _SSHSession:
