@@ -157,7 +157,8 @@ class Console:
         self.viewers.add(viewer)
         rw = viewer.role is Role.RW
         self.log_event(f"attach {viewer.user} {viewer.role.value}")
-        self._announce_change(self.lock.join(viewer, rw=rw, write=write, now=self._clock()))
+        joined = self.lock.join(viewer, rw=rw, write=write, now=self._clock())
+        self._announce_change(joined, skip=viewer)  # the attach header tells them
         if force and rw:
             self.force_write(viewer)
 
@@ -223,11 +224,13 @@ class Console:
         """A consrv message to every viewer (not into the console output)."""
         self._each_viewer(lambda viewer: viewer.notice(text))
 
-    def _announce_change(self, change: Change[Viewer] | None) -> None:
+    def _announce_change(self, change: Change[Viewer] | None, skip: Viewer | None = None) -> None:
         if change is None:
             return
         self.log_event(_log_text(change))
         for viewer in list(self.viewers):
+            if viewer is skip:
+                continue
             text = _change_text(change, viewer, self._idle_for)
             if text:
                 self._each_viewer(functools.partial(Viewer.notice, text=text), only=viewer)
