@@ -51,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
     from consrv import daemon  # the server's imports are only needed to serve
 
     daemon.setup_logging(args.verbose)
-    return daemon.run(config)
+    return daemon.run(config, args.config)

@@ -71,6 +71,8 @@ class Viewer:
         self.pty, self.login, self.peer = pty, login, peer
         self.since = time.time()
         self.last_input: float | None = None  # wall-clock time of the last keystroke
+        # Called when the console sends this viewer away (removed by a reload, access changed).
+        self.on_evict: Callable[[], None] | None = None
         self.dropped = 0  # dropped since the last notice
         self.dropped_total = 0
 
@@ -168,6 +170,19 @@ class Console:
         self.viewers.discard(viewer)
         self.log_event(f"detach {viewer.user}")
         self._announce_change(self.lock.leave(viewer, self._clock()))
+
+    def evict(self, viewer: Viewer, reason: str) -> None:
+        """Send one viewer away: told why, detached, its session ended."""
+        if viewer not in self.viewers:
+            return
+        viewer.notice(reason)
+        self.detach(viewer)
+        if viewer.on_evict is not None:
+            viewer.on_evict()
+
+    def evict_all(self, reason: str) -> None:
+        for viewer in list(self.viewers):
+            self.evict(viewer, reason)
 
     def request_write(self, viewer: Viewer) -> None:
         """``^Eca``: write now if free, else queue."""

@@ -7,16 +7,18 @@ SIGINT (STOPPING=1, users told, logs flushed).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import signal
 import sys
+from pathlib import Path
 
 import trio
 import trio_asyncio
 from prometheus_client.registry import Collector
 
-from consrv.config import Config
+from consrv.config import Config, ConfigError, load_config
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.metrics import (
     ConsoleCollector,
@@ -40,9 +42,13 @@ async def serve(
     config: Config,
     *,
     notifier: Notifier | None = None,
+    reloads: trio.MemoryReceiveChannel[Path] | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run consrv until cancelled; ``task_status`` gets the bound SSH addresses."""
+    """Run consrv until cancelled; ``task_status`` gets the bound SSH addresses.
+
+    Each path received on `reloads` is a request to re-read the config from it.
+    """
     notifier = notifier or Notifier(None)
     async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
         registry = Registry(config)
@@ -53,8 +59,12 @@ async def serve(
         ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
         front = SSHFront(config, Service(registry, iocs), ssh_stats)
         ssh_stats.sessions = front.session_roles
+        reload_stats = ReloadStats()
+        if reloads is not None:
+            reloader = _Reloader(registry, front, reload_stats, notifier)
+            nursery.start_soon(reloader.serve, reloads)
         if config.metrics_listen is not None:
-            collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, ReloadStats()]
+            collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
             if iocs is not None:
                 collectors.append(IocCollector(iocs))
             bound = await nursery.start(
@@ -69,6 +79,47 @@ async def serve(
         nursery.start_soon(watchdog_forever, notifier)
         nursery.start_soon(_report_status, notifier, registry, front)
         task_status.started(addresses)
+
+
+class _Reloader:
+    """SIGHUP: re-read the config; apply it, or keep the running one and say why."""
+
+    def __init__(
+        self, registry: Registry, front: SSHFront, stats: ReloadStats, notifier: Notifier
+    ) -> None:
+        self.registry, self.front, self.stats, self.notifier = registry, front, stats, notifier
+
+    async def serve(self, requests: trio.MemoryReceiveChannel[Path]) -> None:
+        async for path in requests:
+            self.notifier.reloading()
+            self.reload(path)
+            self.notifier.ready(_status(self.registry, self.front))
+
+    def reload(self, path: Path) -> None:
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            problems = "; ".join(str(problem) for problem in exc.problems)
+            logger.error("reload failed, the running config stays: %s: %s", path, problems)
+            self.stats.reload(ok=False)
+            return
+        _warn_restart_only(self.registry.config, config)
+        changes = self.registry.reload(config)
+        self.front.reconfigure(config)
+        self.stats.reload(ok=True)
+        logger.info("reloaded %s: %s", path, changes)
+
+
+def _warn_restart_only(old: Config, new: Config) -> None:
+    """Settings a reload cannot change (listeners, the IOC units): say so."""
+    for what, before, after in (
+        ("ssh", old.ssh, new.ssh),
+        ("metrics.listen", old.metrics_listen, new.metrics_listen),
+        ("ioc", old.ioc, new.ioc),
+        ("log_dir", old.log_dir, new.log_dir),
+    ):
+        if before != after:
+            logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
 
 
 def _ioc_manager(config: Config) -> IocManager | None:
@@ -123,17 +174,21 @@ async def _report_status(notifier: Notifier, registry: Registry, front: SSHFront
         notifier.status(_status(registry, front))
 
 
-async def _serve_until_signal(config: Config) -> None:
+async def _serve_until_signal(config: Config, path: Path | None) -> None:
     notifier = Notifier.from_environ()
+    send, receive = trio.open_memory_channel[Path](1)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(functools.partial(serve, config, notifier=notifier))
+            serving = functools.partial(serve, config, notifier=notifier, reloads=receive)
+            await nursery.start(serving)
             async for signum in signals:
                 if signum == signal.SIGHUP:
-                    # Never die on `systemctl reload`: until reload is built, say so.
-                    logger.warning("SIGHUP: config reload is not supported yet; restart to apply")
-                    notifier.reloading()
-                    notifier.ready()
+                    if path is None:
+                        logger.warning("SIGHUP: no config file to reload")
+                        continue
+                    logger.info("SIGHUP: reloading %s", path)
+                    with contextlib.suppress(trio.WouldBlock):  # one already waiting is enough
+                        send.send_nowait(path)
                     continue
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 notifier.stopping()
@@ -163,11 +218,11 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-def run(config: Config) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT; the process exit status."""
+def run(config: Config, path: Path | None = None) -> int:
+    """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`)."""
     failures: list[OSError] = []
     try:
-        trio.run(_serve_until_signal, config)
+        trio.run(_serve_until_signal, config, path)
     except* OSError as group:  # e.g. the SSH port is taken: a clear line, not a traceback
         failures.extend(_leaves(group))
     for exc in failures:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import trio
@@ -71,6 +72,34 @@ def discover(patterns: tuple[str, ...]) -> dict[str, Path]:
     return found
 
 
+@dataclass
+class Changes:
+    """What a reload did, by console name."""
+
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)  # new upstream or log: sessions dropped
+    changed: list[str] = field(default_factory=list)  # in place: sessions kept
+
+    def __str__(self) -> str:
+        parts = [
+            f"{label} {', '.join(names)}"
+            for label, names in (
+                ("added", self.added),
+                ("removed", self.removed),
+                ("replaced", self.replaced),
+                ("changed", self.changed),
+            )
+            if names
+        ]
+        return "; ".join(parts) or "no console changed"
+
+
+async def _run_console(console: Console, scope: trio.CancelScope) -> None:
+    with scope:
+        await console.run()
+
+
 class Registry:
     """Name → Console, each console running in the registry's nursery."""
 
@@ -78,6 +107,7 @@ class Registry:
         self.config = config
         self.consoles: dict[str, Console] = {}
         self.settings: dict[str, ConsoleConfig] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
 
     def get(self, name: str) -> Console | None:
@@ -107,8 +137,72 @@ class Registry:
         console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
         self.consoles[cfg.name] = console
         self.settings[cfg.name] = cfg
-        self._nursery.start_soon(console.run, name=f"console:{cfg.name}")
+        self._scopes[cfg.name] = scope = trio.CancelScope()
+        self._nursery.start_soon(_run_console, console, scope, name=f"console:{cfg.name}")
         return console
+
+    def remove(self, name: str, reason: str) -> None:
+        """Stop a console: its users are told `reason` and sent away, its log closed."""
+        console = self.consoles.pop(name)
+        del self.settings[name]
+        self._scopes.pop(name).cancel()
+        console.evict_all(reason)
+        if console.log is not None:
+            console.log.close()
+
+    def reload(self, config: Config) -> Changes:
+        """Apply a new config: add, remove, replace or update consoles in place.
+
+        A console whose upstream and log are unchanged keeps its connection and its
+        sessions; its other settings apply at once (write mode, patterns) or to new
+        sessions (escape, procserv_keys, replay). Access is checked again by the
+        SSH front, which sends away users who lost it.
+        """
+        old, self.config = self.config, config
+        changes = Changes()
+        for name in list(self.consoles):
+            cfg = self._wanted(name, old, config)
+            if cfg is None:
+                self.remove(name, f"{name} was removed from consrv's config")
+                changes.removed.append(name)
+            elif cfg != self.settings[name]:
+                self._change(name, cfg, changes)
+        for name, cfg in config.consoles.items():
+            if name not in self.consoles:
+                self.add(cfg)
+                changes.added.append(name)
+        self._discover_once()
+        return changes
+
+    def _wanted(self, name: str, old: Config, new: Config) -> ConsoleConfig | None:
+        """The new settings of an existing console, or None if it must go."""
+        if name in new.consoles:
+            return new.consoles[name]
+        if name in old.consoles:
+            return None  # configured before, not any more
+        current = self.settings[name]  # discovered: still discovered, with the new defaults
+        ioc = new.ioc
+        if current.ioc and ioc is not None and ioc.discover:
+            return new.discovered_console(name)
+        if not current.ioc and current.socket in discover(new.discover).values():
+            return new.discovered_console(name, current.socket)
+        return None
+
+    def _change(self, name: str, cfg: ConsoleConfig, changes: Changes) -> None:
+        old = self.settings[name]
+        keeps = (cfg.socket, cfg.tcp, cfg.timestamps) == (old.socket, old.tcp, old.timestamps)
+        if not keeps:
+            self.remove(name, f"{name} was reconfigured (new upstream or log): attach again")
+            self.add(cfg)
+            changes.replaced.append(name)
+            return
+        console = self.consoles[name]
+        self.settings[name] = cfg
+        console.lock.mode = cfg.write
+        console.scrollback.resize(cfg.scrollback)
+        if cfg.patterns != old.patterns:
+            console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
+        changes.changed.append(name)
 
     def _log_for(self, cfg: ConsoleConfig) -> ConsoleLog | None:
         log_dir = self.config.log_dir

@@ -24,6 +24,15 @@ class Scrollback:
         if excess > 0:
             del self._buf[:excess]
 
+    def resize(self, capacity: int) -> None:
+        """Keep at most `capacity` bytes from now on (the newest, if it shrinks)."""
+        if capacity < 0:
+            raise ValueError("capacity must be >= 0")
+        self.capacity = capacity
+        excess = len(self._buf) - capacity
+        if excess > 0:
+            del self._buf[:excess]
+
     def __len__(self) -> int:
         return len(self._buf)
 

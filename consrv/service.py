@@ -293,6 +293,7 @@ class _Run:
             limit = self.registry.settings[name].viewer_buffer
             viewer = Viewer(sink, user=self.login.user, role=Role.RO, limit=limit, pty=self.pty)
             viewer.login, viewer.peer = self.login.login, self.login.peer
+            viewer.on_evict = done.eof
             console.attach(viewer)
             viewers.append((console, viewer))
         try:

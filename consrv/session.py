@@ -103,6 +103,7 @@ class Session:
             login=login,
             peer=peer,
         )
+        self.viewer.on_evict = self._evicted
         self.parser = EscapeParser(settings.escape)
         self.prefix = format_prefix(settings.escape)
         self._inbox = bytearray()
@@ -151,6 +152,11 @@ class Session:
     def drained(self) -> None:
         """The channel's output buffer has room again."""
         self.viewer.flush_drop_notice()
+
+    def _evicted(self) -> None:
+        """The console sent us away (it was removed, or our access changed)."""
+        self._detached = True
+        self._wakeup.set()
 
     # -- the session task --------------------------------------------------
     def attach(self, *, write: bool = True, force: bool = False) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import trio
 
-from consrv.config import parse_config
+from consrv.config import Config, parse_config
 from consrv.registry import Registry, discover
 from tests.fakes import unix_server, wait_for
 
@@ -45,4 +45,28 @@ async def test_a_new_socket_becomes_a_connected_console_within_a_second(tmp_path
             await wait_for(lambda: registry.consoles["new-ioc"].up, timeout=1.0)
         assert trio.current_time() - started < 1.0
         assert registry.settings["new-ioc"].socket == socket_dir / "control"
+        nursery.cancel_scope.cancel()
+
+
+async def test_reload_replaces_a_console_whose_upstream_changed(tmp_path: Path) -> None:
+    def config(socket: Path, write: str) -> Config:
+        consoles = {"ioc": {"socket": str(socket), "write": write}}
+        return parse_config(
+            {"ssh": {"host_key": str(tmp_path / "key")}, "consoles": consoles}, tmp_path
+        )
+
+    first, second = tmp_path / "a.sock", tmp_path / "b.sock"
+    registry = Registry(config(first, "exclusive"))
+    async with trio.open_nursery() as nursery, unix_server(first), unix_server(second) as new:
+        await nursery.start(registry.run)
+        old = registry.consoles["ioc"]
+        await wait_for(lambda: old.up)
+        changes = registry.reload(config(first, "shared"))
+        assert (changes.changed, registry.consoles["ioc"]) == (["ioc"], old)
+        assert old.lock.shared
+        changes = registry.reload(config(second, "shared"))
+        assert changes.replaced == ["ioc"]
+        await new.next_peer()
+        await wait_for(lambda: registry.consoles["ioc"].up)
+        await wait_for(lambda: not old.up)  # the old one's task was cancelled
         nursery.cancel_scope.cancel()

@@ -35,3 +35,15 @@ def test_equals_the_tail_of_everything_appended(chunks: list[bytes], capacity: i
         ring.append(chunk)
     everything = b"".join(chunks)
     assert ring.data() == everything[max(0, len(everything) - capacity) :]
+
+
+def test_resize_keeps_the_newest_bytes() -> None:
+    ring = Scrollback(10)
+    ring.append(b"0123456789")
+    ring.resize(4)
+    assert ring.data() == b"6789"
+    ring.append(b"ab")
+    assert ring.data() == b"89ab"
+    ring.resize(8)
+    ring.append(b"cdef")
+    assert ring.data() == b"89abcdef"

@@ -10,6 +10,7 @@ call trio's synchronous API (``nursery.start_soon``) directly.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from typing import Any
@@ -89,6 +90,12 @@ class SSHFront:
         for acceptor in acceptors:
             await trio_asyncio.aio_as_trio(acceptor.wait_closed)()
 
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: new logins use it; users who lost access are sent away."""
+        self.config = config
+        for chan_session in list(self.sessions):
+            chan_session.recheck(config)
+
     def session_roles(self) -> list[tuple[str, Role | None]]:
         """(login name, role) of every SSH session; None while not on a console."""
         return [
@@ -120,6 +127,7 @@ class _Server(asyncssh.SSHServer):
         self.peer = ""
         self.login_name = ""
         self.user: str | None = None
+        self.key = b""  # the public key the user signed with
         self.asked = self.authenticated = False
         self.failure: str | None = None  # why authentication failed, for the metrics
 
@@ -164,6 +172,7 @@ class _Server(asyncssh.SSHServer):
         if username not in (self.config.login, self.config.observer_login):
             return False
         self.user = self.front.config.user_for_key(key.public_data)
+        self.key = bytes(key.public_data)
         if self.user is None and self.failure is None:
             self.failure = "unknown_key"
         return self.user is not None
@@ -182,14 +191,14 @@ class _Server(asyncssh.SSHServer):
             peer=self.peer,
             login=self.login_name,
         )
-        return _SSHSession(self.front, login)
+        return _SSHSession(self.front, login, self.key)
 
 
 class _SSHSession(asyncssh.SSHServerSession[bytes]):
     """One SSH channel: exec / shell requests, data, and the channel as a ``Channel``."""
 
-    def __init__(self, front: SSHFront, login: Login) -> None:
-        self.front, self.login = front, login
+    def __init__(self, front: SSHFront, login: Login, key: bytes = b"") -> None:
+        self.front, self.login, self.key = front, login, key
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.command = ""
         self.pty = False
@@ -244,6 +253,28 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self._closed = True
         self._cancel.cancel()
         self.front.sessions.discard(self)
+
+    def recheck(self, config: Config) -> None:
+        """After a reload: end this session if its key no longer is this user's,
+        or send it away from its console if its role there changed."""
+        login = self.login
+        if config.user_for_key(self.key) != login.user:
+            logger.info("reload: %s's key is gone: ending their session", login.user)
+            text = "your key was removed from consrv's config"
+            self.write_notice(notice_bytes(text, pty=self.pty))
+            self._cancel.cancel()
+            return
+        self.login = dataclasses.replace(login, groups=config.groups_of(login.user))
+        session = self.input
+        if isinstance(session, Session):
+            name = session.console.name
+            role = self.front.service.role(self.login, name)
+            if role is not session.role:
+                now = role.value if role is not None else "none"
+                session.console.evict(
+                    session.viewer,
+                    f"your access to {name} changed ({session.role.value} -> {now}): attach again",
+                )
 
     def say_goodbye(self) -> None:
         """consrv is stopping: tell the user, end the channel with a non-zero status."""
