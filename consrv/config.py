@@ -151,6 +151,7 @@ class ConsoleDefaults:
     escape: bytes = DEFAULT_PREFIX
     ioc: bool = False
     patterns: tuple[Pattern, ...] = ()
+    audit_input: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -192,6 +193,7 @@ class ConsoleConfig:
     ioc: bool = False  # an `ioc@` unit: start/stop/restart, health
     autostart: bool = False
     patterns: tuple[Pattern, ...] = ()
+    audit_input: bool = False  # every byte this console's writers send goes to the audit log
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +208,7 @@ class Config:
     consoles: Mapping[str, ConsoleConfig]
     discover: tuple[str, ...]
     ioc: IocConfig | None = None
+    audit_log: Path | None = None
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -251,6 +254,7 @@ class Config:
             escape=d.escape,
             ioc=ioc,
             patterns=d.patterns,
+            audit_input=d.audit_input,
         )
 
 
@@ -554,6 +558,7 @@ class _RawDefaults(_Raw):
     escape: Escape = DEFAULT_PREFIX
     ioc: StrictBool | None = None
     patterns: Annotated[dict[PatternName, Regex], NoneIsEmpty] = Field(default_factory=dict)
+    audit_input: StrictBool = False
 
 
 class _RawIoc(_Raw):
@@ -581,6 +586,7 @@ class _RawConsole(_Raw):
     ioc: StrictBool | None = None
     autostart: StrictBool = False
     patterns: dict[PatternName, Regex] | None = None
+    audit_input: StrictBool | None = None
 
     @pydantic.model_validator(mode="after")
     def _one_upstream(self) -> "_RawConsole":
@@ -604,6 +610,7 @@ class _RawConfig(_Raw):
         tuple[DiscoverPattern, ...], pydantic.BeforeValidator(lambda v: () if v is None else v)
     ] = ()
     ioc: _RawIoc | None = None
+    audit_log: PathValue | None = None
 
 
 # ---------------------------------------------------------------- pydantic errors → problems
@@ -750,6 +757,7 @@ class _Resolver:
             consoles=types.MappingProxyType(consoles),
             discover=raw.discover,
             ioc=self.ioc,
+            audit_log=self.base_dir / raw.audit_log if raw.audit_log else None,
         )
 
     def _ioc(self) -> IocConfig | None:
@@ -779,6 +787,7 @@ class _Resolver:
             escape=d.escape,
             ioc=self.ioc is not None if d.ioc is None else d.ioc,
             patterns=tuple(Pattern(name, regex) for name, regex in d.patterns.items()),
+            audit_input=d.audit_input,
         )
 
     def _users(self) -> dict[str, User]:
@@ -895,6 +904,7 @@ class _Resolver:
             ioc=ioc,
             autostart=raw.autostart,
             patterns=patterns,
+            audit_input=pick(raw.audit_input, d.audit_input),
         )
 
 

@@ -19,6 +19,7 @@ from typing import Literal, Protocol
 import trio
 
 from consrv.access import Role
+from consrv.audit import NO_AUDIT, AuditLog
 from consrv.consolelog import ConsoleLog
 from consrv.protocol import procserv
 from consrv.protocol.procserv import ProcServParser
@@ -143,6 +144,7 @@ class Console:
         self.viewers: set[Viewer] = set()
         self.lock: WriterLock[Viewer] = WriterLock(write)
         self.matcher: _Matcher | None = None
+        self.audit: AuditLog = NO_AUDIT
         self._idle_for = 0.0  # the idle time of the last idle release, for its notice
         self.stats = ConsoleStats()
         self.up = False
@@ -159,6 +161,7 @@ class Console:
         self.viewers.add(viewer)
         rw = viewer.role is Role.RW
         self.log_event(f"attach {viewer.user} {viewer.role.value}")
+        self.audit_event("attach", viewer, role=viewer.role.value)
         joined = self.lock.join(viewer, rw=rw, write=write, now=self._clock())
         self._announce_change(joined, skip=viewer)  # the attach header tells them
         if force and rw:
@@ -169,6 +172,7 @@ class Console:
             return
         self.viewers.discard(viewer)
         self.log_event(f"detach {viewer.user}")
+        self.audit_event("detach", viewer)
         self._announce_change(self.lock.leave(viewer, self._clock()))
 
     def evict(self, viewer: Viewer, reason: str) -> None:
@@ -243,6 +247,13 @@ class Console:
         if change is None:
             return
         self.log_event(_log_text(change))
+        self.audit_event(
+            "write",
+            kind=change.kind.value,
+            writer=change.writer.user if change.writer is not None else None,
+            previous=change.previous.user if change.previous is not None else None,
+            who=change.who.user if change.who is not None else None,
+        )
         for viewer in list(self.viewers):
             if viewer is skip:
                 continue
@@ -253,6 +264,12 @@ class Console:
     def log_event(self, text: str) -> None:
         if self.log is not None:
             self.log.write_event(text)
+
+    def audit_event(self, event: str, viewer: Viewer | None = None, **fields: object) -> None:
+        """One audit record about this console (and the user behind `viewer`)."""
+        if viewer is not None:
+            fields = {"user": viewer.user, "from": viewer.peer, "login": viewer.login, **fields}
+        self.audit.record(event, console=self.name, **fields)
 
     # -- input -----------------------------------------------------------
     async def send_input(self, data: bytes) -> bool:

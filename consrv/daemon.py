@@ -18,6 +18,7 @@ import trio
 import trio_asyncio
 from prometheus_client.registry import Collector
 
+from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.metrics import (
@@ -50,27 +51,26 @@ async def serve(
     Each path received on `reloads` is a request to re-read the config from it.
     """
     notifier = notifier or Notifier(None)
+    audit = AuditLog(config.audit_log, max_size=config.log.max_size, keep=config.log.keep)
     async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
-        registry = Registry(config)
+        registry = Registry(config, audit)
         await nursery.start(registry.run)
         iocs = _ioc_manager(config)
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
         ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
-        front = SSHFront(config, Service(registry, iocs), ssh_stats)
+        front = SSHFront(config, Service(registry, iocs), ssh_stats, audit)
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
         if reloads is not None:
-            reloader = _Reloader(registry, front, reload_stats, notifier)
+            reloader = _Reloader(registry, front, reload_stats, notifier, audit)
             nursery.start_soon(reloader.serve, reloads)
         if config.metrics_listen is not None:
             collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
             if iocs is not None:
                 collectors.append(IocCollector(iocs))
-            bound = await nursery.start(
-                serve_metrics, config.metrics_listen, metrics_registry(*collectors)
-            )
-            logger.info("metrics on http://%s:%d/metrics", *bound)
+            # serve_metrics logs "metrics on http://HOST:PORT/metrics" (IPv6 in brackets)
+            await nursery.start(serve_metrics, config.metrics_listen, metrics_registry(*collectors))
         addresses = await nursery.start(front.serve)
         for host, port in addresses:
             logger.info("ssh listening on %s:%d", host, port)
@@ -85,9 +85,15 @@ class _Reloader:
     """SIGHUP: re-read the config; apply it, or keep the running one and say why."""
 
     def __init__(
-        self, registry: Registry, front: SSHFront, stats: ReloadStats, notifier: Notifier
+        self,
+        registry: Registry,
+        front: SSHFront,
+        stats: ReloadStats,
+        notifier: Notifier,
+        audit: AuditLog,
     ) -> None:
         self.registry, self.front, self.stats, self.notifier = registry, front, stats, notifier
+        self.audit = audit
 
     async def serve(self, requests: trio.MemoryReceiveChannel[Path]) -> None:
         async for path in requests:
@@ -102,11 +108,13 @@ class _Reloader:
             problems = "; ".join(str(problem) for problem in exc.problems)
             logger.error("reload failed, the running config stays: %s: %s", path, problems)
             self.stats.reload(ok=False)
+            self.audit.record("reload", result="failed", path=str(path), problems=problems)
             return
         _warn_restart_only(self.registry.config, config)
         changes = self.registry.reload(config)
         self.front.reconfigure(config)
         self.stats.reload(ok=True)
+        self.audit.record("reload", result="done", path=str(path), changes=str(changes))
         logger.info("reloaded %s: %s", path, changes)
 
 

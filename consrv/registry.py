@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 import trio
 
+from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, ConsoleConfig
 from consrv.console import Console
 from consrv.consolelog import ConsoleLog
@@ -103,8 +104,8 @@ async def _run_console(console: Console, scope: trio.CancelScope) -> None:
 class Registry:
     """Name → Console, each console running in the registry's nursery."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: Config, audit: AuditLog = NO_AUDIT) -> None:
+        self.config, self.audit = config, audit
         self.consoles: dict[str, Console] = {}
         self.settings: dict[str, ConsoleConfig] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
@@ -135,6 +136,7 @@ class Registry:
             write=cfg.write,
         )
         console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
+        console.audit = self.audit
         self.consoles[cfg.name] = console
         self.settings[cfg.name] = cfg
         self._scopes[cfg.name] = scope = trio.CancelScope()

@@ -320,7 +320,7 @@ class _Run:
             )
             return self.error(f"you may not {verb} {name} ({why})", DENIED)
         try:
-            self.text(await run_action(self.service, verb, name, self.login.user) + "\n")
+            self.text(await run_action(self.service, verb, name, self.login) + "\n")
         except ActionFailed as exc:
             return self.error(str(exc), FAILED)
         return OK
@@ -360,7 +360,7 @@ class _Run:
         cfg = self.registry.settings[name]
         if not cfg.ioc or self.service.ioc is None:
             return None
-        return IocControl(self.service, name, self.service.may_operate(self.login, name))
+        return IocControl(self.service, name, self.login)
 
     async def menu(self) -> int:
         names = self.service.visible(self.login)
@@ -386,18 +386,20 @@ class _Run:
 class IocControl:
     """The IOC unit behind one console, as one session may act on it."""
 
-    def __init__(self, service: Service, name: str, may_operate: bool) -> None:
-        self.service, self.name, self.may_operate = service, name, may_operate
+    def __init__(self, service: Service, name: str, login: Login) -> None:
+        self.service, self.name, self.login = service, name, login
+        self.may_operate = service.may_operate(login, name)
 
     async def act(self, verb: str, user: str) -> str:
-        return await run_action(self.service, verb, self.name, user)
+        assert user == self.login.user
+        return await run_action(self.service, verb, self.name, self.login)
 
     def describe(self) -> views.ConsoleView:
         return self.service.view(self.name)
 
 
-async def run_action(service: Service, verb: str, name: str, user: str) -> str:
-    """Start/stop/restart the IOC `name` (already checked); returns what was done.
+async def run_action(service: Service, verb: str, name: str, login: Login) -> str:
+    """Start/stop/restart the IOC `name` for `login` (already checked); returns what was done.
 
     The request and its outcome go to the console's log and to everyone attached
     to it; the unit's health is read again at once, so ``status`` is right.
@@ -405,17 +407,20 @@ async def run_action(service: Service, verb: str, name: str, user: str) -> str:
     assert verb in IOC_VERBS
     ioc = service.ioc
     assert ioc is not None
-    console = service.registry.consoles[name]
+    console, user = service.registry.consoles[name], login.user
+    who = {"user": user, "from": login.peer, "login": login.login, "verb": verb}
     _event(console, f"{verb} requested by {user}")
     try:
         await getattr(ioc, verb)(name)
     except SystemctlError as exc:
         await ioc.refresh([name])
         _event(console, f"{verb} by {user} failed: {exc}")
+        console.audit.record("ioc_action", console=name, result="failed", error=str(exc), **who)
         logger.warning("%s: %s by %s failed: %s", name, verb, user, exc)
         raise ActionFailed(str(exc)) from None
     await ioc.refresh([name])
     _event(console, f"{verb} by {user}: done")
+    console.audit.record("ioc_action", console=name, result="done", **who)
     logger.info("%s: %s by %s", name, verb, user)
     past = {"restart": "restarted", "start": "started", "stop": "stopped"}[verb]
     return f"{past} {name}"

@@ -259,6 +259,9 @@ class Session:
     async def _send(self, chunk: bytes) -> None:
         if await self.console.send_input(self._encoder.encode(chunk)):
             self._told.discard("down")
+            if self.settings.audit_input:
+                data = chunk.decode("utf-8", "backslashreplace")
+                self.console.audit_event("input", self.viewer, data=data)
         else:
             self._tell_once("down", f"{self.console.name} is down; input discarded")
 
@@ -313,6 +316,7 @@ class Session:
         if policy == "block":
             self.notice(f"{what.split()[0]} is not sent: blocked on {self.console.name}")
             self.console.log_event(f"{self.user} sent {what.split()[0]}: blocked")
+            self._audit_key(what, "blocked")
         elif policy == "pass":
             self._send_key(key, what)
         else:
@@ -321,7 +325,11 @@ class Session:
 
     def _send_key(self, key: int, what: str) -> None:
         self.console.log_event(f"{self.user} sent {what}")
+        self._audit_key(what, "sent")
         self._queue_input(bytes([key]))
+
+    def _audit_key(self, what: str, action: str) -> None:
+        self.console.audit_event("procserv_key", self.viewer, key=what.split()[0], action=action)
 
     def ask(self, question: str) -> None:
         self.channel.write_notice(self._line_start() + question.encode() + b" ")
@@ -445,9 +453,16 @@ class Session:
         elif event.key == "b":
             self.console.announce(f"{self.user}: {text}")
             self.console.log_event(f"broadcast from {self.user}: {text}")
+            self.console.audit_event("broadcast", self.viewer, text=text)
         elif event.key == "n":
             self.console.log_event(f"note from {self.user}: {text}")
-            self.notice("note written to the log" if self.console.log else "no log on this console")
+            self.console.audit_event("note", self.viewer, text=text)
+            if self.console.log is not None:
+                self.notice("note written to the log")
+            elif self.console.audit.enabled:
+                self.notice("note written to the audit log")
+            else:
+                self.notice("no log on this console: the note is not kept")
         else:
             self._ioc_action(text)
 

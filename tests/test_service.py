@@ -17,10 +17,12 @@ from typing import Any
 import pytest
 import trio
 
+from consrv.audit import AuditLog
 from consrv.config import ConfigError, parse_config
+from consrv.ioc import SystemctlError
 from consrv.menu import pick
 from consrv.registry import Registry
-from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Input, Login, Service
+from consrv.service import DENIED, FAILED, NOT_FOUND, OK, USAGE, Input, Login, Service
 from tests.fakes import MemorySink, Peer, unix_server, wait_for
 
 BANNER = b'@@@ Child "T" PID: 77\r\n\xff\xfb\x01\xff\xfd\x22'
@@ -336,3 +338,55 @@ def test_pick_by_number_name_unique_prefix_or_candidates() -> None:
     assert pick("oth", names) == "other"
     assert pick("other2", names) == "Other2"  # case-insensitive only when nothing else fits
     assert pick("zz", names) == []
+
+
+class FakeIocs:
+    """Stands in for IocManager: the real one is tested against systemd in
+    tests/integration/test_lifecycle.py; this one fails on demand."""
+
+    def __init__(self) -> None:
+        self.health: dict[str, Any] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.fail = False
+
+    async def restart(self, name: str) -> None:
+        self.calls.append(("restart", name))
+        if self.fail:
+            raise SystemctlError("systemctl restart ioc@x.service", "Unit failed.", 1)
+
+    async def refresh(self, names: list[str]) -> None:
+        pass
+
+
+async def test_ioc_actions_are_audited_with_user_source_and_result(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    config = parse_config(
+        {
+            "users": {"alice": {}},
+            "ioc": {"scope": "user", "socket": str(tmp_path / "{name}.sock")},
+            "consoles": {"llrf": {"operate": ["alice"], "rw": ["alice"]}},
+        },
+        tmp_path,
+    )
+    registry, iocs = Registry(config, audit), FakeIocs()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.run)
+        service = Service(registry, iocs)  # type: ignore[arg-type]
+        channel = FakeChannel()
+        status = await service.handle(
+            ALICE, "restart llrf", channel, pty=False, on_input=channel.on_input
+        )
+        assert (status, channel.stdout) == (OK, "restarted llrf\n")
+        iocs.fail = True
+        status = await service.handle(
+            ALICE, "restart llrf", channel, pty=False, on_input=channel.on_input
+        )
+        assert status == FAILED
+        nursery.cancel_scope.cancel()
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    actions = [(r["user"], r["console"], r["verb"], r["result"], r["from"]) for r in records]
+    assert actions == [
+        ("alice", "llrf", "restart", "done", "127.0.0.1:5000"),
+        ("alice", "llrf", "restart", "failed", "127.0.0.1:5000"),
+    ]
+    assert iocs.calls == [("restart", "llrf"), ("restart", "llrf")]

@@ -20,6 +20,7 @@ import trio
 import trio_asyncio
 
 from consrv.access import Role
+from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config
 from consrv.console import notice_bytes
 from consrv.metrics import SshStats
@@ -36,8 +37,14 @@ CLOSE_TIMEOUT = 2.0
 class SSHFront:
     """Listens on every ``ssh.listen`` address; one trio task per SSH session."""
 
-    def __init__(self, config: Config, service: Service, stats: SshStats | None = None) -> None:
-        self.config, self.service = config, service
+    def __init__(
+        self,
+        config: Config,
+        service: Service,
+        stats: SshStats | None = None,
+        audit: AuditLog = NO_AUDIT,
+    ) -> None:
+        self.config, self.service, self.audit = config, service, audit
         self.stats = stats or SshStats((config.ssh.login, config.ssh.observer_login))
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.sessions: set[_SSHSession] = set()
@@ -142,7 +149,11 @@ class _Server(asyncssh.SSHServer):
             self.front.connections.discard(self.conn)
         if self.asked and not self.authenticated:  # once per connection, not per key tried
             timed_out = isinstance(exc, asyncssh.ConnectionLost) and "timeout" in str(exc).lower()
-            self.front.stats.auth_failure(self.failure or ("timeout" if timed_out else "no_method"))
+            reason = self.failure or ("timeout" if timed_out else "no_method")
+            self.front.stats.auth_failure(reason)
+            self.front.audit.record(
+                "login_failed", login=self.login_name[:64], reason=reason, **{"from": self.peer}
+            )
 
     def begin_auth(self, username: str) -> bool:
         self.login_name, self.asked = username, True
@@ -177,9 +188,19 @@ class _Server(asyncssh.SSHServer):
             self.failure = "unknown_key"
         return self.user is not None
 
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # consrv trusts no certificate authority: every certificate is refused, and
+        # a connection that offered one counts as a bad_certificate failure.
+        if self.failure is None:
+            self.failure = "bad_certificate"
+        return False
+
     def auth_completed(self) -> None:
         self.authenticated = True
         self.front.stats.login(self.login_name)
+        self.front.audit.record(
+            "login", user=self.user, login=self.login_name, **{"from": self.peer}
+        )
         self.log.info("login %s as %s from %s", self.user, self.login_name, self.peer)
 
     def session_requested(self) -> _SSHSession:
