@@ -108,6 +108,9 @@ class SshConfig:
     host_key: Path
     login: str
     observer_login: str
+    # OpenSSH lines of trusted user CAs: a certificate they signed logs in as the
+    # configured user named by its principal.
+    trusted_user_ca_keys: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,6 +399,13 @@ def parse_public_key(line: object) -> bytes:
     return bytes(key.public_data)
 
 
+def _ca_line(value: object) -> str:
+    """A CA public key, checked like a user key, kept as "TYPE BASE64"."""
+    parse_public_key(value)
+    assert isinstance(value, str)
+    return " ".join(value.split()[:2])
+
+
 def _import_key(text: str) -> asyncssh.SSHKey | None:
     try:
         return asyncssh.import_public_key(text)
@@ -486,6 +496,7 @@ UserName = Annotated[str, _checked(validate_user_name)]
 GroupName = Annotated[str, _checked(validate_group_name)]
 AclEntry = Annotated[str, _checked(_check_acl_entry)]
 DiscoverPattern = Annotated[str, _checked(_check_discover_pattern)]
+CaKey = Annotated[str, _checked(lambda v: _ca_line(v))]
 Duration = Annotated[float, _checked(parse_duration)]
 UnitTemplate = Annotated[str, _checked(lambda v: _check_template(v, suffix=".service"))]
 SocketTemplate = Annotated[str, _checked(lambda v: _check_template(v, absolute=True))]
@@ -521,6 +532,7 @@ class _RawSsh(_Raw):
     host_key: PathValue = DEFAULT_HOST_KEY
     login: UserName = "console"
     observer_login: UserName = "observer"
+    trusted_user_ca_keys: tuple[CaKey, ...] = ()
 
     @pydantic.model_validator(mode="after")
     def _logins_differ(self) -> "_RawSsh":
@@ -745,6 +757,7 @@ class _Resolver:
                 host_key=self.base_dir / raw.ssh.host_key,
                 login=raw.ssh.login,
                 observer_login=raw.ssh.observer_login,
+                trusted_user_ca_keys=raw.ssh.trusted_user_ca_keys,
             ),
             metrics_listen=raw.metrics.listen if raw.metrics else None,
             log_dir=self.base_dir / raw.log_dir if raw.log_dir else None,

@@ -765,3 +765,12 @@ def test_semantics_and_ioc_errors_name_the_key(
     found = {problem.path: problem.message for problem in caught.value.problems}
     assert path in found, found
     assert message in found[path]
+
+
+def test_trusted_user_ca_keys_are_public_keys(tmp_path: Path) -> None:
+    key = public_line(CAROL)  # no comment: "TYPE BASE64"
+    config = parse_config({"ssh": {"trusted_user_ca_keys": [f"{key} ca@site"]}}, tmp_path)
+    assert config.ssh.trusted_user_ca_keys == (key,)
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"ssh": {"trusted_user_ca_keys": ["not a key"]}}, tmp_path)
+    assert caught.value.problems[0].path == "ssh.trusted_user_ca_keys[0]"

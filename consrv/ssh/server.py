@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
+import typing
 from typing import Any
 
 import asyncssh
@@ -45,6 +46,7 @@ class SSHFront:
         audit: AuditLog = NO_AUDIT,
     ) -> None:
         self.config, self.service, self.audit = config, service, audit
+        self.ca_keys = _ca_entries(config)
         self.stats = stats or SshStats((config.ssh.login, config.ssh.observer_login))
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.sessions: set[_SSHSession] = set()
@@ -100,6 +102,7 @@ class SSHFront:
     def reconfigure(self, config: Config) -> None:
         """A reloaded config: new logins use it; users who lost access are sent away."""
         self.config = config
+        self.ca_keys = _ca_entries(config)
         for chan_session in list(self.sessions):
             chan_session.recheck(config)
 
@@ -113,6 +116,21 @@ class SSHFront:
     def start_session(self, chan_session: _SSHSession, login: Login) -> None:
         assert self.nursery is not None
         self.nursery.start_soon(chan_session.run, self.service, login)
+
+
+def _ca_entries(config: Config) -> asyncssh.SSHAuthorizedKeys | None:
+    """Trusted user CAs as asyncssh authorized_keys entries, one per (CA, user).
+
+    ``principals="USER"`` makes asyncssh accept a certificate whose principals
+    name USER (instead of the login name, which is `console` or `observer`), and
+    tells us afterwards who it was (``get_key_option("principals")``). asyncssh
+    still checks the certificate's validity period and signature.
+    """
+    cas, users = config.ssh.trusted_user_ca_keys, list(config.users)
+    if not cas or not users:
+        return None
+    lines = [f'cert-authority,principals="{user}" {ca}' for ca in cas for user in users]
+    return asyncssh.import_authorized_keys("\n".join(lines) + "\n")
 
 
 class _ConnLog(logging.LoggerAdapter[logging.Logger]):
@@ -135,6 +153,7 @@ class _Server(asyncssh.SSHServer):
         self.login_name = ""
         self.user: str | None = None
         self.key = b""  # the public key the user signed with
+        self.certified = False  # logged in with a certificate
         self.asked = self.authenticated = False
         self.failure: str | None = None  # why authentication failed, for the metrics
 
@@ -157,6 +176,8 @@ class _Server(asyncssh.SSHServer):
 
     def begin_auth(self, username: str) -> bool:
         self.login_name, self.asked = username, True
+        if self.front.ca_keys is not None and self.conn is not None:
+            self.conn.set_authorized_keys(self.front.ca_keys)
         if username not in (self.config.login, self.config.observer_login):
             self.failure = "unknown_login"
             self.log.info("refused login name %r from %s", username[:64], self.peer)
@@ -189,13 +210,19 @@ class _Server(asyncssh.SSHServer):
         return self.user is not None
 
     def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        # consrv trusts no certificate authority: every certificate is refused, and
-        # a connection that offered one counts as a bad_certificate failure.
+        # Called only when no trusted CA entry matched: an unknown CA, or a
+        # certificate for nobody configured. Refused, counted as bad_certificate.
         if self.failure is None:
             self.failure = "bad_certificate"
         return False
 
     def auth_completed(self) -> None:
+        assert self.conn is not None
+        patterns = typing.cast("list[Any] | None", self.conn.get_key_option("principals"))
+        if patterns:  # a certificate from a trusted CA: the entry's principal is the user
+            # Each entry's pattern is one literal user name (see _ca_entries).
+            users = [u for u in self.front.config.users if all(p.matches(u) for p in patterns)]
+            self.user, self.key, self.certified = users[0], b"", True
         self.authenticated = True
         self.front.stats.login(self.login_name)
         self.front.audit.record(
@@ -212,14 +239,16 @@ class _Server(asyncssh.SSHServer):
             peer=self.peer,
             login=self.login_name,
         )
-        return _SSHSession(self.front, login, self.key)
+        return _SSHSession(self.front, login, self.key, certified=self.certified)
 
 
 class _SSHSession(asyncssh.SSHServerSession[bytes]):
     """One SSH channel: exec / shell requests, data, and the channel as a ``Channel``."""
 
-    def __init__(self, front: SSHFront, login: Login, key: bytes = b"") -> None:
-        self.front, self.login, self.key = front, login, key
+    def __init__(
+        self, front: SSHFront, login: Login, key: bytes = b"", *, certified: bool = False
+    ) -> None:
+        self.front, self.login, self.key, self.certified = front, login, key, certified
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.command = ""
         self.pty = False
@@ -279,7 +308,11 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         """After a reload: end this session if its key no longer is this user's,
         or send it away from its console if its role there changed."""
         login = self.login
-        if config.user_for_key(self.key) != login.user:
+        if self.certified:
+            still = login.user in config.users and bool(config.ssh.trusted_user_ca_keys)
+        else:
+            still = config.user_for_key(self.key) == login.user
+        if not still:
             logger.info("reload: %s's key is gone: ending their session", login.user)
             text = "your key was removed from consrv's config"
             self.write_notice(notice_bytes(text, pty=self.pty))
