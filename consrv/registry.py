@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import glob
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import trio
 
 from consrv.audit import NO_AUDIT, AuditLog
-from consrv.config import Config, ConsoleConfig
+from consrv.config import Config, ConsoleConfig, Pattern
 from consrv.console import Console
 from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
@@ -99,6 +100,18 @@ class Changes:
 async def _run_console(console: Console, scope: trio.CancelScope) -> None:
     with scope:
         await console.run()
+
+
+def _matcher(
+    patterns: tuple[Pattern, ...], old_patterns: tuple[Pattern, ...], counts: Mapping[str, int]
+) -> LineMatcher | None:
+    """A matcher for ``patterns``; one kept unchanged keeps its count (no counter reset)."""
+    if not patterns:
+        return None
+    matcher = LineMatcher(patterns)
+    for pattern in set(patterns) & set(old_patterns):
+        matcher.counts[pattern.name] = counts.get(pattern.name, 0)
+    return matcher
 
 
 class Registry:
@@ -203,7 +216,8 @@ class Registry:
         console.lock.mode = cfg.write
         console.scrollback.resize(cfg.scrollback)
         if cfg.patterns != old.patterns:
-            console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
+            counts = console.matcher.counts if console.matcher is not None else {}
+            console.matcher = _matcher(cfg.patterns, old.patterns, counts)
         changes.changed.append(name)
 
     def _log_for(self, cfg: ConsoleConfig) -> ConsoleLog | None:

@@ -62,6 +62,11 @@ class Consrv:
         self.port = int(match.group(1))
         return self
 
+    def metrics_port(self, timeout: float = 10) -> int:
+        """The port of ``/metrics`` (``metrics.listen`` with port 0), from consrv's log line."""
+        match = self.wait_for_log(rb"metrics on http://\S+?:(\d+)/metrics", timeout)
+        return int(match.group(1))
+
     def spawn(self) -> Consrv:
         """Start the process and return at once (``start()`` also waits for the port)."""
         with self.stderr_path.open("wb") as err:
