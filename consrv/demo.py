@@ -206,12 +206,20 @@ class ProcServ:
             )
 
     def wait_ready(self, timeout: float = 10.0) -> None:
-        """Wait until the control socket accepts a connection; ProcServError if not."""
+        """Wait until the control socket accepts a connection and the child runs.
+
+        procServ starts its child about 0.5 s after the socket appears; input
+        sent before that is lost. ProcServError if not ready within `timeout`.
+        """
         deadline = time.monotonic() + timeout
+        accepted = False
         while True:
             if self._proc is None or self._proc.poll() is not None:
                 raise ProcServError(f"procServ {self.name} is not running\n{self._output()}")
-            if self._accepts():
+            # Probe the socket only until it accepts: procServ puts off starting its
+            # child while clients keep connecting.
+            accepted = accepted or self._accepts()
+            if accepted and self.child_pids():
                 return
             if time.monotonic() > deadline:
                 raise ProcServError(f"procServ {self.name}: {self.socket} not ready")

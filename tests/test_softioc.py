@@ -104,7 +104,8 @@ def test_soft_ioc_under_procserv_boots_answers_and_restarts_on_ctrl_x(tmp_path: 
 
 @pytest.mark.integration
 def test_kill_leaves_a_stale_socket_that_a_new_procserv_replaces(tmp_path: Path) -> None:
-    child = ["/bin/sh", "-c", "echo child-up; exec sleep 60"]
+    # procServ is ready once its child runs, so the child keeps saying it is up.
+    child = ["/bin/sh", "-c", "while :; do echo child-up; sleep 0.2; done"]
     crashed = ProcServ("crashy", tmp_path, child)
     with crashed:
         deadline = time.monotonic() + 10
