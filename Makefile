@@ -9,18 +9,22 @@ BIN    := $(VENV)/bin
 APT_PACKAGES := procserv openssh-client systemd nodejs prometheus
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test check lint typecheck pytest setup system-deps clean
+.PHONY: demo test bench check lint typecheck pytest setup system-deps clean
 
 demo: setup
 	$(BIN)/python -m consrv.demo
 
 test: setup check
 
+# Benchmarks side by side with sshd+socat and conserver (docs/performance.md).
+bench: setup
+	bench/run
+
 check: lint typecheck pytest
 
 lint:
-	$(BIN)/ruff check consrv tests
-	$(BIN)/ruff format --check consrv tests
+	$(BIN)/ruff check consrv tests bench
+	$(BIN)/ruff format --check consrv tests bench
 
 typecheck:
 	$(BIN)/mypy

@@ -1,0 +1,89 @@
+"""``python -m bench``: run the side-by-side benchmark and print the Markdown report.
+
+Use ``bench/run`` (it installs what is missing first). Options: ``--quick`` for
+a ~2-minute smoke run, ``--only`` to run some servers, ``--workdir``/``--keep``
+to look at the configs and logs afterwards, ``--output`` to save the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import report
+from bench.runner import FULL, QUICK, Interrupted, exception_summary, run, stderr
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="bench/run",
+        description="consrv vs OpenSSH sshd+socat vs conserver, on this machine, in one run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, ~2 minutes")
+    parser.add_argument(
+        "--only", default=",".join(report.LABELS),
+        help="comma-separated servers to run (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--workdir", type=Path, help="work directory (default: a new temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--output", type=Path, help="also write the report to this file")
+    args = parser.parse_args(argv)
+    only = tuple(s.strip() for s in args.only.split(",") if s.strip())
+    unknown = set(only) - set(report.LABELS)
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(sorted(unknown))}; use {report.LABELS}")
+    args.only = only
+    return args
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, SIGTERM or SIGHUP, possibly inside trio's exception groups."""
+    wanted = (KeyboardInterrupt, Interrupted)
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(wanted) is not None
+    return isinstance(exc, wanted)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
+    if os.geteuid() != 0:
+        stderr("bench: run as root (it runs sshd and installs Debian packages)")
+        return 2
+    command = os.environ.get("BENCH_COMMAND") or shlex.join(
+        ["python", "-m", "bench", *sys.argv[1:]]
+    )
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="consrv-bench-"))
+    workdir = workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(
+        f"bench: {('quick' if args.quick else 'full')} mode, work directory {workdir}", flush=True
+    )
+    status = 1
+    try:
+        results = run(QUICK if args.quick else FULL, workdir, args.only, command)
+        text = report.markdown(results)
+        print("\n" + text)
+        if args.output:
+            args.output.write_text(text)
+        status = 0
+    except BaseException as exc:  # noqa: BLE001 - reported in one place, with the work dir
+        if _interrupted(exc):
+            stderr("bench: interrupted; every process it started has been stopped")
+            status = 130
+        else:
+            stderr(f"bench failed:\n{exception_summary(exc)}\n(logs in {workdir})")
+            args.keep = True
+    finally:
+        if not args.keep and args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""The console servers under test: consrv, OpenSSH sshd + socat, conserver."""
+
+from bench.servers.base import Ready, Server, ServerError
+from bench.servers.conserver import Conserver
+from bench.servers.consrv import Consrv
+from bench.servers.sshd import SshdSocat
+
+__all__ = ["Conserver", "Consrv", "Ready", "Server", "ServerError", "SshdSocat"]

@@ -1,0 +1,85 @@
+"""consrv under test: ``consrv serve`` with a generated config, on a loopback port.
+
+Owns: the config (port 0, one user ``bench`` with read-write on every console,
+console logs on as in production), starting and stopping the process, and its
+client command lines (``ssh console@`` / ``ssh observer@``).
+
+Must not know: what is measured.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
+
+from bench.procs import Reaper
+from bench.servers.base import HOST, Ready, command_output, ssh_argv, wait_log
+
+USER = "bench"
+
+
+class Consrv:
+    """``python -m consrv serve --config FILE`` (the venv's consrv)."""
+
+    label = "consrv"
+    viewer_ready = Ready(rb"\[consrv: attached to", "stderr")
+    holds_connections = True
+    connect_at_once = 8
+
+    def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
+        self.workdir, self.reaper, self.key, self.public_key = workdir, reaper, key, public_key
+        self.log = workdir / "consrv.log"
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    def _write_config(self, consoles: Mapping[str, Path]) -> Path:
+        config = {
+            "ssh": {"listen": [f"{HOST}:0"], "host_key": str(self.workdir / "host_key")},
+            "log_dir": str(self.workdir / "logs"),
+            "users": {USER: {"keys": [self.public_key]}},
+            "defaults": {"rw": [USER], "ro": ["*"]},
+            "consoles": {name: {"socket": str(path)} for name, path in consoles.items()},
+        }
+        path = self.workdir / "consrv.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000), encoding="utf-8")
+        return path
+
+    def start(self, consoles: Mapping[str, Path]) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        config = self._write_config(consoles)
+        with self.log.open("wb") as out:
+            self._proc = self.reaper.popen(
+                [sys.executable, "-m", "consrv", "serve", "--config", str(config)],
+                stdout=out.fileno(),
+                stderr=out.fileno(),
+            )
+        bound = 60.0 + 0.1 * len(consoles)
+        match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
+        self.port = int(match.group(1))
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self.reaper.stop([self._proc.pid], grace=10.0)
+            self._proc.wait()
+            self._proc = None
+
+    def interactive_argv(self, console: str) -> list[str]:
+        return ssh_argv(self.port, self.key, "console", console, tty=True)
+
+    def viewer_argv(self, console: str) -> list[str]:
+        return ssh_argv(self.port, self.key, "observer", console, tty=False)
+
+    def login_argv(self) -> list[str]:
+        return ssh_argv(self.port, self.key, "console", "version", tty=False)
+
+    def version(self) -> str:
+        return command_output([sys.executable, "-m", "consrv", "version"])
