@@ -321,8 +321,9 @@ SANDBOX_SKIP = {  # [Service] settings that are not sandboxing, or that need a s
 def sandbox_properties(systemd: SystemdUser) -> list[str]:
     """consrv.service's sandbox as ``systemd-run -p`` settings, adapted to the test host.
 
-    - ProtectHome=tmpfs instead of yes, plus a read-only bind of this Python's prefix:
-      the venv's interpreter may live under /root (pyenv); an installed consrv does not.
+    - ProtectHome=tmpfs instead of yes, plus read-only binds of this Python's prefix,
+      the venv and the checkout: they may live under /root (pyenv) or /tmp (a CI
+      checkout); an installed consrv does not.
     - A read-only bind of the manager's base directory: these hosts have /run on the
       root file system, not a tmpfs mount, and a sandbox gets an empty /run then (a
       real host's /run is always a mount and stays visible, read-only).
@@ -335,8 +336,11 @@ def sandbox_properties(systemd: SystemdUser) -> list[str]:
         elif section == "[Service]" and "=" in line and not line.startswith("#"):
             properties.append(line.replace("ProtectHome=yes", "ProtectHome=tmpfs"))
     properties = [p for p in properties if p.split("=", 1)[0] not in SANDBOX_SKIP]
+    # The interpreter, the venv and the checkout: any of them may live under /tmp (a CI
+    # checkout), which PrivateTmp= hides, or under /root, which ProtectHome= hides.
     prefix = Path(sys.executable).resolve().parents[1]
-    properties.append(f"BindReadOnlyPaths={prefix} {systemd.base}")
+    paths = dict.fromkeys(str(p) for p in (prefix, Path(sys.prefix), REPO, systemd.base))
+    properties.append(f"BindReadOnlyPaths={' '.join(paths)}")
     return properties
 
 
