@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 READ_SIZE = 65536
 # A connection that lasted this long resets the backoff.
 STABLE_AFTER = 1.0
+# While connected, the socket path is checked this often for a new socket.
+PATH_CHECK_INTERVAL = 0.5
 
 
 class Sink(Protocol):
@@ -316,14 +318,32 @@ class Console:
             self._last_error = text
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        identity = self._identity()
         async with stream:
             self._set_up(stream)
             try:
-                await self._drain(stream)
+                async with trio.open_nursery() as nursery:
+                    if identity is not None:
+                        nursery.start_soon(self._watch_path, identity, nursery.cancel_scope)
+                    await self._drain(stream)
+                    nursery.cancel_scope.cancel()
             except (trio.BrokenResourceError, OSError) as exc:
                 logger.info("%s: connection lost: %s", self.name, exc)
             finally:
                 self._set_down()
+
+    async def _watch_path(self, identity: tuple[int, int, int], scope: trio.CancelScope) -> None:
+        """While connected: if another socket takes our path (a new procServ), move to it.
+
+        A path that is merely gone keeps the connection (the old procServ still runs).
+        """
+        while True:
+            await trio.sleep(PATH_CHECK_INTERVAL)
+            now = self._identity()
+            if now is not None and now != identity:
+                logger.info("%s: %s is a new socket: reconnecting", self.name, self.target)
+                scope.cancel()
+                return
 
     async def _drain(self, stream: trio.SocketStream) -> None:
         decoder, parser = TelnetDecoder(), ProcServParser()

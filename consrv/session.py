@@ -40,6 +40,8 @@ SEND_CHUNK = 4096
 # second byte, so readline's ^E (end of line) works without typing on.
 PREFIX_TIMEOUT = 0.5
 REPLAY_SHORT, REPLAY_LONG = 20, 60
+# Queued input that has not moved for this long means procServ takes no input.
+STALL_TIMEOUT = 2.0
 
 # procServ's keys: what they do, and which act only while the child is down.
 PROCSERV_KEYS = {0x18: "^X (kill/restart)", 0x14: "^T (toggle auto-restart)"}
@@ -110,6 +112,9 @@ class Session:
         self._wakeup = trio.Event()
         self._eof = self._detached = False
         self._paused = False
+        self._discarding = False  # procServ stalled: typed input is dropped, escapes work
+        self._progress = trio.current_time()  # when queued input last moved
+        self._send_scope = trio.CancelScope()
         self._told: set[str] = set()
         self._encoder = InputEncoder()
         self._on_yes: Callable[[], None] | None = None
@@ -213,7 +218,10 @@ class Session:
     async def run(self) -> int:
         """After ``attach()``: pump input until EOF or ``^Ec.``, then detach. Exit status 0."""
         try:
-            await self._pump()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_stall)
+                await self._pump()
+                nursery.cancel_scope.cancel()
         finally:
             self.console.detach(self.viewer)
         return 0
@@ -225,7 +233,14 @@ class Session:
             self._wakeup = trio.Event()
             self._check_timers()
             while self._inbox:
-                await self._send(self._take(SEND_CHUNK))
+                with trio.CancelScope() as self._send_scope:
+                    if self._detached:  # what was typed before ^Ec. still goes, if it can
+                        self._send_scope.deadline = trio.current_time() + 1.0
+                    await self._send(self._take(SEND_CHUNK))
+                if self._send_scope.cancelled_caught:  # detached from a hung IOC
+                    self._inbox.clear()
+                    break
+                self._progress = trio.current_time()
             while self._actions:
                 await self._act(self._actions.pop(0))
             if self._eof or self._detached:
@@ -247,6 +262,18 @@ class Session:
         idle = now - self._last_input
         if timeout is not None and self.console.lock.writer is self.viewer and idle >= timeout:
             self.console.idle_release(self.viewer, idle)
+
+    async def _watch_stall(self) -> None:
+        """procServ takes no input (a hung IOC): read the user again, so escapes such as
+        ``^Ec.`` work, and discard what they type until the queue moves."""
+        while True:
+            await trio.sleep(STALL_TIMEOUT / 4)
+            stalled = trio.current_time() - self._progress >= STALL_TIMEOUT
+            if self._paused and stalled and not self._discarding:
+                self._discarding = True
+                self.notice(f"{self.console.name} takes no input: discarding what you type")
+                self._paused = False
+                self.channel.resume_reading()
 
     def _take(self, size: int) -> bytes:
         chunk = bytes(self._inbox[:size])
@@ -293,9 +320,13 @@ class Session:
         if not self.console.lock.may_write(self.viewer):
             self._refuse_input()
             return
+        if self._discarding:
+            if self._inbox:
+                return
+            self._discarding = False  # the queue moved again
         self._inbox += data
         if len(self._inbox) >= INPUT_HIGH and not self._paused:
-            self._paused = True
+            self._paused, self._progress = True, trio.current_time()
             self.channel.pause_reading()
 
     def _refuse_input(self) -> None:
@@ -349,12 +380,23 @@ class Session:
         return shown.encode() + (b"\r\n" if self.pty else b"\n")
 
     # -- escape commands ------------------------------------------------------
+    def _backed_up(self) -> bool:
+        """The user is not reading what we send: answer no more commands for now."""
+        if self.channel.buffered() < self.viewer.limit:
+            self._told.discard("backed-up")
+            return False
+        self._tell_once("backed-up", "output backed up: escape commands ignored until you read")
+        return True
+
     def _on_command(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Command)
         key = event.key
+        if key != "." and self._backed_up():
+            return
         if key == ".":
             self._detached = True
             self.notice(f"detached from {self.console.name}")
+            self._send_scope.cancel()  # a send stuck on a hung IOC must not keep us
             self._wakeup.set()
         elif key == "?":
             self.text(self.help_text())
@@ -502,6 +544,8 @@ class Session:
 
     def _on_unknown(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Unknown)
+        if self._backed_up():
+            return
         key = event.key if event.key.isprintable() else f"\\x{ord(event.key[:1] or ' '):02x}"
         self.notice(f"unknown escape {self.prefix}{key}; {self.prefix}? for help")
 

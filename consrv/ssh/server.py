@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 _conn_ids = itertools.count(1)
 CLOSE_TIMEOUT = 2.0
+# Bytes queued for a user beyond which consrv stops reading what they send.
+OUTPUT_LIMIT = 1 << 20
 
 
 class SSHFront:
@@ -254,6 +256,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self.pty = False
         self.input: Input | None = None
         self._pending = bytearray()
+        self._paused: set[str] = set()  # why the channel is not being read
         self._eof = False
         self._closed = False
         self._cancel = trio.CancelScope()
@@ -285,6 +288,10 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
             self.input.feed(data)
         else:
             self._pending += data
+        if self.buffered() >= OUTPUT_LIMIT:
+            # The user asks for more (replays, help, echo) than they read: stop
+            # reading them until their output drains, so memory stays bounded.
+            self._pause("output")
 
     def eof_received(self) -> bool:
         self._eof = True
@@ -296,6 +303,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         pass  # procServ has no way to pass a window size on to the IOC's pty
 
     def resume_writing(self) -> None:
+        self._resume("output")
         if self.input is not None:
             self.input.drained()
 
@@ -379,9 +387,20 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         return self.chan.get_write_buffer_size() if self.chan is not None else 0
 
     def pause_reading(self) -> None:
-        if self.chan is not None:
-            self.chan.pause_reading()
+        self._pause("input")
 
     def resume_reading(self) -> None:
-        if not self._closed and self.chan is not None:
+        self._resume("input")
+
+    def _pause(self, reason: str) -> None:
+        """Stop reading the user for `reason` (input queue full, output backed up)."""
+        if not self._paused and self.chan is not None:
+            self.chan.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if not self._paused and not self._closed and self.chan is not None:
             self.chan.resume_reading()

@@ -31,7 +31,7 @@ import trio_asyncio
 
 from consrv.demo import ProcServ
 from tests.integration.test_metrics_live import key, scrape
-from tests.reliability.conftest import Site, bug
+from tests.reliability.conftest import Site
 from tests.reliability.probes import (
     CAT,
     Reply,
@@ -533,12 +533,6 @@ REPLAYS = 10000
 AMPLIFICATION_BOUND_KIB = 32 * 1024
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=bug("consrv's memory grew"),
-    reason="BUG: session.Session writes replies (replay, help, who, notices) to the channel "
-    "without a bound and keeps reading input from a client that reads none of them",
-)
 async def test_a_user_who_asks_and_never_reads_cannot_grow_consrvs_memory(site: Site) -> None:
     """^Ecp costs 3 bytes and answers with 60 lines of scrollback: a read-only user who
     sends it over and over and reads nothing must not make consrv buffer the answers."""

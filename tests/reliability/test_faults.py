@@ -29,7 +29,7 @@ import trio_asyncio
 
 from consrv.demo import ProcServ
 from tests.integration.test_metrics_live import key, scrape
-from tests.reliability.conftest import Site, bug
+from tests.reliability.conftest import Site
 from tests.reliability.probes import (
     CAT,
     booting,
@@ -143,12 +143,6 @@ async def test_an_ioc_in_a_crash_loop_is_counted_and_consrv_stays_responsive(sit
 # ---------------------------------------------------------------- the socket path deleted, replaced
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=bug("consrv did not connect to the procServ now at the socket path"),
-    reason="BUG: consrv stays connected to the old procServ after its socket path is replaced "
-    "(Console.run only looks at the path while disconnected)",
-)
 async def test_socket_path_deleted_then_replaced_consrv_follows_the_new_procserv(
     site: Site,
 ) -> None:
@@ -473,12 +467,6 @@ async def test_ssh_clients_that_vanish_are_dropped_and_nobody_else_notices(site:
             await trio.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=bug("was not acted on while procServ"),
-    reason="BUG: while procServ takes no input, session.Session keeps the channel paused "
-    "(pause_reading) and blocks in Console.send_input, so ^Ec. is never read",
-)
 async def test_a_writer_whose_ioc_stopped_reading_can_still_detach(site: Site) -> None:
     """A hung IOC: its child never reads its input, so procServ blocks writing to the pty
     (and reads no client) once the pty is full; the writer pasted more than that."""
