@@ -86,3 +86,14 @@ def test_sighup_does_not_stop_the_server(tmp_path: Path) -> None:
             assert conn.recv(64).startswith(b"SSH-2.0-")
     finally:
         assert server.stop() == 0
+
+
+def test_sigint_stops_the_server_like_sigterm(tmp_path: Path) -> None:
+    config = tmp_path / "consrv.yaml"
+    config.write_text(f"ssh: {{listen: ['127.0.0.1:0'], host_key: {tmp_path}/key}}\n")
+    server = Consrv(config, tmp_path).start()
+    assert server.process is not None
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=5) == 0
+    assert "SIGINT: stopping" in server.stderr()
+    assert "INFO consrv.daemon: stopped" in server.stderr()
