@@ -240,24 +240,11 @@ class Config:
         if socket is None:
             assert self.ioc is not None, "an IOC instance without the ioc section"
             socket, ioc = self.ioc.socket_for(name), True
+        # Every default is a console setting of the same name.
+        settings: dict[str, Any] = {f.name: getattr(d, f.name) for f in dataclasses.fields(d)}
+        settings["ioc"] = ioc
         return ConsoleConfig(
-            name=name,
-            socket=socket,
-            tcp=None,
-            rw=d.rw,
-            ro=d.ro,
-            scrollback=d.scrollback,
-            viewer_buffer=d.viewer_buffer,
-            timestamps=self.log.timestamps,
-            operate=d.operate,
-            write=d.write,
-            writer_idle_timeout=d.writer_idle_timeout,
-            procserv_keys=d.procserv_keys,
-            replay=d.replay,
-            escape=d.escape,
-            ioc=ioc,
-            patterns=d.patterns,
-            audit_input=d.audit_input,
+            name=name, socket=socket, tcp=None, timestamps=self.log.timestamps, **settings
         )
 
 

@@ -225,14 +225,18 @@ class _Run:
         self.text(views.list_json(shown) if "--json" in flags else views.list_table(shown))
         return OK
 
+    def _names(self, positional: list[str]) -> tuple[list[str], int]:
+        """The console named (if it may be seen), or every visible one; else an error."""
+        if not positional:
+            return self.service.visible(self.login), OK
+        console, status = self.console(positional[0])
+        return ([console.name] if console is not None else []), status
+
     async def status(self, args: list[str]) -> int:
         positional, flags = _options("status", args, {"--json"}, max_positional=1)
-        names = self.service.visible(self.login)
-        if positional:
-            console, status = self.console(positional[0])
-            if console is None:
-                return status
-            names = [console.name]
+        names, status = self._names(positional)
+        if status != OK:
+            return status
         shown = [self.service.view(n) for n in names]
         now = time.time()
         if "--json" in flags:
@@ -245,12 +249,9 @@ class _Run:
 
     async def who(self, args: list[str]) -> int:
         positional, flags = _options("who", args, {"--json"}, max_positional=1)
-        names = self.service.visible(self.login)
-        if positional:
-            console, status = self.console(positional[0])
-            if console is None:
-                return status
-            names = [console.name]
+        names, status = self._names(positional)
+        if status != OK:
+            return status
         now = time.time()
         rows = [(n, entry) for n in names for entry in self.registry.consoles[n].who(now=now)]
         if "--json" in flags:
