@@ -50,6 +50,12 @@ class Sink(Protocol):
         """Bytes queued and not yet taken by the peer."""
 
 
+def text_bytes(text: str, *, pty: bool) -> bytes:
+    """Text for the user's channel: a terminal wants \r\n line ends."""
+    data = text.encode()
+    return data.replace(b"\n", b"\r\n") if pty else data
+
+
 def notice_bytes(text: str, *, pty: bool) -> bytes:
     """A consrv message on a line of its own (a terminal may be mid-line)."""
     message = b"[consrv: " + text.encode() + b"]"

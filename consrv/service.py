@@ -24,7 +24,7 @@ import trio
 
 from consrv import __version__, views
 from consrv.access import Role, role_for
-from consrv.console import Console, Viewer
+from consrv.console import Console, Viewer, text_bytes
 from consrv.ioc import IocManager, SystemctlError
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
@@ -184,15 +184,11 @@ class _Run:
         }
 
     # -- replies -----------------------------------------------------------------
-    def _bytes(self, text: str) -> bytes:
-        data = text.encode()
-        return data.replace(b"\n", b"\r\n") if self.pty else data
-
     def text(self, text: str) -> None:
-        self.channel.write(self._bytes(text))
+        self.channel.write(text_bytes(text, pty=self.pty))
 
     def error(self, text: str, status: int) -> int:
-        self.channel.write_notice(self._bytes(f"consrv: {text}\n"))
+        self.channel.write_notice(text_bytes(f"consrv: {text}\n", pty=self.pty))
         return status
 
     # -- naming a console --------------------------------------------------------
@@ -391,8 +387,7 @@ class IocControl:
         self.service, self.name, self.login = service, name, login
         self.may_operate = service.may_operate(login, name)
 
-    async def act(self, verb: str, user: str) -> str:
-        assert user == self.login.user
+    async def act(self, verb: str) -> str:
         return await run_action(self.service, verb, self.name, self.login)
 
     def describe(self) -> views.ConsoleView:

@@ -25,7 +25,7 @@ import trio
 from consrv import views
 from consrv.access import Role
 from consrv.config import ConsoleConfig
-from consrv.console import Console, Sink, Viewer
+from consrv.console import Console, Sink, Viewer, text_bytes
 from consrv.protocol import escape
 from consrv.protocol.escape import EscapeParser, format_prefix
 from consrv.protocol.telnet import InputEncoder
@@ -63,7 +63,7 @@ class IocControl(Protocol):
 
     may_operate: bool
 
-    async def act(self, verb: str, user: str) -> str:
+    async def act(self, verb: str) -> str:
         """Start/stop/restart; returns a message, raises ActionFailed.
 
         The request and its outcome are announced to every viewer of the console
@@ -529,15 +529,14 @@ class Session:
         """A confirmed IOC action; this user sees it as everyone attached does."""
         assert self.ioc is not None
         with contextlib.suppress(ActionFailed):  # announced, as the request was
-            await self.ioc.act(verb, self.user)
+            await self.ioc.act(verb)
 
     # -- output to this user ------------------------------------------------
     def notice(self, text: str) -> None:
         self.viewer.notice(text)
 
     def text(self, text: str) -> None:
-        data = text.encode()
-        self.channel.write_notice(data.replace(b"\n", b"\r\n") if self.pty else data)
+        self.channel.write_notice(text_bytes(text, pty=self.pty))
 
     def _line_start(self) -> bytes:
         return b"\r\n" if self.pty else b""

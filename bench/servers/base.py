@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from bench.procs import Reaper
+
 HOST = "127.0.0.1"
 SSH_OPTIONS = (
     "-F", "/dev/null",  # no user or system client config
@@ -32,6 +34,29 @@ SSH_OPTIONS = (
     "-o", "ControlMaster=no",
     "-o", "ControlPath=none",
 )  # fmt: skip
+
+
+class ServerProcess:
+    """The part every server shares: one main process, a log, a port, stop with a grace."""
+
+    stop_grace = 5.0  # seconds between SIGTERM and SIGKILL
+
+    def __init__(self, workdir: Path, reaper: Reaper, log_name: str) -> None:
+        self.workdir, self.reaper = workdir, reaper
+        self.log = workdir / log_name
+        self.port = 0
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self.reaper.stop([self._proc.pid], grace=self.stop_grace)
+            self._proc.wait()
+            self._proc = None
 
 
 class ServerError(RuntimeError):

@@ -12,12 +12,19 @@ Must not know: what is measured.
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 from bench.procs import Reaper
-from bench.servers.base import HOST, Ready, command_output, free_port, program, wait_tcp
+from bench.servers.base import (
+    HOST,
+    Ready,
+    ServerProcess,
+    command_output,
+    free_port,
+    program,
+    wait_tcp,
+)
 
 USER = "bench"
 
@@ -39,7 +46,7 @@ access * {{
 """
 
 
-class Conserver:
+class Conserver(ServerProcess):
     """``conserver -C CF -P PASSWD -p PORT -M 127.0.0.1`` (foreground)."""
 
     label = "conserver"
@@ -48,15 +55,8 @@ class Conserver:
     connect_at_once = 1  # concurrent attaches hang, or a spy gets "[attached]"
 
     def __init__(self, workdir: Path, reaper: Reaper, *, encrypted: bool = True) -> None:
-        self.workdir, self.reaper, self.encrypted = workdir, reaper, encrypted
-        self.log = workdir / "conserver.log"
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None, "not started"
-        return self._proc.pid
+        super().__init__(workdir, reaper, "conserver.log")
+        self.encrypted = encrypted
 
     def _write_files(self, consoles: Mapping[str, Path]) -> tuple[Path, Path]:
         logs = self.workdir / "logs"
@@ -79,12 +79,6 @@ class Conserver:
             self._proc = self.reaper.popen(argv, stdout=out.fileno(), stderr=out.fileno())
         # It listens only once every console is set up: ~48 s for 1,000 here.
         wait_tcp(self.port, self._proc, self.log, 30.0 + 0.2 * len(consoles))
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self.reaper.stop([self._proc.pid], grace=5.0)
-            self._proc.wait()
-            self._proc = None
 
     def _client(self, *args: str) -> list[str]:
         return [program("console"), "-n", *self._plain(), "-M", HOST, "-p", str(self.port),

@@ -9,7 +9,6 @@ Must not know: what is measured.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,12 +16,12 @@ from pathlib import Path
 import yaml
 
 from bench.procs import Reaper
-from bench.servers.base import HOST, Ready, command_output, ssh_argv, wait_log
+from bench.servers.base import HOST, Ready, ServerProcess, command_output, ssh_argv, wait_log
 
 USER = "bench"
 
 
-class Consrv:
+class Consrv(ServerProcess):
     """``python -m consrv serve --config FILE`` (the venv's consrv)."""
 
     label = "consrv"
@@ -30,16 +29,11 @@ class Consrv:
     holds_connections = True
     connect_at_once = 8
 
-    def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
-        self.workdir, self.reaper, self.key, self.public_key = workdir, reaper, key, public_key
-        self.log = workdir / "consrv.log"
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
+    stop_grace = 10.0
 
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None, "not started"
-        return self._proc.pid
+    def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
+        super().__init__(workdir, reaper, "consrv.log")
+        self.key, self.public_key = key, public_key
 
     def _write_config(self, consoles: Mapping[str, Path]) -> Path:
         config = {
@@ -65,12 +59,6 @@ class Consrv:
         bound = 60.0 + 0.1 * len(consoles)
         match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
         self.port = int(match.group(1))
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self.reaper.stop([self._proc.pid], grace=10.0)
-            self._proc.wait()
-            self._proc = None
 
     def interactive_argv(self, console: str) -> list[str]:
         return ssh_argv(self.port, self.key, "console", console, tty=True)

@@ -15,7 +15,6 @@ Must not know: what is measured.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from bench.procs import Reaper
 from bench.servers.base import (
     HOST,
     Ready,
+    ServerProcess,
     command_output,
     free_port,
     program,
@@ -75,7 +75,7 @@ LogLevel ERROR
 """
 
 
-class SshdSocat:
+class SshdSocat(ServerProcess):
     """``sshd -D -e -f CONFIG`` with a socat bridge per session."""
 
     label = "sshd+socat"
@@ -85,15 +85,8 @@ class SshdSocat:
     connect_at_once = 8
 
     def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
-        self.workdir, self.reaper, self.key, self.public_key = workdir, reaper, key, public_key
-        self.log = workdir / "sshd.log"
-        self.port = 0
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None, "not started"
-        return self._proc.pid
+        super().__init__(workdir, reaper, "sshd.log")
+        self.key, self.public_key = key, public_key
 
     def _link_consoles(self, consoles: Mapping[str, Path]) -> Path:
         links = self.workdir / "consoles"
@@ -132,12 +125,6 @@ class SshdSocat:
                 stderr=out.fileno(),
             )
         wait_tcp(self.port, self._proc, self.log, 30.0)
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self.reaper.stop([self._proc.pid], grace=5.0)
-            self._proc.wait()
-            self._proc = None
 
     def interactive_argv(self, console: str) -> list[str]:
         return ssh_argv(self.port, self.key, LOGIN, console, tty=True)
