@@ -28,6 +28,7 @@ from consrv.metrics import SshStats
 from consrv.service import Input, Login, Service
 from consrv.session import Session
 from consrv.ssh.keys import load_or_create_host_key
+from consrv.ssh.wire import ENCRYPTION_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,7 @@ class SSHFront:
             host,
             port,
             server_host_keys=[host_key],
+            encryption_algs=ENCRYPTION_ALGS,  # no CBC: see wire.py
             encoding=None,
             line_editor=False,
             agent_forwarding=False,
@@ -161,6 +163,7 @@ class _Server(asyncssh.SSHServer):
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        one_packet_per_write(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
         self.peer = f"{host}:{port}"

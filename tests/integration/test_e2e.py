@@ -6,12 +6,14 @@ procServ's socket that sees everything the IOC echoes or prints.
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import sys
 import time
 from pathlib import Path
 
+import asyncssh
 import pytest
 import trio
 import trio_asyncio
@@ -173,6 +175,41 @@ async def test_binary_input_and_window_changes_break_nothing(world: World) -> No
         alice.chan.change_terminal_size(40, 10)
         alice.send(b"dbpr e2e-ioc:name\r")
         await alice.expect(rb"NAME: e2e-ioc:name")
+
+
+class _PacketLog(logging.Handler):
+    """The packet types an asyncssh client logs as received (debug level 3)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.received: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if m := re.search(r"Received (MSG_\w+)", record.getMessage()):
+            self.received.append(m[1])
+
+
+async def test_each_console_write_is_one_ssh_packet(world: World) -> None:
+    """No empty SSH_MSG_IGNORE before each packet (asyncssh's CBC countermeasure)."""
+    async with (
+        trio_asyncio.open_loop(),
+        scripted_ssh(world.port, world.alice.private, "console", IOC, pty=True) as alice,
+    ):
+        await alice.expect(rb"attached to e2e-ioc", stderr=True)
+        packets, asyncssh_log = _PacketLog(), logging.getLogger("asyncssh")
+        level = asyncssh_log.level
+        asyncssh_log.addHandler(packets)
+        asyncssh_log.setLevel(logging.DEBUG)
+        asyncssh.set_debug_level(3)
+        try:
+            alice.send(b"dbpr e2e-ioc:name\r")
+            await alice.expect(rb"NAME: e2e-ioc:name")
+        finally:
+            asyncssh.set_debug_level(1)
+            asyncssh_log.setLevel(level)
+            asyncssh_log.removeHandler(packets)
+    assert packets.received.count("MSG_CHANNEL_DATA") >= 1, packets.received
+    assert "MSG_IGNORE" not in packets.received, packets.received
 
 
 async def test_a_stalled_viewer_does_not_delay_another(tmp_path: Path) -> None:
