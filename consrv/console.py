@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -31,6 +32,11 @@ from consrv.writelock import Change, Kind, WriterLock
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
+# A read this large means the IOC is printing a lot: wait BATCH_WAIT for more before
+# passing it on, so viewers get fewer, bigger SSH packets (a keystroke's echo, a
+# few bytes, never waits).
+BATCH_FROM = 2048
+BATCH_WAIT = 0.001
 # A connection that lasted this long resets the backoff.
 STABLE_AFTER = 1.0
 # While connected, the socket path is checked this often for a new socket.
@@ -60,6 +66,17 @@ def notice_bytes(text: str, *, pty: bool) -> bytes:
     """A consrv message on a line of its own (a terminal may be mid-line)."""
     message = b"[consrv: " + text.encode() + b"]"
     return b"\r\n" + message + b"\r\n" if pty else message + b"\n"
+
+
+def _read_ready(stream: trio.SocketStream, size: int) -> bytes:
+    """What ``stream`` holds now, up to ``size`` bytes, without waiting (b"" if none).
+
+    An end of file or an error is left for the next ``receive_some`` to report.
+    """
+    try:
+        return os.read(stream.socket.fileno(), size)
+    except OSError:
+        return b""
 
 
 class Viewer:
@@ -280,6 +297,24 @@ class Console:
         self.audit.record(event, console=self.name, **fields)
 
     # -- input -----------------------------------------------------------
+    def may_send_now(self) -> bool:
+        """True when `send_now` may be used: connected, and no `send_input` under way."""
+        return self._stream is not None and not self._send_lock.locked()
+
+    def send_now(self, data: bytes) -> int:
+        """Send what procServ's socket takes at once, without waiting; the bytes sent.
+
+        Only when `may_send_now`. 0 when the socket is full or broken: the caller
+        queues the rest for `send_input`, which then finds out which.
+        """
+        assert self._stream is not None
+        try:
+            sent = os.write(self._stream.socket.fileno(), data)
+        except OSError:  # BlockingIOError: full; anything else: broken
+            return 0
+        self.stats.bytes_in += sent
+        return sent
+
     async def send_input(self, data: bytes) -> bool:
         """Send already-encoded bytes to procServ; False when the console is down."""
         stream = self._stream
@@ -354,6 +389,9 @@ class Console:
     async def _drain(self, stream: trio.SocketStream) -> None:
         decoder, parser = TelnetDecoder(), ProcServParser()
         while data := await stream.receive_some(READ_SIZE):
+            if BATCH_FROM <= len(data) < READ_SIZE:
+                await trio.sleep(BATCH_WAIT)
+                data += _read_ready(stream, READ_SIZE)
             output = decoder.receive_data(data)
             if output:
                 self._on_output(output)
@@ -378,16 +416,16 @@ class Console:
         stats = self.stats
         stats.bytes_out += len(data)
         stats.last_output = self._clock()
+        for viewer in list(self.viewers):  # first: a keystroke's echo waits for nothing else
+            try:
+                stats.viewer_bytes_dropped += viewer.deliver(data)
+            except Exception:  # noqa: BLE001 (one broken sink must not stop the console)
+                self._viewer_failed(viewer)
         self.scrollback.append(data)
         if self.log is not None:
             self.log.write_output(data)
         if self.matcher is not None:
             self.matcher.feed(data)
-        for viewer in list(self.viewers):
-            try:
-                stats.viewer_bytes_dropped += viewer.deliver(data)
-            except Exception:  # noqa: BLE001 (one broken sink must not stop the console)
-                self._viewer_failed(viewer)
 
     def _each_viewer(self, action: Callable[[Viewer], object], only: Viewer | None = None) -> None:
         for viewer in [only] if only is not None else list(self.viewers):

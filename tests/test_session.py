@@ -371,6 +371,31 @@ async def test_large_paste_flows_with_back_pressure(tmp_path: Path) -> None:
     assert received == paste
 
 
+async def test_a_keystroke_goes_out_from_feed_itself(tmp_path: Path) -> None:
+    async with bench(tmp_path) as b:
+        session, _ = b.join("alice")
+        await wait_for(lambda: b.console.may_send_now())
+        session.feed(b"k")  # no checkpoint between: the pump task cannot have run
+        assert b.console.stats.bytes_in == 1
+        assert await b.nothing_more(1) == b"k"
+
+
+async def test_keystrokes_into_a_full_socket_arrive_whole_and_in_order(tmp_path: Path) -> None:
+    # Each feed is small enough for the direct path; procServ reads nothing until
+    # its socket is full, so later keystrokes take the queue behind a partial send.
+    keys = [f"line {i:05d} \xff\r".encode("latin-1") for i in range(40_000)]
+    async with bench(tmp_path) as b:
+        session, _ = b.join("alice")
+        for key in keys:
+            session.feed(key)
+        assert session._unsent is not None or session._inbox  # the socket did fill
+        expected = b"".join(keys).replace(b"\xff", b"\xff\xff")
+        while len(b.peer.received) < len(expected):  # read, as asyncssh would resume us
+            await b.peer.receive_until(len(b.peer.received) + 1)
+            await trio.lowlevel.checkpoint()
+        assert await b.nothing_more(len(expected)) == expected
+
+
 async def test_input_while_down_is_discarded_with_a_notice(tmp_path: Path) -> None:
     console = Console("t-ioc", UnixTarget(tmp_path / "missing"), scrollback=1024)
     sink = MemorySink()

@@ -205,6 +205,9 @@ def parse_line(line: bytes) -> Event | None:
     return None
 
 
+_NEWLINE_MARKER = b"\n" + MARKER
+
+
 class _LineState(enum.Enum):
     COLLECTING = enum.auto()  # the current line may still be an @@@ line: carry it
     SKIPPING = enum.auto()  # the current line cannot matter: drop bytes up to "\n"
@@ -225,11 +228,20 @@ class ProcServParser:
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed output bytes; return the events of every line completed by them."""
         events: list[Event] = []
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0:
-            self._end_line(data[start:end], events)
-            start = end + 1
-        self._carry(data[start:])
+        first = data.find(b"\n")
+        if first < 0:
+            self._carry(data)
+            return events
+        self._end_line(data[:first], events)  # it may finish a line begun earlier
+        last = data.rfind(b"\n")
+        # The whole lines in between matter only if one starts with the marker: an
+        # IOC's output (almost every chunk) is skipped without looking at each line.
+        if last > first and (_NEWLINE_MARKER in data[first:last]):
+            start = first + 1
+            while (end := data.find(b"\n", start)) >= 0:
+                self._end_line(data[start:end], events)
+                start = end + 1
+        self._carry(data[last + 1 :])
         return events
 
     def _end_line(self, tail: bytes, events: list[Event]) -> None:

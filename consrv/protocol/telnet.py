@@ -130,6 +130,7 @@ class TelnetDecoder:
 
 # Enter in any form the client sends: \r\n, \r\0, a lone \r or a lone \n.
 _ENTER = re.compile(rb"\r[\n\0]?|\n")
+_PLAIN = re.compile(rb"[^\r\n\xff]*")
 
 
 class InputEncoder:
@@ -142,6 +143,8 @@ class InputEncoder:
         """Return ``data`` ready to send to procServ; everything but Enter and 0xFF unchanged."""
         if not data:
             return b""
+        if not self._after_cr and _PLAIN.fullmatch(data):  # most keystrokes
+            return data
         if self._after_cr and data[0] in b"\n\0":
             data = data[1:]  # second half of a \r\n or \r\0 split across calls
         self._after_cr = data.endswith(b"\r")
