@@ -20,7 +20,7 @@ import trio
 
 from bench.clients import Viewer, ViewerGroup
 from bench.consoles import BURST, DirectClient, burst_marker
-from bench.procs import Reaper, tree_cpu_seconds
+from bench.procs import MachineCpu, Reaper, tree_cpu_seconds
 from bench.servers import Server
 
 QUIET = 2.0
@@ -41,6 +41,7 @@ class Burst:
     cpu_s_per_gb: float  # server CPU-seconds per GB delivered (0 for the direct baseline)
     delivered: float  # the smallest fraction of the burst a viewer received
     delivered_max: float  # the largest (above 1: a server sent some data twice)
+    machine_busy: float  # all cores, every process (0..1): 1 means CPU-bound
 
 
 class Burster:
@@ -73,12 +74,13 @@ async def direct_baseline(burster: Burster, reps: int) -> Burst:
     runs = []
     for _ in range(reps):
         burster.arm()
+        machine = MachineCpu()
         start = await burster.fire()
         with trio.fail_after(120):
             seen = await burster.direct.wait_seen()
         seconds = seen - start
         rate = burster.expected / seconds / 1e6
-        runs.append(Burst(1, seconds, rate, rate, 0.0, 1.0, 1.0))
+        runs.append(Burst(1, seconds, rate, rate, 0.0, 1.0, 1.0, machine.busy()))
         await trio.sleep(SETTLE)
     return median_burst(runs)
 
@@ -104,11 +106,11 @@ async def _one_burst(server: Server, burster: Burster, viewers: list[Viewer]) ->
     marker = burster.arm()
     for viewer in viewers:
         viewer.expect(marker)
-    cpu_before = tree_cpu_seconds(server.pid)
+    cpu_before, machine = tree_cpu_seconds(server.pid), MachineCpu()
     start = await burster.fire()
     with trio.fail_after(BURST_TIMEOUT):
         await _wait_done(burster.direct, viewers, burster.expected)
-    cpu = tree_cpu_seconds(server.pid) - cpu_before
+    cpu, busy = tree_cpu_seconds(server.pid) - cpu_before, machine.busy()
     ends = [(v.seen_at or v.last_data_at) - start for v in viewers]
     # Bytes beyond the burst's size are data sent twice: not counted as delivered.
     useful = [min(v.received, burster.expected) for v in viewers]
@@ -123,6 +125,7 @@ async def _one_burst(server: Server, burster: Burster, viewers: list[Viewer]) ->
         cpu_s_per_gb=cpu / (total / 1e9) if total else 0.0,
         delivered=min(v.received for v in viewers) / burster.expected,
         delivered_max=max(v.received for v in viewers) / burster.expected,
+        machine_busy=busy,
     )
 
 
@@ -157,4 +160,5 @@ def median_burst(runs: list[Burst]) -> Burst:
         cpu_s_per_gb=med([r.cpu_s_per_gb for r in runs]),
         delivered=min(r.delivered for r in runs),
         delivered_max=max(r.delivered_max for r in runs),
+        machine_busy=med([r.machine_busy for r in runs]),
     )

@@ -80,6 +80,26 @@ def descendants(root: int, table: dict[int, Stat]) -> list[int]:
     return found
 
 
+class MachineCpu:
+    """How busy all the machine's cores were between `__init__` and `busy` (0..1)."""
+
+    def __init__(self) -> None:
+        self._start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[int, int]:
+        """(busy, total) jiffies over all cores, from /proc/stat."""
+        fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        total = sum(fields[:8])  # user nice system idle iowait irq softirq steal
+        return total - idle, total
+
+    def busy(self) -> float:
+        busy, total = self._read()
+        elapsed = total - self._start[1]
+        return (busy - self._start[0]) / elapsed if elapsed else 0.0
+
+
 def tree_cpu_seconds(root: int) -> float:
     """CPU seconds used so far by ``root`` and all its descendants, dead or alive."""
     table = process_table()

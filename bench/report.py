@@ -78,6 +78,14 @@ def _burst(n: int, name: str) -> Getter:
     return get
 
 
+def _busy(n: int) -> Getter:
+    def get(r: ServerResults) -> float | None:
+        burst = r.bursts.get(n)
+        return None if burst is None else 100 * burst.machine_busy
+
+    return get
+
+
 def _idle(n: int, name: str) -> Getter:
     def get(r: ServerResults) -> float | None:
         idle = r.idle.get(n)
@@ -123,6 +131,8 @@ def rows(results: Results) -> list[Row]:
             Row(f"fan-out {mb:g} MB to {n}: MB/s per viewer ↑", _burst(n, "per_viewer_mb_s"), 1),
             Row(f"fan-out {mb:g} MB to {n}: aggregate MB/s ↑", _burst(n, "aggregate_mb_s"), 1),
             Row(f"fan-out {mb:g} MB to {n}: server CPU-s per GB", _burst(n, "cpu_s_per_gb")),
+            Row(f"fan-out {mb:g} MB to {n}: machine CPU busy, all cores (%)",
+                _busy(n), 0, ratio=False),
             Row(f"fan-out {mb:g} MB to {n}: least delivered to a viewer ↑",
                 _burst(n, "delivered"), 3),
             Row(f"fan-out {mb:g} MB to {n}: most delivered to a viewer (1 = exact)",
@@ -191,7 +201,8 @@ def markdown(results: Results) -> str:
         out.append(
             f"Direct baseline (the bench's own socket client on procServ, no server):"
             f" {results.burst_bytes / 1e6:g} MB in {b.seconds:.3f} s = {b.per_viewer_mb_s:.1f} MB/s"
-            f" (median of {results.burst_reps})."
+            f" (median of {results.burst_reps}); all cores"
+            f" {100 * b.machine_busy:.0f}% busy meanwhile."
         )
         out.append("")
     out += [table(results), ""]
