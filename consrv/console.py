@@ -39,8 +39,9 @@ BATCH_FROM = 2048
 BATCH_WAIT = 0.001
 # A connection that lasted this long resets the backoff.
 STABLE_AFTER = 1.0
-# While connected, the socket path is checked this often for a new socket.
-PATH_CHECK_INTERVAL = 0.5
+# While connected, the socket path is checked this often for a new socket (by
+# the registry, for all consoles in one task: an idle console costs no wakeups).
+PATH_CHECK_INTERVAL = 1.0
 
 
 class Sink(Protocol):
@@ -179,6 +180,8 @@ class Console:
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._last_error: str | None = None
+        # While connected to a UNIX socket: the connection's scope and the socket's identity.
+        self._serving: tuple[trio.CancelScope, tuple[int, int, int]] | None = None
 
     # -- viewers and the write lock --------------------------------------
     def attach(self, viewer: Viewer, *, write: bool = False, force: bool = False) -> None:
@@ -363,28 +366,30 @@ class Console:
         async with stream:
             self._set_up(stream)
             try:
-                async with trio.open_nursery() as nursery:
+                with trio.CancelScope() as scope:
                     if identity is not None:
-                        nursery.start_soon(self._watch_path, identity, nursery.cancel_scope)
+                        self._serving = (scope, identity)
                     await self._drain(stream)
-                    nursery.cancel_scope.cancel()
             except (trio.BrokenResourceError, OSError) as exc:
                 logger.info("%s: connection lost: %s", self.name, exc)
             finally:
+                self._serving = None
                 self._set_down()
 
-    async def _watch_path(self, identity: tuple[int, int, int], scope: trio.CancelScope) -> None:
-        """While connected: if another socket takes our path (a new procServ), move to it.
+    def check_path(self) -> None:
+        """While connected: if another socket has taken our path (a new procServ), move to it.
 
         A path that is merely gone keeps the connection (the old procServ still runs).
+        The registry calls this every PATH_CHECK_INTERVAL.
         """
-        while True:
-            await trio.sleep(PATH_CHECK_INTERVAL)
-            now = self._identity()
-            if now is not None and now != identity:
-                logger.info("%s: %s is a new socket: reconnecting", self.name, self.target)
-                scope.cancel()
-                return
+        if self._serving is None:
+            return
+        scope, identity = self._serving
+        now = self._identity()
+        if now is not None and now != identity:
+            logger.info("%s: %s is a new socket: reconnecting", self.name, self.target)
+            self._serving = None
+            scope.cancel()
 
     async def _drain(self, stream: trio.SocketStream) -> None:
         decoder, parser = TelnetDecoder(), ProcServParser()

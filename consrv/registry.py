@@ -15,7 +15,7 @@ import trio
 
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, ConsoleConfig, Pattern
-from consrv.console import Console
+from consrv.console import PATH_CHECK_INTERVAL, Console
 from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
 from consrv.patterns import LineMatcher
@@ -134,6 +134,7 @@ class Registry:
                 for cfg in self.config.consoles.values():
                     self.add(cfg)
                 self._discover_once()
+                nursery.start_soon(self._check_paths_forever)
                 task_status.started()
                 await self._discover_forever()
         finally:
@@ -231,6 +232,14 @@ class Registry:
             max_size=log.max_size,
             keep=log.keep,
         )
+
+    async def _check_paths_forever(self) -> None:
+        """Every console's socket path, in one task (a task per console would wake
+        1,000 times per interval on a host with 1,000 consoles)."""
+        while True:
+            await trio.sleep(PATH_CHECK_INTERVAL)
+            for console in list(self.consoles.values()):
+                console.check_path()
 
     async def _discover_forever(self) -> None:
         ioc = self.config.ioc
