@@ -22,8 +22,8 @@ from bench.idle import Idle
 from bench.latency import Latency
 from bench.logins import Logins
 
-CONSRV, SSHD, CONSERVER = "consrv", "sshd+socat", "conserver"
-LABELS = (CONSRV, SSHD, CONSERVER)
+CONSRV, SSHD, CONSERVER, FLOOR = "consrv", "sshd+socat", "conserver", "floor"
+LABELS = (CONSRV, SSHD, CONSERVER, FLOOR)  # the floor: keystrokes only (bench/floor.py)
 
 
 @dataclass
@@ -208,6 +208,9 @@ def markdown(results: Results) -> str:
     out += [table(results), ""]
     out.append("Ratios are consrv's figure divided by the other's: below 1 is better for consrv,")
     out.append("except on rows marked ↑ (higher is better). — = not applicable or not measured.")
+    if FLOOR in results.servers:
+        out.append("floor: a bare asyncssh bridge on consrv's stack (bench/floor.py), keystrokes")
+        out.append("only: what Python, trio and asyncssh cost here before consrv's own code.")
     if results.notes:
         out += ["", "Notes from this run:", ""]
         out += [f"- {note}" for note in results.notes]

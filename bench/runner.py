@@ -31,7 +31,7 @@ from bench.idle import idle_scale
 from bench.latency import keystrokes, keystrokes_under_load
 from bench.logins import logins
 from bench.procs import Reaper
-from bench.servers import Conserver, Consrv, Server, SshdSocat
+from bench.servers import Conserver, Consrv, Floor, Server, SshdSocat
 from consrv.demo import ensure_client_key
 
 KEYSTROKE_GAP = 0.005
@@ -102,6 +102,8 @@ class Bench:
             report.SSHD: lambda: SshdSocat(self.workdir / "sshd", self.reaper, self.key,
                                            self.public_key),
             report.CONSERVER: lambda: Conserver(self.workdir / "conserver", self.reaper),
+            report.FLOOR: lambda: Floor(self.workdir / "floor", self.reaper, self.key,
+                                        self.public_key),
         }  # fmt: skip
         return [make() for label, make in made.items() if label in self.only]
 
@@ -156,6 +158,8 @@ class Bench:
             await self._attempt(f"{label} keystrokes idle", self._keys_idle(server, mine))
             await self._attempt(f"{label} keystrokes under load",
                                 self._keys_load(server, mine, flood))  # fmt: skip
+            if label == report.FLOOR:
+                return  # a reference for latency only
             for n in self.plan.fanout:
                 await self._attempt(f"{label} fan-out to {n}",
                                     self._fan_out(server, mine, burster, n))  # fmt: skip
@@ -229,6 +233,8 @@ class Bench:
                 await idle.wait_ready()
             for n in plan.idle_sizes:
                 for server in self.servers():
+                    if server.label == report.FLOOR:
+                        continue  # a reference for keystrokes only
                     await self._attempt(f"{server.label} idle {n}", self._idle(server, idle, n))
         finally:
             idle.stop(self.reaper)
