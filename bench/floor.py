@@ -41,6 +41,7 @@ class _Bridge(asyncssh.SSHServerSession[bytes]):
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.path = ""
         self.fd: int | None = None
+        self.scope = trio.CancelScope()
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self.chan = chan
@@ -55,19 +56,24 @@ class _Bridge(asyncssh.SSHServerSession[bytes]):
     def session_started(self) -> None:
         self.nursery.start_soon(self._pump)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fd = None
+        self.scope.cancel()
+
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self.fd is not None:
             os.write(self.fd, data)  # keystrokes: small, never more than the socket takes
 
     async def _pump(self) -> None:
         assert self.chan is not None
-        stream = await trio.open_unix_socket(self.path)
-        self.fd = stream.socket.fileno()
-        async with stream:
-            while data := await stream.receive_some(READ_SIZE):
-                self.chan.write(data)
-        self.fd = None
-        self.chan.exit(0)
+        with self.scope:
+            stream = await trio.open_unix_socket(self.path)
+            self.fd = stream.socket.fileno()
+            async with stream:
+                while data := await stream.receive_some(READ_SIZE):
+                    self.chan.write(data)
+            self.fd = None
+            self.chan.exit(0)
 
 
 class _Server(asyncssh.SSHServer):
