@@ -45,6 +45,8 @@ class Results:
     burst_bytes: int
     burst_reps: int
     idle_window: float
+    keystrokes: int = 0  # per run
+    keystroke_runs: int = 1
     machine: list[str] = field(default_factory=list)
     baseline: Burst | None = None
     servers: dict[str, ServerResults] = field(default_factory=dict)
@@ -208,6 +210,8 @@ def markdown(results: Results) -> str:
     out += [table(results), ""]
     out.append("Ratios are consrv's figure divided by the other's: below 1 is better for consrv,")
     out.append("except on rows marked ↑ (higher is better). — = not applicable or not measured.")
+    runs, keys = results.keystroke_runs, results.keystrokes
+    out.append(f"Keystroke rows: the median over {runs} run(s) of {keys:,} keystrokes each.")
     if FLOOR in results.servers:
         out.append("floor: a bare asyncssh bridge on consrv's stack (bench/floor.py), keystrokes")
         out.append("only: what Python, trio and asyncssh cost here before consrv's own code.")
