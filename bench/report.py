@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bench.cipher import chacha_cpu_s_per_gb
 from bench.fanout import Burst
 from bench.idle import Idle
 from bench.latency import Latency
@@ -272,4 +273,8 @@ def machine(versions: dict[str, str]) -> list[str]:
         f" socat {_package('socat')}; conserver {_package('conserver-server')}",
     ]
     lines += [f"{label}: {version}" for label, version in versions.items()]
+    lines.append(
+        f"asyncssh's chacha20-poly1305 alone (what each byte to each consrv viewer costs to"
+        f" encrypt, 32 KiB packets): {chacha_cpu_s_per_gb():.2f} CPU-s per GB"
+    )
     return lines
