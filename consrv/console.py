@@ -37,6 +37,8 @@ READ_SIZE = 65536
 # few bytes, never waits).
 BATCH_FROM = 2048
 BATCH_WAIT = 0.001
+# Viewers served between two checkpoints during fan-out.
+FAN_OUT_SLICE = 4
 # A connection that lasted this long resets the backoff.
 STABLE_AFTER = 1.0
 # While connected, the socket path is checked this often for a new socket (by
@@ -399,7 +401,7 @@ class Console:
                 data += _read_ready(stream, READ_SIZE)
             output = decoder.receive_data(data)
             if output:
-                self._on_output(output)
+                await self._on_output(output)
                 for event in parser.receive_data(output):
                     self._on_event(event)
 
@@ -417,11 +419,16 @@ class Console:
         self.log_event("upstream down")
         self.announce(f"{self.name} down")
 
-    def _on_output(self, data: bytes) -> None:
+    async def _on_output(self, data: bytes) -> None:
         stats = self.stats
         stats.bytes_out += len(data)
         stats.last_output = self._clock()
-        for viewer in list(self.viewers):  # first: a keystroke's echo waits for nothing else
+        # Viewers first: a keystroke's echo waits for nothing else. Between every
+        # few viewers, let other tasks run: a keystroke on another console does not
+        # wait for a busy console's whole fan-out.
+        for i, viewer in enumerate(list(self.viewers)):
+            if i and not i % FAN_OUT_SLICE:
+                await trio.lowlevel.checkpoint()
             try:
                 stats.viewer_bytes_dropped += viewer.deliver(data)
             except Exception:  # noqa: BLE001 (one broken sink must not stop the console)
