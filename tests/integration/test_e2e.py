@@ -212,6 +212,17 @@ async def test_each_console_write_is_one_ssh_packet(world: World) -> None:
     assert "MSG_IGNORE" not in packets.received, packets.received
 
 
+async def test_a_client_offering_only_cbc_is_refused(world: World) -> None:
+    connect = trio_asyncio.aio_as_trio(asyncssh.connect)
+    async with trio_asyncio.open_loop():
+        with pytest.raises(asyncssh.KeyExchangeFailed):
+            await connect(
+                "127.0.0.1", world.port, username="console", known_hosts=None,
+                client_keys=[str(world.alice.private)], agent_path=None,
+                encryption_algs=["aes128-cbc", "aes256-cbc"], connect_timeout=5,
+            )  # fmt: skip
+
+
 async def test_a_stalled_viewer_does_not_delay_another(tmp_path: Path) -> None:
     """A flood under procServ; one viewer stops reading; the other keeps up."""
     from tests.harness import Consrv, make_key
