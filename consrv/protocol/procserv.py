@@ -236,7 +236,7 @@ class ProcServParser:
         last = data.rfind(b"\n")
         # The whole lines in between matter only if one starts with the marker: an
         # IOC's output (almost every chunk) is skipped without looking at each line.
-        if last > first and (_NEWLINE_MARKER in data[first:last]):
+        if last > first and data.find(_NEWLINE_MARKER, first, last) >= 0:
             start = first + 1
             while (end := data.find(b"\n", start)) >= 0:
                 self._end_line(data[start:end], events)
