@@ -226,24 +226,7 @@ class ProcServ:
             time.sleep(POLL)
 
     def _accepts(self) -> bool:
-        """Connect, read the banner up to procServ's telnet offer, close.
-
-        Closing before procServ has written its banner makes it log
-        "Got a sigPipe signal" into the console, so the probe reads it all.
-        """
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.settimeout(1.0)
-            try:
-                probe.connect(str(self.socket))
-                received = b""
-                while TELNET_OFFER not in received:
-                    chunk = probe.recv(4096)
-                    if not chunk:
-                        return False
-                    received += chunk
-            except OSError:
-                return False
-        return True
+        return banner_read(self.socket)
 
     def _output(self) -> str:
         return tail(self.output_file)
@@ -339,6 +322,27 @@ def wait_tcp(host: str, port: int, timeout: float, alive: subprocess.Popen[bytes
             return True
         time.sleep(POLL)
     return False
+
+
+def banner_read(path: Path) -> bool:
+    """Connect to procServ at ``path``, read its banner up to the telnet offer, close.
+
+    Closing before procServ has written its banner makes it log
+    "Got a sigPipe signal" into the console, so the probe reads it all.
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+            received = b""
+            while TELNET_OFFER not in received:
+                chunk = probe.recv(4096)
+                if not chunk:
+                    return False
+                received += chunk
+        except OSError:
+            return False
+    return True
 
 
 def _tcp_accepts(host: str, port: int) -> bool:

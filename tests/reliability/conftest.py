@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import resource
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -23,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from consrv.demo import TELNET_OFFER, ProcServ
+from consrv.demo import ProcServ, banner_read
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.integration.test_e2e import Witness
 
@@ -44,25 +43,9 @@ def raise_nofile(wanted: int = NOFILE) -> None:
 def wait_accepting(path: Path, timeout: float = 10) -> None:
     """Until procServ at ``path`` accepts a client and has sent its banner."""
     deadline = time.monotonic() + timeout
-    while not _banner_read(path):
+    while not banner_read(path):
         assert time.monotonic() < deadline, f"procServ at {path} does not accept"
         time.sleep(0.05)
-
-
-def _banner_read(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        probe.settimeout(1.0)
-        received = b""
-        try:
-            probe.connect(str(path))
-            while TELNET_OFFER not in received:  # read it all: no sigPipe line in the console
-                chunk = probe.recv(4096)
-                if not chunk:
-                    return False
-                received += chunk
-        except OSError:
-            return False
-    return True
 
 
 def bug(message: str) -> pytest.RaisesGroup[AssertionError]:
