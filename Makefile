@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := procserv openssh-client systemd nodejs prometheus
+APT_PACKAGES := procserv openssh-client systemd nodejs prometheus dropbear-bin putty-tools
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test bench check lint typecheck pytest setup system-deps clean
@@ -42,6 +42,8 @@ system-deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v dbclient >/dev/null || missing="$$missing dropbear-bin"; \
+	command -v plink >/dev/null || missing="$$missing putty-tools"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
