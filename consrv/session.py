@@ -123,6 +123,11 @@ class Session:
         self._encoder = InputEncoder()
         self._on_yes: Callable[[], None] | None = None
         self._no_text = "not sent"  # what answering no to the pending question means
+        # Typeahead: the pending question, the input chunk it was asked in, the chunk
+        # being read now, and whether that chunk holds one key (and an Enter) only.
+        self._question = ""
+        self._chunk = self._asked_in = 0
+        self._lone_key = True
         self._actions: list[str] = []
         self._prefix_deadline: float | None = None
         self._last_input = trio.current_time()
@@ -146,6 +151,8 @@ class Session:
         now = trio.current_time()
         self._last_input = now
         self.viewer.last_input = time.time()
+        self._chunk += 1
+        self._lone_key = len(data.rstrip(b"\r\n\0")) <= 1
         self.parser.receive_data(data)
         self._process()
         self._prefix_deadline = (
@@ -393,10 +400,26 @@ class Session:
         self.console.audit_event("procserv_key", self.viewer, key=what.split()[0], action=action)
 
     def ask(self, question: str) -> None:
+        """Show a [y/N] question; only a key typed after it was shown answers it."""
+        self._question, self._asked_in = question, self._chunk
         self.channel.write_notice(self._line_start() + question.encode() + b" ")
+
+    def _typeahead(self) -> bool:
+        """The answer came with the input that raised the question, or in the middle
+        of more input (a paste): it was typed before the question was shown."""
+        return self._chunk == self._asked_in or not self._lone_key
 
     def _on_answer(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Answer)
+        if self._on_yes is not None and self._typeahead():
+            dropped = 1 + self.parser.discard_unread()
+            self.parser.expect_answer()
+            self.channel.write_notice(b"\r\n" if self.pty else b"\n")
+            self.notice(
+                f"{dropped} byte(s) typed before the question was shown: discarded; press y or n"
+            )
+            self.ask(self._question)
+            return
         on_yes, self._on_yes = self._on_yes, None
         yes = event.key in ("y", "Y")
         self.channel.write_notice(self._echo_answer(event.key))

@@ -197,7 +197,8 @@ async def test_kill_key_is_confirmed_and_sent_only_on_yes(tmp_path: Path) -> Non
         assert b"Send ^X (kill/restart) to IOC t-ioc? [y/N]" in sink.notices
         alice.feed(b"n")
         assert b"not sent" in sink.notices
-        alice.feed(b"\x18y")
+        alice.feed(b"\x18")
+        alice.feed(b"y")
         assert await b.nothing_more(3) == b"ab\x18"
     log = (tmp_path / "t-ioc.log").read_text()
     assert log.count("alice sent ^X (kill/restart)") == 1
@@ -240,6 +241,53 @@ async def test_restart_keys_are_guarded_only_while_the_child_is_down(tmp_path: P
         assert b"Send ^R (restart) to IOC t-ioc? [y/N]" in sink.notices
         alice.feed(b"y")
         assert await b.nothing_more(2) == b"\x12\x12"
+
+
+async def test_typeahead_never_answers_a_question(tmp_path: Path) -> None:
+    async with bench(tmp_path, log=True) as b:
+        alice, sink = b.join("alice")
+        alice.feed(b"text\x18yes more")  # one paste: the question was not shown yet
+        assert b"Send ^X (kill/restart) to IOC t-ioc? [y/N]" in sink.notices
+        assert b"8 byte(s) typed before the question was shown: discarded" in sink.notices
+        alice.feed(b"yes\r")  # a later chunk that is more than one key: a paste, too
+        assert sink.notices.count(b"typed before the question was shown") == 2
+        alice.feed(b"n")
+        assert b"not sent" in sink.notices
+        alice.feed(b"\x05c!restart\ry")  # no IOC here, so no question: plain data after
+        assert await b.nothing_more(5) == b"text" + b"y"
+    assert "alice sent ^X" not in (tmp_path / "t-ioc.log").read_text()
+
+
+class FakeIoc:
+    """An IOC unit that records what it was asked to do."""
+
+    def __init__(self, may_operate: bool = True) -> None:
+        self.may_operate = may_operate
+        self.done: list[str] = []
+
+    async def act(self, verb: str) -> str:
+        self.done.append(verb)
+        return verb
+
+    def describe(self) -> Any:
+        raise AssertionError("not used")
+
+
+async def test_an_ioc_action_is_not_confirmed_by_typeahead(tmp_path: Path) -> None:
+    async with bench(tmp_path) as b:
+        sink = MemorySink()
+        ioc = FakeIoc()
+        alice = Session(b.console, sink, user="alice", role=Role.RW, settings=settings(),
+                        pty=True, ioc=ioc)  # fmt: skip
+        alice.attach()
+        b.nursery.start_soon(alice.run)
+        alice.feed(ESC + b"!restart\ry")
+        assert b"Restart IOC t-ioc? [y/N]" in sink.notices
+        assert b"1 byte(s) typed before the question was shown: discarded" in sink.notices
+        await trio.sleep(0.05)
+        assert ioc.done == []
+        alice.feed(b"y")
+        await wait_for(lambda: ioc.done == ["restart"])
 
 
 # -- escapes ---------------------------------------------------------------------------

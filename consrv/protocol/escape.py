@@ -288,6 +288,16 @@ class EscapeParser:
         if self._state is State.ANSWER:
             self._state = State.NORMAL
 
+    def discard_unread(self) -> int:
+        """Drop the input received but not read yet; the number of bytes dropped.
+
+        For typeahead: what arrived with the key that raised a question must not
+        answer it. A held prefix byte is not unread input (it was read).
+        """
+        dropped = len(self._buf) - self._pos
+        self._buf, self._pos = b"", 0
+        return dropped
+
     def flush_pending(self) -> bytes:
         """Release a held prefix byte as data (for an idle timer); b"" if none is held."""
         if self._state is not State.PREFIX or self._pos < len(self._buf):

@@ -72,7 +72,10 @@ async def test_kill_key_asks_first_and_procserv_gets_it_only_on_yes(world: World
         await client.send(b"dbl\r")
         await witness.expect(rb"e2e-ioc:counter")
         assert b"shutting down" not in witness.read()
-        await client.send(b"\x18y")
+        client.output.clear()
+        await client.send(b"\x18")  # the answer only after the question is shown
+        await client.expect(rb"Send \^X \(kill/restart\) to IOC e2e-ioc\? \[y/N\]")
+        await client.send(b"y")
         await witness.expect(rb"@@@ Child process is shutting down")
         await client.expect(rb"@@@ Restarting child", timeout=20)
         await client.expect(rb"iocRun: All initialization complete", timeout=20)

@@ -1,0 +1,171 @@
+"""The red team's bench (issue 13): a live consrv before real procServ, attacked for real.
+
+Each test builds a `Lab` with `start_lab`: one procServ (options of the test's
+choosing, such as ``-k ^K``) whose child records every byte it is given
+(tests/reliability/probes.py ``recorder``), ``consrv serve`` in front of it with a
+``systemctl`` first in its PATH that records its arguments and does nothing else,
+and a witness connected straight to procServ (what procServ itself said: a kill,
+a toggle). Users come from the reliability bench: alice and bob read-write, olga
+read-only; alice operates the IOC.
+
+Policy: loopback and UNIX sockets in tmp_path only, port 0, every wait bounded and
+named; consrv, procServ and the witness are stopped by the `site` fixture.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from consrv.demo import ProcServ
+from tests.reliability.conftest import Site, site
+from tests.reliability.probes import recorder
+
+__all__ = ["IOC", "Lab", "site", "start_lab"]
+
+IOC = "sec-ioc"
+FAKE_SYSTEMCTL = """#!/bin/sh
+printf '%s\\n' "$*" >> {calls}
+exit 0
+"""
+ACTIONS = ("start", "stop", "restart")
+
+
+class Witness:
+    """A plain client of procServ's socket: what procServ itself said (a kill, a toggle)."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.sock.setblocking(False)
+        self.seen = bytearray()
+
+    def read(self) -> bytes:
+        try:
+            while data := self.sock.recv(65536):
+                self.seen += data
+        except BlockingIOError:
+            pass
+        return bytes(self.seen)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class OptionsProcServ(ProcServ):
+    """procServ with extra options before the child's command (``-k ^K``, ``-x ^L``...)."""
+
+    def __init__(self, name: str, root: Path, command: list[str], options: Sequence[str]) -> None:
+        super().__init__(name, root, command, holdoff=1)
+        self.options = list(options)
+
+    def argv(self) -> list[str]:
+        argv = super().argv()
+        return [argv[0], *self.options, *argv[1:]]
+
+
+@dataclass
+class Lab:
+    """One recorded IOC console under procServ, consrv in front, systemctl recorded."""
+
+    site: Site
+    procserv: OptionsProcServ
+    received: Path  # every byte the child got
+    calls: Path  # every systemctl call consrv made
+    witness: Witness
+
+    @property
+    def port(self) -> int:
+        return self.site.port
+
+    def key(self, user: str) -> Path:
+        return self.site.key(user)
+
+    def actions(self) -> list[str]:
+        """systemctl calls that would change a unit (not ``show`` / ``list-units``)."""
+        lines = self.calls.read_text().splitlines() if self.calls.exists() else []
+        return [line for line in lines if any(word in ACTIONS for word in line.split())]
+
+    def recorded(self) -> bytes:
+        return self.received.read_bytes() if self.received.exists() else b""
+
+    async def wait_recorded(self, marker: bytes, timeout: float = 10) -> bytes:
+        """Until the child has received ``marker``; everything it received."""
+        deadline = trio.current_time() + timeout
+        while marker not in (data := self.recorded()):
+            if trio.current_time() > deadline:
+                raise AssertionError(f"the child never received {marker!r}; it got {data!r}")
+            await trio.sleep(0.02)
+        return data
+
+    async def probe(self, marker: bytes = b"PROBE") -> None:
+        """Type ``marker`` straight into procServ until the child has it (it reads input)."""
+        deadline = trio.current_time() + 15
+        while marker not in self.recorded():
+            if trio.current_time() > deadline:
+                raise AssertionError(f"the child under procServ never received {marker!r}")
+            self.witness.sock.send(marker + b"\r")
+            await trio.sleep(0.2)
+
+    def child_pids(self) -> list[int]:
+        return self.procserv.child_pids()
+
+    def audit(self) -> str:
+        path = self.site.root / "audit.jsonl"
+        return path.read_text() if path.exists() else ""
+
+    def console_log(self) -> str:
+        path = self.site.logs / f"{IOC}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+def start_lab(
+    site: Site,
+    *,
+    console: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    options: Sequence[str] = (),
+    **top: Any,
+) -> Lab:
+    """procServ (with ``options``) running a recorder, and consrv in front of it."""
+    received = site.root / "received"
+    server = OptionsProcServ(IOC, site.root, recorder(received), options)
+    site._stack.callback(server.stop)  # the bench stops it
+    server.start()
+    server.wait_ready()
+    site.procservs[IOC] = server
+    calls = site.root / "systemctl.calls"
+    bin_dir = site.root / "bin"
+    bin_dir.mkdir()
+    wrapper = bin_dir / "systemctl"
+    wrapper.write_text(FAKE_SYSTEMCTL.format(calls=shlex.quote(str(calls))))
+    wrapper.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(site.root)}
+    settings = {"socket": str(server.socket), "ioc": True, **(console or {})}
+    site.start(
+        {IOC: settings},
+        env=env,
+        defaults={"operate": ["alice"], "viewer_buffer": "64K", **(defaults or {})},
+        ioc={"scope": "user", "poll_interval": "1h", "discover": False},
+        audit_log=str(site.root / "audit.jsonl"),
+        **top,
+    )
+    witness = Witness(server.socket)
+    site._stack.callback(witness.close)
+    return Lab(site, server, received, calls, witness)
+
+
+def wait_until(what: str, check: Any, timeout: float = 10) -> None:
+    """Poll ``check()`` until true (sync; for files and /proc), failing with ``what``."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
