@@ -473,7 +473,28 @@ def _path(value: object) -> Path:
     return Path(value)
 
 
+def _socket_path(value: object) -> Path:
+    """A console's UNIX socket: an absolute path to a socket file.
+
+    procServ's endpoint syntax (``unix:USER:GROUP:MODE:/path``, ``unix:@name``) is
+    not a path: saying so here keeps a pasted ``--port`` value from becoming a
+    relative path under the config directory that no procServ will ever create.
+    """
+    path = _path(value)
+    text = str(value)
+    if text.startswith("unix:"):
+        raise ValueError(f"give the socket's path, not procServ's endpoint {text!r}")
+    if text.startswith("@"):
+        raise ValueError("abstract UNIX sockets are not supported: give procServ a socket path")
+    if not path.is_absolute():
+        raise ValueError(
+            f"must be an absolute path (e.g. /run/procServ/NAME/control), not {text!r}"
+        )
+    return path
+
+
 PathValue = Annotated[Path, _checked(_path)]
+SocketPath = Annotated[Path, _checked(_socket_path)]
 Size = Annotated[int, _checked(parse_size)]
 ListenEndpoint = Annotated[Endpoint, _checked(lambda v: parse_endpoint(v, allow_port_zero=True))]
 TcpEndpoint = Annotated[Endpoint, _checked(parse_endpoint)]
@@ -569,7 +590,7 @@ class _RawIoc(_Raw):
 
 
 class _RawConsole(_Raw):
-    socket: PathValue | None = None
+    socket: SocketPath | None = None
     tcp: TcpEndpoint | None = None
     rw: tuple[AclEntry, ...] | None = None
     ro: tuple[AclEntry, ...] | None = None
@@ -864,7 +885,7 @@ class _Resolver:
             ioc = False
         if raw.autostart and not ioc:
             self.problems.append(Problem(f"{where}.autostart", "only an IOC console (ioc: true)"))
-        socket = None if raw.socket is None else self.base_dir / raw.socket
+        socket = raw.socket
         if socket is None and raw.tcp is None:
             if self.ioc is not None and ioc:
                 socket = self.ioc.socket_for(name)

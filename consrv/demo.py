@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -58,8 +59,11 @@ __all__ = [
 
 PROCSERV = "procServ"
 DEFAULT_PORT = 2222
+DEFAULT_METRICS_PORT = 9750
 DEFAULT_WORKDIR = Path("demo-run")
 POLL = 0.05
+# How often `ProcServ.wait_ioc` asks the IOC its question again.
+PROBE_INTERVAL = 1.0
 # IAC WILL ECHO: what procServ sends right after its banner (PROCSERV.md).
 TELNET_OFFER = b"\xff\xfb\x01"
 
@@ -152,6 +156,7 @@ class ProcServ:
         holdoff: int = 1,
         procserv: str = PROCSERV,
         env: Mapping[str, str] | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self.name = validate_console_name(name)
         self.socket = socket_path(root, name)
@@ -162,6 +167,9 @@ class ProcServ:
         self.holdoff = holdoff
         self.procserv = procserv
         self.env = dict(env) if env is not None else None
+        # procServ's --port: its socket in any form procServ knows, e.g.
+        # unix:USER:GROUP:MODE:PATH (PATH must be `socket`).
+        self.endpoint = endpoint if endpoint is not None else f"unix:{self.socket}"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def argv(self) -> list[str]:
@@ -170,7 +178,7 @@ class ProcServ:
             self.procserv,
             "-f",  # foreground: the pid we hold is procServ's; stop it with SIGTERM
             f"--name={self.name}",
-            f"--port=unix:{self.socket}",
+            f"--port={self.endpoint}",
             "--ignore=^C^D",  # as in ioc@.service: ^C must not kill a soft IOC
             f"--info-file={self.info_file}",
             f"--holdoff={self.holdoff}",  # min. seconds between child starts (default 15)
@@ -224,6 +232,42 @@ class ProcServ:
             if time.monotonic() > deadline:
                 raise ProcServError(f"procServ {self.name}: {self.socket} not ready")
             time.sleep(POLL)
+
+    def wait_ioc(self, timeout: float = 30.0) -> None:
+        """Wait until the soft IOC (the default child) answers a question on its shell.
+
+        Its boot line ("iocRun: All initialization complete") is printed once: a
+        client that connects after it can never see it, and how long the IOC takes
+        to boot depends on the page cache. An answer to a question asked now cannot
+        be missed: ``dbgf NAME:name`` is typed every `PROBE_INTERVAL` until
+        ``DBF_STRING: "NAME"`` comes back (the echo of the typed line does not
+        match). Returns with the IOC booted and reading its shell; ProcServError
+        naming the question and what came back if not within `timeout`.
+        """
+        question = f"dbgf {self.name}:name\r".encode()
+        answer = re.compile(rb'DBF_STRING:\s+"' + re.escape(self.name.encode()) + rb'"')
+        deadline = time.monotonic() + timeout
+        seen = b""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.settimeout(PROBE_INTERVAL)
+            probe.connect(str(self.socket))
+            next_ask = time.monotonic()
+            while not answer.search(seen):
+                now = time.monotonic()
+                if now > deadline or not self.running():
+                    raise ProcServError(
+                        f"procServ {self.name}: no answer to {question!r} within {timeout} s"
+                        f" (procServ {'running' if self.running() else 'exited'});"
+                        f" the IOC said: {seen[-400:]!r}\n{self._output()}"
+                    )
+                if now >= next_ask:
+                    probe.sendall(question)
+                    next_ask = now + PROBE_INTERVAL
+                with contextlib.suppress(TimeoutError):
+                    chunk = probe.recv(65536)
+                    if not chunk:
+                        raise ProcServError(f"procServ {self.name} closed the probe: {seen!r}")
+                    seen += chunk
 
     def _accepts(self) -> bool:
         return banner_read(self.socket)
@@ -290,6 +334,7 @@ def make_demo_config(
     *,
     rw: Sequence[str] = ("demo",),
     ro: Sequence[str] = ("*",),
+    metrics_port: int | None = None,
 ) -> Path:
     """Write ``<workdir>/consrv.yaml`` and return its path.
 
@@ -297,6 +342,7 @@ def make_demo_config(
     default ACLs for all consoles; every name in ``names`` is a console on its
     socket ``<workdir>/procServ/<name>/control``. The host key
     (``<workdir>/ssh_host_ed25519_key``) is made by consrv on first start.
+    ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:PORT`` (None: no metrics).
     """
     workdir = workdir.resolve()
     config = {
@@ -309,6 +355,8 @@ def make_demo_config(
         "defaults": {"rw": list(rw), "ro": list(ro)},
         "consoles": {name: {"socket": str(socket_path(workdir, name))} for name in names},
     }
+    if metrics_port is not None:
+        config["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
     path = workdir / "consrv.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000), encoding="utf-8")
     return path
@@ -390,12 +438,21 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, default=DEFAULT_WORKDIR, help="work directory (%(default)s)"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help="Prometheus /metrics port on 127.0.0.1 (%(default)s)",
+    )
     parser.add_argument("--iocs", type=int, default=3, help="number of IOCs (%(default)s)")
     args = parser.parse_args(argv)
     if not 1 <= args.iocs <= 20:
         parser.error("--iocs must be 1-20")
-    if not 1 <= args.port <= 65535:
-        parser.error("--port must be 1-65535")
+    for option, port in (("--port", args.port), ("--metrics-port", args.metrics_port)):
+        if not 1 <= port <= 65535:
+            parser.error(f"{option} must be 1-65535")
+    if args.port == args.metrics_port:
+        parser.error("--port and --metrics-port must differ")
     return args
 
 
@@ -430,14 +487,17 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     if shutil.which(PROCSERV) is None:
         print(f"{PROCSERV} not found: install it (Debian: apt-get install procserv)")
         return 2
-    if _tcp_accepts("127.0.0.1", port):
-        print(f"port {port} is already in use: choose another with --port")
-        return 2
+    for option, taken in (("--port", port), ("--metrics-port", args.metrics_port)):
+        if _tcp_accepts("127.0.0.1", taken):
+            print(f"port {taken} is already in use: choose another with {option}")
+            return 2
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"consrv demo in {_shown(workdir)}/")
     servers = [ProcServ(name, workdir) for name in names]
     stack.callback(_stop_all, servers)  # the exit stack unwinds: consrv first, then procServ
-    config = make_demo_config(workdir, names, port, _demo_users(workdir))
+    config = make_demo_config(
+        workdir, names, port, _demo_users(workdir), metrics_port=args.metrics_port
+    )
     consrv = _start_consrv(workdir, config)
     stack.callback(stop_process, consrv, 10.0)
     if not wait_tcp("127.0.0.1", port, 30.0, consrv):
@@ -449,18 +509,22 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         server.start()
     for server in servers:
         server.wait_ready()
+    for server in servers:
+        server.wait_ioc()  # booted and answering: the first `dbl` a user types works
     print(f"  {len(names)} soft IOCs under procServ: {' '.join(names)}")
-    _print_instructions(workdir, port, names[0])
+    _print_instructions(workdir, port, args.metrics_port, names[0])
     return _wait(consrv, workdir)
 
 
-def _print_instructions(workdir: Path, port: int, name: str) -> None:
+def _print_instructions(workdir: Path, port: int, metrics_port: int, name: str) -> None:
     known_hosts = workdir / "known_hosts"
     print()
     print("Read-write (user demo):")
     print("  " + _ssh_line(port, workdir / "id_demo", known_hosts, "console", name))
     print("Read-only (user watcher):")
     print("  " + _ssh_line(port, workdir / "id_watcher", known_hosts, "observer", name))
+    print("Prometheus metrics:")
+    print(f"  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ^consrv_console_up")
     print(f"Console logs: {_shown(workdir / 'logs')}/   consrv's log: {_shown(workdir)}/consrv.log")
     print("Ctrl-C stops everything.")
     sys.stdout.flush()

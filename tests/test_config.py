@@ -64,7 +64,7 @@ def full_config() -> dict[str, Any]:
         "consoles": {
             "my-ioc": {"socket": "/run/procServ/my-ioc/control", "rw": ["@engineers", "alice"]},
             "vme-ioc": {"tcp": "vme1.example:20000", "timestamps": False, "ro": []},
-            "LLRF:1.a_b": {"socket": "sockets/llrf", "viewer_buffer": 4096},
+            "LLRF:1.a_b": {"socket": "/run/sockets/llrf", "viewer_buffer": 4096},
         },
         "discover": ["/run/procServ/*/control"],
     }
@@ -154,7 +154,7 @@ def test_full_config() -> None:
     assert (vme.socket, vme.tcp) == (None, Endpoint("vme1.example", 20000))
     assert (vme.rw, vme.ro, vme.timestamps) == (("@operators",), (), False)
     llrf = config.consoles["LLRF:1.a_b"]
-    assert llrf.socket == BASE / "sockets/llrf"
+    assert llrf.socket == Path("/run/sockets/llrf")
     assert llrf.viewer_buffer == 4096
 
 
@@ -225,10 +225,10 @@ def test_shipped_example_config_parses() -> None:
 def test_load_config_resolves_relative_paths_against_the_file(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     file = tmp_path / "etc" / "consrv.yaml"
-    file.write_text("log_dir: logs\nconsoles:\n  a: {socket: run/a.sock}\n")
+    file.write_text("log_dir: logs\nconsoles:\n  a: {socket: /run/a.sock}\n")
     config = load_config(file)
     assert config.log_dir == tmp_path / "etc" / "logs"
-    assert config.consoles["a"].socket == tmp_path / "etc" / "run" / "a.sock"
+    assert config.consoles["a"].socket == Path("/run/a.sock")  # sockets: absolute only
 
 
 # ---------------------------------------------------------------- error paths
@@ -314,7 +314,7 @@ def test_groups_from_either_place_are_known() -> None:
     [
         ({"sssh": {}}, "sssh", "unknown key, did you mean 'ssh'?"),
         ({"ssh": {"port": 22}}, "ssh.port", "unknown key; known keys here: listen, host_key"),
-        ({"consoles": {"a": {"socket": "s", "sockte": "s"}}}, "consoles.a.sockte", "'socket'?"),
+        ({"consoles": {"a": {"socket": "/s", "sockte": "s"}}}, "consoles.a.sockte", "'socket'?"),
         ({"users": {"alice": {"key": []}}}, "users.alice.key", "did you mean 'keys'?"),
         ({"defaults": {"timestamps": True}}, "defaults.timestamps", "unknown key"),
         ({"metrics": {"port": 1}}, "metrics.port", "unknown key"),
@@ -340,6 +340,20 @@ def test_all_problems_are_reported_together() -> None:
     assert sorted(paths) == sorted(
         ["log.keep", "consoles.my-ioc.socket", "consoles['bad name']", "bogus"]
     )
+
+
+@pytest.mark.parametrize(
+    ("socket", "message"),
+    [
+        ("sockets/llrf", "must be an absolute path"),
+        ("ioc-srv:ioc:0660:/run/procserv/rf-llrf/control", "must be an absolute path"),
+        ("unix:/run/procserv/rf-llrf/control", "not procServ's endpoint"),
+        ("@rf-llrf", "abstract UNIX sockets are not supported"),
+    ],
+)
+def test_socket_must_be_an_absolute_path(socket: str, message: str) -> None:
+    data = with_({"consoles": {"a": {"socket": socket}}})
+    assert message in problem_at(data, "consoles.a.socket")
 
 
 def test_socket_path_too_long_for_unix_socket() -> None:

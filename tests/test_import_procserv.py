@@ -450,3 +450,27 @@ def test_any_files_give_a_draft_never_an_exception(texts: list[str], keep_units:
     assert set(draft.env_files) <= set(draft.consoles)
     for env in draft.env_files.values():
         assert parse_env_file(env.text()).assignments  # always readable by systemd
+
+
+@pytest.mark.parametrize(
+    ("port", "socket", "warning"),
+    [
+        ("unix:/run/procserv/rf/control", "/run/procserv/rf/control", None),
+        ("unix:ioc-srv:ioc:0660:/run/procserv/rf/control", "/run/procserv/rf/control", None),
+        ("unix::grp::/run/procserv/rf/control", "/run/procserv/rf/control", None),
+        ("unix:@rf", None, "abstract UNIX socket, which consrv does not support"),
+        ("unix:rf/control", None, "is relative: give an absolute path"),
+    ],
+)
+def test_keep_units_takes_the_path_of_procservs_unix_endpoint(
+    port: str, socket: str | None, warning: str | None
+) -> None:
+    """procServ's ``unix:[USER:GROUP:MODE:]PATH``: owner and mode are procServ's."""
+    source = SourceFile("/etc/procServ.d/rf.conf", f"[rf]\ncommand = ./st.cmd\nport = {port}\n")
+    draft = import_procserv([source], Options(keep_units=True, hostname=HOST))
+    assert (draft.consoles["rf"].socket if socket else sorted(draft.consoles)) == (socket or [])
+    messages = [n.message for n in draft.notices]
+    if warning is None:
+        assert not any("unix" in m for m in messages), messages
+    else:
+        assert any(warning in m for m in messages), messages

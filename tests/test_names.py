@@ -1,11 +1,12 @@
 """names.py: the console/user/group name rules and safe display of untrusted names."""
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from consrv.names import (
     CONSOLE_NAME_RE,
+    RESERVED_WORDS,
     USER_NAME_RE,
     InvalidName,
     safe_repr,
@@ -95,19 +96,31 @@ def test_safe_repr(value: str, shown: str) -> None:
     assert safe_repr(value) == shown
 
 
-@given(st.text())
-def test_console_name_accepts_exactly_what_the_regex_accepts(name: str) -> None:
+def is_console_name(name: str) -> bool:
+    """The whole rule: the regex, and not a command word."""
+    return CONSOLE_NAME_RE.fullmatch(name) is not None and name not in RESERVED_WORDS
+
+
+@given(st.text() | st.sampled_from(sorted(RESERVED_WORDS)))
+@example("help")  # found by hypothesis: the regex accepts it, the rule does not
+@example("my-ioc")
+def test_console_name_accepts_exactly_the_regex_less_the_command_words(name: str) -> None:
     try:
         assert validate_console_name(name) == name
     except InvalidName:
-        assert CONSOLE_NAME_RE.fullmatch(name) is None
+        assert not is_console_name(name)
     else:
-        assert CONSOLE_NAME_RE.fullmatch(name) is not None
+        assert is_console_name(name)
 
 
 @given(st.from_regex(CONSOLE_NAME_RE, fullmatch=True))
-def test_every_regex_match_is_a_valid_console_name(name: str) -> None:
-    assert validate_console_name(name) == name
+@example("list")
+def test_every_regex_match_but_a_command_word_is_a_valid_console_name(name: str) -> None:
+    if name in RESERVED_WORDS:
+        with pytest.raises(InvalidName, match="is a command word"):
+            validate_console_name(name)
+    else:
+        assert validate_console_name(name) == name
 
 
 @given(st.text())

@@ -512,7 +512,9 @@ def _unit_console(spec: IocSpec, options: Options, draft: Draft) -> ConsoleDraft
     port = spec.port.value.strip() if spec.port else ""
     console = ConsoleDraft(spec.name, spec.origin)
     if port.startswith("unix:"):
-        console.socket = port[len("unix:") :]
+        console.socket = _unix_socket_path(spec, port, draft)
+        if console.socket is None:
+            return None
     elif port in ("", "0"):
         console.socket = _default_socket(spec, options)
     elif _PORT_RE.fullmatch(port) and 1 <= int(port) <= 65535:
@@ -527,6 +529,34 @@ def _unit_console(spec: IocSpec, options: Options, draft: Draft) -> ConsoleDraft
         )
         return None
     return console
+
+
+def _unix_socket_path(spec: IocSpec, port: str, draft: Draft) -> str | None:
+    """The socket file of procServ's ``unix:[USER:GROUP:MODE:]PATH`` endpoint, or None.
+
+    Owner and mode are procServ's business (it creates the socket); consrv needs the
+    path only. ``unix:@NAME`` is an abstract socket, which consrv does not connect
+    to (it follows socket files by path); a relative path is relative to procServ's
+    working directory, which a console must not depend on: both are warned about.
+    """
+    assert spec.port is not None
+    endpoint = port[len("unix:") :]
+    if endpoint.startswith("@"):
+        draft.warn(
+            spec.port.origin,
+            f"{spec.name}: {port!r} is an abstract UNIX socket, which consrv does not "
+            f"support: give procServ a socket file (unix:/run/procserv/{spec.name}/control)",
+        )
+        return None
+    fields = endpoint.split(":", 3)
+    path = fields[3] if len(fields) == 4 else endpoint
+    if not path.startswith("/"):
+        draft.warn(
+            spec.port.origin,
+            f"{spec.name}: socket path {path!r} in {port!r} is relative: give an absolute path",
+        )
+        return None
+    return path
 
 
 def _default_socket(spec: IocSpec, options: Options) -> str:

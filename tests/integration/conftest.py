@@ -15,6 +15,7 @@ import pytest
 from consrv.demo import ProcServ
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.systemd_user import SystemdUser
+from tests.witness import Witness
 
 IOC = "e2e-ioc"
 
@@ -66,12 +67,22 @@ def world(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[World]:
     alice, bob, olga = keys = [make_key(tmp_path, name) for name in ("alice", "bob", "olga")]
     stranger = make_key(tmp_path, "stranger")
     with ProcServ(IOC, tmp_path) as procserv:
+        # Booted and answering before consrv starts, so no test can depend on
+        # consrv having seen the boot, and no input is typed before the shell reads.
+        procserv.wait_ioc()
         config = consrv_config(tmp_path, keys, {IOC: procserv.socket}, **settings)
         consrv = Consrv(config, tmp_path).start()
         try:
             yield World(tmp_path, procserv, consrv, alice, bob, olga, stranger)
         finally:
             consrv.stop()
+
+
+@pytest.fixture
+def witness(world: World) -> Iterator[Witness]:
+    """A direct client of the world's procServ (connected before the test acts)."""
+    with Witness(world.procserv.socket) as witness:
+        yield witness
 
 
 @pytest.fixture(scope="module")

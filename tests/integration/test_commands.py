@@ -8,6 +8,7 @@ witness connected straight to procServ's socket.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ import trio_asyncio
 from consrv.demo import ProcServ
 from tests.harness import Consrv, make_key, write_config
 from tests.integration.conftest import IOC, World
-from tests.integration.test_e2e import Witness
 from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
+from tests.waits import deadline
+from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
 
@@ -30,19 +32,7 @@ async def ssh(world: World, login: str, *command: str, key: str = "alice") -> tu
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
-async def booted(world: World) -> Witness:
-    """A witness on procServ, once the IOC has booted (input before that is flushed)."""
-    witness = Witness(world.procserv.socket)
-    await witness.expect(rb"iocRun: All initialization complete", timeout=20)
-    return witness
-
-
-async def wait_booted(world: World) -> None:
-    (await booted(world)).close()
-
-
 async def test_menu_through_openssh_then_detach_with_the_escape(world: World) -> None:
-    await wait_booted(world)
     client = await PtySSH(ssh_argv(world.port, world.alice.private, "console")).start()
     try:
         await client.expect(rb"1\s+e2e-ioc\s+up\s+-\s+0")
@@ -60,8 +50,9 @@ async def test_menu_through_openssh_then_detach_with_the_escape(world: World) ->
         await client.aclose()
 
 
-async def test_kill_key_asks_first_and_procserv_gets_it_only_on_yes(world: World) -> None:
-    witness = await booted(world)
+async def test_kill_key_asks_first_and_procserv_gets_it_only_on_yes(
+    world: World, witness: Witness
+) -> None:
     client = await PtySSH(ssh_argv(world.port, world.alice.private, "console", IOC)).start()
     try:
         await client.expect(rb"you write")
@@ -87,8 +78,7 @@ async def test_kill_key_asks_first_and_procserv_gets_it_only_on_yes(world: World
 
 
 @pytest.mark.console(procserv_keys="block")
-async def test_blocked_keys_never_reach_procserv(world: World) -> None:
-    witness = await booted(world)
+async def test_blocked_keys_never_reach_procserv(world: World, witness: Witness) -> None:
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(world.port, world.alice.private, "console", IOC, pty=True) as alice,
@@ -105,7 +95,6 @@ async def test_blocked_keys_never_reach_procserv(world: World) -> None:
 
 
 async def test_commands_list_who_status_tail(world: World) -> None:
-    await wait_booted(world)
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(world.port, world.bob.private, "console", IOC) as bob,
@@ -140,10 +129,12 @@ async def test_commands_list_who_status_tail(world: World) -> None:
             scripted_ssh(world.port, world.olga.private, "observer", "follow 'e2e-*'") as follow,
             scripted_ssh(world.port, world.olga.private, "observer", f"tail {IOC} -n 1 -f") as tail,
         ):
-            await trio.sleep(0.2)  # both attached
-            bob.send(b"dbpr e2e-ioc:name\r")
-            await follow.expect(rb"(?m)^e2e-ioc: .*NAME: e2e-ioc:name")
-            await tail.expect(rb"NAME: e2e-ioc:name")
+            # Nothing says when both are attached: type the line again until both see it.
+            followed = re.compile(rb"(?m)^e2e-ioc: .*NAME: e2e-ioc:name")
+            with deadline(10, "dbpr's output in follow and in tail -f", lambda: follow.stdout):
+                while not (followed.search(follow.stdout) and b"NAME: e2e-ioc:name" in tail.stdout):
+                    bob.send(b"dbpr e2e-ioc:name\r")
+                    await trio.sleep(0.5)
             assert b"\ne2e-ioc: " not in tail.stdout  # only follow prefixes lines
             follow.chan.write_eof()
             assert await follow.wait_closed() == 0
@@ -163,15 +154,17 @@ async def test_force_idle_release_no_silent_promotion_and_replay_without_a_log(
                 "consoles": {IOC: {"socket": str(procserv.socket)}},
             },  # no log_dir: replay works from memory
         )
+        procserv.wait_ioc()
         consrv = Consrv(config, tmp_path).start()
         witness = Witness(procserv.socket)
         try:
-            await witness.expect(rb"iocRun: All initialization complete", timeout=20)
             async with (
                 trio_asyncio.open_loop(),
                 scripted_ssh(consrv.port, alice.private, "console", IOC, pty=True) as a,
             ):
                 await a.expect(rb"you write", stderr=True)
+                a.send(b"dbgf e2e-ioc:name\r")  # a line the replay must hold
+                await a.expect(rb'DBF_STRING:\s+"e2e-ioc"')
                 async with (
                     scripted_ssh(consrv.port, bob.private, "console", IOC, pty=True) as b,
                     scripted_ssh(consrv.port, olga.private, "observer", IOC, pty=True) as o,
@@ -185,12 +178,13 @@ async def test_force_idle_release_no_silent_promotion_and_replay_without_a_log(
                     await a.expect(rb"bob idle for 1 s: write released; nobody writes", stderr=True)
                     a.send(b"ALICE_SILENT\r")
                     await a.expect(rb"watching: your input is not sent", stderr=True)
+                    o.stdout.clear()
                     o.send(b"\x05cr")  # ^Ecr: replay, with no log configured
                     await o.expect(rb"last 20 lines of e2e-ioc", stderr=True)
-                    await o.expect(rb"iocRun: All initialization complete")
+                    await o.expect(rb'DBF_STRING:\s+"e2e-ioc"')
+            seen = witness.read()
         finally:
+            witness.close()
             consrv.stop()
-    seen = witness.read()
-    witness.close()
     assert b"ALICE_SILENT" not in seen
     assert not (tmp_path / "logs").exists()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 import sys
 import time
 from pathlib import Path
@@ -22,42 +21,16 @@ from consrv.demo import ProcServ
 from consrv.upstream import path_identity
 from tests.integration.conftest import IOC, World
 from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
+from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
 
 IAC = b"\xff"
 
 
-class Witness:
-    """A direct client of procServ: what it sees is what the IOC really got and said."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.sock.setblocking(False)
-        self.seen = bytearray()
-
-    def read(self) -> bytes:
-        try:
-            while data := self.sock.recv(65536):
-                self.seen += data
-        except BlockingIOError:
-            pass
-        return bytes(self.seen)
-
-    async def expect(self, pattern: bytes, timeout: float = 10) -> None:
-        with trio.fail_after(timeout):
-            while not re.search(pattern, self.read()):
-                await trio.sleep(0.02)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 async def test_one_writer_a_queued_watcher_and_an_observer_share_one_console(
-    world: World,
+    world: World, witness: Witness
 ) -> None:
-    witness = Witness(world.procserv.socket)
     alice = await PtySSH(ssh_argv(world.port, world.alice.private, "console", IOC)).start()
     await alice.expect(rb"attached to e2e-ioc: you write")
     olga = await PtySSH(ssh_argv(world.port, world.olga.private, "observer", IOC)).start()
@@ -68,7 +41,6 @@ async def test_one_writer_a_queued_watcher_and_an_observer_share_one_console(
         ):
             await olga.expect(rb"attached to e2e-ioc: read-only; alice writes")
             await bob.expect(rb"read-write, watching \(\^Eca to write\); alice writes", stderr=True)
-            await witness.expect(rb"iocRun: All initialization complete", timeout=20)
 
             olga.output.clear()
             await olga.send(b"\x18\x14OLGA_MARK\r")  # ^X, ^T and a command: none may arrive
@@ -161,9 +133,6 @@ async def test_unknown_console_key_and_login_are_refused(world: World) -> None:
 
 
 async def test_binary_input_and_window_changes_break_nothing(world: World) -> None:
-    witness = Witness(world.procserv.socket)
-    await witness.expect(rb"iocRun: All initialization complete", timeout=20)
-    witness.close()
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(world.port, world.alice.private, "console", IOC, pty=True) as alice,
@@ -283,9 +252,9 @@ async def test_sigterm_tells_users_and_exits_promptly(world: World) -> None:
     assert "INFO consrv.daemon: stopped" in world.consrv.stderr()
 
 
-async def test_observer_login_with_a_read_write_key_stays_read_only(world: World) -> None:
-    witness = Witness(world.procserv.socket)
-    await witness.expect(rb"iocRun: All initialization complete", timeout=20)
+async def test_observer_login_with_a_read_write_key_stays_read_only(
+    world: World, witness: Witness
+) -> None:
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(world.port, world.alice.private, "observer", IOC, pty=True) as alice_watching,

@@ -12,8 +12,11 @@ every process started here is stopped here.
 
 from __future__ import annotations
 
+import grp
 import json
 import os
+import pwd
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ import trio
 import trio_asyncio
 import yaml
 
-from consrv.demo import ProcServ
+from consrv.demo import ProcServ, socket_path
 from consrv.migrate.envfile import format_env_file, quote_exec_words
 from tests.harness import Consrv, UserKey, make_key
 from tests.sshclients import scripted_ssh
@@ -93,6 +96,7 @@ def keys(tmp_path: Path) -> list[UserKey]:
 @pytest.fixture
 def procserv(tmp_path: Path) -> Iterator[ProcServ]:
     with ProcServ(IOC, tmp_path) as server:
+        server.wait_ioc()
         yield server
 
 
@@ -160,6 +164,40 @@ async def test_runner_file_with_keep_units_round_trip(
         await see_the_ioc(server.port, alice, olga, IOC)
     finally:
         server.stop()
+
+
+async def test_procservutils_unix_endpoint_with_owner_and_mode_round_trip(
+    tmp_path: Path, keys: list[UserKey]
+) -> None:
+    """procServ's ``unix:USER:GROUP:MODE:PATH``: consrv connects to PATH."""
+    alice, olga = keys
+    user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    socket = socket_path(tmp_path, IOC)
+    endpoint = f"unix:{user}:{group}:0660:{socket}"
+    with ProcServ(IOC, tmp_path, endpoint=endpoint) as procserv:
+        procserv.wait_ioc()
+        assert stat.S_IMODE(socket.stat().st_mode) == 0o660  # procServ took the mode
+        conf = tmp_path / "procServ.conf"
+        conf.write_text(f"[{IOC}]\ncommand = ./st.cmd\nport = {endpoint}\n")
+        config = tmp_path / "consrv.yaml"
+        data = import_to(config, "procserv", "--keep-units", str(conf))
+        assert data["consoles"] == {IOC: {"socket": str(socket)}}
+        data["defaults"]["rw"] = ["alice"]
+        add_keys_and_listen(config, data, keys)
+        server = Consrv(config, tmp_path).start()
+        try:
+            await see_the_ioc(server.port, alice, olga, IOC)
+        finally:
+            server.stop()
+
+
+async def test_abstract_unix_endpoint_is_refused_with_a_warning(tmp_path: Path) -> None:
+    conf = tmp_path / "procServ.conf"
+    conf.write_text(f"[{IOC}]\ncommand = ./st.cmd\nport = unix:@{IOC}\n")
+    result = consrv_cli("import", "procserv", "--keep-units", str(conf))
+    assert result.returncode == 1, result.stderr
+    assert f"{conf}:3: {IOC}: 'unix:@{IOC}' is an abstract UNIX socket" in result.stderr
+    assert result.stderr.endswith("consrv import: nothing to import\n")
 
 
 # ---------------------------------------------------------------- from procServUtils, to ioc@ units

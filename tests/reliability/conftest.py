@@ -24,7 +24,7 @@ import pytest
 
 from consrv.demo import ProcServ, banner_read
 from tests.harness import Consrv, UserKey, make_key, write_config
-from tests.integration.test_e2e import Witness
+from tests.witness import Witness
 
 USERS = ("alice", "bob", "olga", "stranger")
 KNOWN = ("alice", "bob", "olga")  # stranger's key is not in the config

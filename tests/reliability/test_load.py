@@ -19,9 +19,9 @@ import pytest
 import trio
 import trio_asyncio
 
-from tests.integration.test_e2e import Witness
 from tests.reliability.conftest import Site
 from tests.reliability.probes import CAT, open_fds
+from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,66 @@
+"""Bounded waits that say what they waited for.
+
+A test that fails with a bare ``TooSlowError`` after 20 s tells nobody what did
+not happen. Every wait in the suite goes through `deadline` (trio) or
+`wait_until` (sync, for fixtures), whose failure names the awaited thing and, where
+the caller gives one, what was seen instead. ``tests/test_waits.py`` keeps bare
+``trio.fail_after`` out of the suite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import trio
+
+
+class WaitTimeout(AssertionError):
+    """A bounded wait ran out; the message says what was awaited and what was seen."""
+
+
+@contextmanager
+def deadline(
+    seconds: float, what: str, seen: Callable[[], object] | None = None
+) -> Iterator[trio.CancelScope]:
+    """``trio.fail_after(seconds)`` whose failure is ``WaitTimeout("... waiting for WHAT")``.
+
+    ``seen``: called on failure, its result (the tail of the output so far, say)
+    goes into the message.
+    """
+    try:
+        with trio.fail_after(seconds) as scope:
+            yield scope
+    except trio.TooSlowError:
+        raise WaitTimeout(_message(seconds, what, seen)) from None
+
+
+def wait_until(
+    condition: Callable[[], object],
+    what: str,
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``condition`` (sync) until it is true; `WaitTimeout` naming ``what`` if not."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise WaitTimeout(_message(timeout, what, seen))
+        time.sleep(interval)
+
+
+def _message(seconds: float, what: str, seen: Callable[[], object] | None) -> str:
+    text = f"gave up after {seconds:g} s waiting for {what}"
+    if seen is not None:
+        text += f"; seen: {_tail(seen())}"
+    return text
+
+
+def _tail(value: object, limit: int = 600) -> str:
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[-limit:])
+        return repr(value)
+    text = str(value)
+    return text if len(text) <= limit else "..." + text[-limit:]
