@@ -6,15 +6,20 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := procserv openssh-client systemd nodejs prometheus dropbear-bin putty-tools
+APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench check lint typecheck pytest setup system-deps clean
+.PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean
 
 demo: setup
 	$(BIN)/python -m consrv.demo
 
 test: setup check
+
+# The suites with real processes, STRESS times in a row, each in a new random order.
+STRESS ?= 5
+stress: setup
+	tests/stress.sh $(STRESS)
 
 # Benchmarks side by side with sshd+socat and conserver (docs/performance.md).
 bench: setup
@@ -42,6 +47,7 @@ system-deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v node >/dev/null || missing="$$missing nodejs"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v dbclient >/dev/null || missing="$$missing dropbear-bin"; \
 	command -v plink >/dev/null || missing="$$missing putty-tools"; \
 	if [ -n "$$missing" ]; then \
