@@ -10,6 +10,7 @@ exit status.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import fnmatch
 import functools
@@ -29,7 +30,7 @@ from consrv.ioc import IocManager, SystemctlError
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
 from consrv.registry import Registry
-from consrv.session import IOC_VERBS, ActionFailed, Channel, Session
+from consrv.session import IOC_VERBS, ActionDenied, ActionFailed, Channel, Session
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ OK, NOT_FOUND, USAGE, DENIED, FAILED = 0, 1, 2, 3, 4
 
 DEFAULT_TAIL = 20
 MAX_TAIL = 10000
+# A `tail -f` / `follow` with no output looks at the config this often (a reload
+# that took the user's access away ends it; output is checked as it comes).
+WATCH_RECHECK = 1.0
 
 HELP = """\
 usage: ssh -t LOGIN@HOST                     choose a console from a menu
@@ -87,6 +91,10 @@ class Service:
         self.registry, self.ioc = registry, ioc
 
     # -- who may do what -------------------------------------------------------
+    def current(self, login: Login) -> Login:
+        """`login` as the config in force now sees it (its groups may have changed)."""
+        return dataclasses.replace(login, groups=self.registry.config.groups_of(login.user))
+
     def role(self, login: Login, name: str) -> Role | None:
         cfg = self.registry.settings.get(name)
         if cfg is None:
@@ -147,9 +155,14 @@ class _Run:
         pty: bool,
         on_input: Callable[[Input], None],
     ) -> None:
-        self.service, self.login, self.channel, self.pty = service, login, channel, pty
+        self.service, self._login, self.channel, self.pty = service, login, channel, pty
         self.on_input = on_input
         self.registry = service.registry
+
+    @property
+    def login(self) -> Login:
+        """Who is asking, judged by the config in force now (a reload may change it)."""
+        return self.service.current(self._login)
 
     async def dispatch(self, command: str) -> int:
         try:
@@ -286,18 +299,32 @@ class _Run:
         self.on_input(done)
         viewers = []
         for name, console in consoles.items():
-            sink = _PrefixSink(self.channel, name) if prefixed else self.channel
+            inner = _PrefixSink(self.channel, name) if prefixed else self.channel
+            sink = _GatedSink(
+                inner, functools.partial(self._may_watch, name), lambda: self.registry.config
+            )
             limit = self.registry.settings[name].viewer_buffer
             viewer = Viewer(sink, user=self.login.user, role=Role.RO, limit=limit, pty=self.pty)
             viewer.login, viewer.peer = self.login.login, self.login.peer
             viewer.on_evict = done.eof
+            sink.on_refused = functools.partial(self._stop_watching, console, viewer)
             console.attach(viewer)
-            viewers.append((console, viewer))
+            viewers.append((console, viewer, sink))
         try:
-            await done.wait()
+            while not done.is_set():
+                with trio.move_on_after(WATCH_RECHECK):
+                    await done.wait()
+                for _, _, sink in viewers:
+                    sink.check()
         finally:
-            for console, viewer in viewers:
+            for console, viewer, _ in viewers:
                 console.detach(viewer)
+
+    def _may_watch(self, name: str) -> bool:
+        return name in self.registry.consoles and self.service.role(self.login, name) is not None
+
+    def _stop_watching(self, console: Console, viewer: Viewer) -> None:
+        console.evict(viewer, f"your access to {console.name} changed: no longer shown")
 
     async def action(self, verb: str, args: list[str]) -> int:
         positional, _ = _options(verb, args, set(), max_positional=1)
@@ -335,7 +362,8 @@ class _Run:
 
     async def session(self, console: Console, *, read_only: bool, force: bool) -> int:
         role = self.service.role(self.login, console.name)
-        assert role is not None
+        if role is None or self.registry.get(console.name) is not console:  # a reload took it
+            return self.error(f"unknown console {console.name!r}; try: list", NOT_FOUND)
         if force and role is not Role.RW:
             return self.error(f"read-only on {console.name}: cannot force write", DENIED)
         session = Session(
@@ -372,6 +400,7 @@ class _Run:
             line = await reader.read_line()
             if not line:
                 return OK
+            names = self.service.visible(self.login)  # the config in force now
             choice = pick(line, names)
             if isinstance(choice, str):
                 console = self.registry.get(choice)
@@ -381,13 +410,22 @@ class _Run:
 
 
 class IocControl:
-    """The IOC unit behind one console, as one session may act on it."""
+    """The IOC unit behind one console, as one session may act on it.
+
+    Whether the user may operate it is asked of the config in force each time,
+    and again at the moment an action runs (a reload may have taken it away).
+    """
 
     def __init__(self, service: Service, name: str, login: Login) -> None:
         self.service, self.name, self.login = service, name, login
-        self.may_operate = service.may_operate(login, name)
+
+    @property
+    def may_operate(self) -> bool:
+        return self.service.may_operate(self.service.current(self.login), self.name)
 
     async def act(self, verb: str) -> str:
+        if not self.may_operate:
+            raise ActionDenied(f"you may not {verb} {self.name} (no longer in its operate list)")
         return await run_action(self.service, verb, self.name, self.login)
 
     def describe(self) -> views.ConsoleView:
@@ -446,6 +484,47 @@ class _EofWaiter:
 
     async def wait(self) -> None:
         await self._done.wait()
+
+    def is_set(self) -> bool:
+        return self._done.is_set()
+
+
+class _GatedSink:
+    """A read-only watcher's sink that asks, at every write, whether the config in
+    force still lets the user see the console (cheap until a reload: the check
+    runs again only when the registry's config is a new one)."""
+
+    def __init__(
+        self,
+        inner: Channel | _PrefixSink,
+        allowed: Callable[[], bool],
+        config: Callable[[], object],
+    ) -> None:
+        self.inner, self.allowed, self.config = inner, allowed, config
+        self.on_refused: Callable[[], None] | None = None
+        self._seen = config()
+        self._ok = True
+
+    def check(self) -> bool:
+        """Still allowed by the config in force? Once refused, ``on_refused`` is called
+        (once) and nothing more is shown."""
+        config = self.config()
+        if config is self._seen or not self._ok:
+            return self._ok
+        self._seen, self._ok = config, self.allowed()
+        if not self._ok and self.on_refused is not None:
+            self.on_refused()
+        return self._ok
+
+    def write(self, data: bytes) -> None:
+        if self.check():
+            self.inner.write(data)
+
+    def write_notice(self, data: bytes) -> None:
+        self.inner.write_notice(data)
+
+    def buffered(self) -> int:
+        return self.inner.buffered()
 
 
 class _PrefixSink:

@@ -13,7 +13,6 @@ channel through the small ``Channel`` protocol.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -63,7 +62,9 @@ class Channel(Sink, Protocol):
 class IocControl(Protocol):
     """An IOC's unit, as a session may act on it (see ``service``)."""
 
-    may_operate: bool
+    @property
+    def may_operate(self) -> bool:
+        """Whether the user may operate the unit, by the config in force now."""
 
     async def act(self, verb: str) -> str:
         """Start/stop/restart; returns a message, raises ActionFailed.
@@ -78,6 +79,10 @@ class IocControl(Protocol):
 
 class ActionFailed(Exception):
     """An IOC action that did not happen; str() is the message for the user."""
+
+
+class ActionDenied(ActionFailed):
+    """An IOC action refused before it was requested (the user may not operate any more)."""
 
 
 class Session:
@@ -581,8 +586,12 @@ class Session:
     async def _act(self, verb: str) -> None:
         """A confirmed IOC action; this user sees it as everyone attached does."""
         assert self.ioc is not None
-        with contextlib.suppress(ActionFailed):  # announced, as the request was
+        try:
             await self.ioc.act(verb)
+        except ActionDenied as exc:  # never requested: only this user is told
+            self.notice(str(exc))
+        except ActionFailed:  # announced, as the request was
+            pass
 
     # -- output to this user ------------------------------------------------
     def notice(self, text: str) -> None:

@@ -1,8 +1,8 @@
 """The red team's bench (issue 13): a live consrv before real procServ, attacked for real.
 
 Each test builds a `Lab` with `start_lab`: one procServ (options of the test's
-choosing, such as ``-k ^K``) whose child records every byte it is given
-(tests/reliability/probes.py ``recorder``), ``consrv serve`` in front of it with a
+choosing, such as ``-k ^K``) whose child records every byte it is given and
+echoes it (``stty raw -echo; exec tee FILE``), ``consrv serve`` in front of it with a
 ``systemctl`` first in its PATH that records its arguments and does nothing else,
 and a witness connected straight to procServ (what procServ itself said: a kill,
 a toggle). Users come from the reliability bench: alice and bob read-write, olga
@@ -15,6 +15,7 @@ named; consrv, procServ and the witness are stopped by the `site` fixture.
 from __future__ import annotations
 
 import shlex
+import signal
 import socket
 import time
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,6 @@ import trio
 
 from consrv.demo import ProcServ
 from tests.reliability.conftest import Site, site
-from tests.reliability.probes import recorder
 
 __all__ = ["IOC", "Lab", "site", "start_lab"]
 
@@ -36,6 +36,11 @@ printf '%s\\n' "$*" >> {calls}
 exit 0
 """
 ACTIONS = ("start", "stop", "restart")
+
+
+def recorder(out: Path) -> list[str]:
+    """A child that records its input byte for byte in ``out`` and echoes it as output."""
+    return ["/bin/sh", "-c", 'stty raw -echo; exec tee "$1"', "recorder", str(out)]
 
 
 class Witness:
@@ -80,6 +85,7 @@ class Lab:
     received: Path  # every byte the child got
     calls: Path  # every systemctl call consrv made
     witness: Witness
+    config: dict[str, Any]  # what start_lab gave site.config, for `reload`
 
     @property
     def port(self) -> int:
@@ -113,6 +119,20 @@ class Lab:
                 raise AssertionError(f"the child under procServ never received {marker!r}")
             self.witness.sock.send(marker + b"\r")
             await trio.sleep(0.2)
+
+    async def reload(self, console: Mapping[str, Any]) -> None:
+        """Rewrite the console's entry, SIGHUP consrv, wait until it has reloaded."""
+        consrv = self.site.consrv
+        before = consrv.stderr().count("reloaded ")
+        settings = {"socket": str(self.procserv.socket), "ioc": True, **console}
+        self.site.config({IOC: settings}, **self.config)
+        assert consrv.process is not None
+        consrv.process.send_signal(signal.SIGHUP)
+        deadline = trio.current_time() + 10
+        while consrv.stderr().count("reloaded ") == before:
+            if trio.current_time() > deadline:
+                raise AssertionError(f"consrv did not reload:\n{consrv.stderr()[-2000:]}")
+            await trio.sleep(0.02)
 
     def child_pids(self) -> list[int]:
         return self.procserv.child_pids()
@@ -149,17 +169,16 @@ def start_lab(
     wrapper.chmod(0o755)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(site.root)}
     settings = {"socket": str(server.socket), "ioc": True, **(console or {})}
-    site.start(
-        {IOC: settings},
-        env=env,
-        defaults={"operate": ["alice"], "viewer_buffer": "64K", **(defaults or {})},
-        ioc={"scope": "user", "poll_interval": "1h", "discover": False},
-        audit_log=str(site.root / "audit.jsonl"),
+    config: dict[str, Any] = {
+        "defaults": {"operate": ["alice"], "viewer_buffer": "64K", **(defaults or {})},
+        "ioc": {"scope": "user", "poll_interval": "1h", "discover": False},
+        "audit_log": str(site.root / "audit.jsonl"),
         **top,
-    )
+    }
+    site.start({IOC: settings}, env=env, **config)
     witness = Witness(server.socket)
     site._stack.callback(witness.close)
-    return Lab(site, server, received, calls, witness)
+    return Lab(site, server, received, calls, witness, config)
 
 
 def wait_until(what: str, check: Any, timeout: float = 10) -> None:
