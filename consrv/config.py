@@ -111,6 +111,13 @@ class SshConfig:
     # OpenSSH lines of trusted user CAs: a certificate they signed logs in as the
     # configured user named by its principal.
     trusted_user_ca_keys: tuple[str, ...] = ()
+    # Limits under abuse (docs/security.md): sshd's LoginGraceTime, MaxStartups,
+    # PerSourceMaxStartups, MaxAuthTries, MaxSessions.
+    login_timeout: float = 30.0
+    max_startups: int = 100
+    max_startups_per_source: int = 20
+    max_auth_tries: int = 6
+    max_sessions: int = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -512,6 +519,7 @@ PatternName = Annotated[str, _checked(_check_pattern_name)]
 Regex = Annotated[re.Pattern[bytes], _checked(_compile_pattern)]
 Escape = Annotated[bytes, _checked(_check_escape)]
 Lines = Annotated[StrictInt, Field(ge=0, le=10000)]
+Positive = Annotated[StrictInt, Field(ge=1)]
 
 
 def _not_empty(value: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
@@ -541,6 +549,11 @@ class _RawSsh(_Raw):
     login: UserName = "console"
     observer_login: UserName = "observer"
     trusted_user_ca_keys: tuple[CaKey, ...] = ()
+    login_timeout: Duration = 30.0
+    max_startups: Positive = 100
+    max_startups_per_source: Positive = 20
+    max_auth_tries: Positive = 6
+    max_sessions: Positive = 10
 
     @pydantic.model_validator(mode="after")
     def _logins_differ(self) -> "_RawSsh":
@@ -766,6 +779,11 @@ class _Resolver:
                 login=raw.ssh.login,
                 observer_login=raw.ssh.observer_login,
                 trusted_user_ca_keys=raw.ssh.trusted_user_ca_keys,
+                login_timeout=raw.ssh.login_timeout,
+                max_startups=raw.ssh.max_startups,
+                max_startups_per_source=raw.ssh.max_startups_per_source,
+                max_auth_tries=raw.ssh.max_auth_tries,
+                max_sessions=raw.ssh.max_sessions,
             ),
             metrics_listen=raw.metrics.listen if raw.metrics else None,
             log_dir=self.base_dir / raw.log_dir if raw.log_dir else None,

@@ -64,6 +64,12 @@ AUTH_FAILURE_REASONS = (
     "timeout",
     "other",
 )
+# Each refused authentication request (a connection may make several: MaxAuthTries).
+AUTH_ATTEMPT_REASONS = ("unknown_key", "unknown_login", "bad_certificate", "no_method", "other")
+# New SSH connections closed at once: too many unauthenticated ones in total or from
+# one source, or too few file descriptors left.
+REFUSAL_REASONS = ("startups", "per_source", "descriptors")
+ACCEPT_ERRORS = ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
 UNIT_STATES = (
     "active",
     "reloading",
@@ -409,6 +415,13 @@ def _no_sessions() -> Iterable[tuple[str, Role | None]]:
     return ()
 
 
+def _labelled(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in counts.items():
+        family.add_metric([value], count)
+    return family
+
+
 class SshStats:
     """SSH logins and authentication failures (counted by the SSH front), sessions (read).
 
@@ -421,6 +434,11 @@ class SshStats:
         self.sessions = sessions
         self.login_counts: Counter[str] = Counter(dict.fromkeys(self.logins, 0))
         self.failures: Counter[str] = Counter(dict.fromkeys(AUTH_FAILURE_REASONS, 0))
+        self.attempt_failures: Counter[str] = Counter(dict.fromkeys(AUTH_ATTEMPT_REASONS, 0))
+        self.refused: Counter[str] = Counter(dict.fromkeys(REFUSAL_REASONS, 0))
+        self.accept_errors: Counter[str] = Counter(dict.fromkeys(ACCEPT_ERRORS, 0))
+        self.sessions_refused = 0
+        self.unauthenticated: Callable[[], int] = lambda: 0
 
     def login(self, login_name: str) -> None:
         """A user authenticated under ``login_name``."""
@@ -429,6 +447,18 @@ class SshStats:
     def auth_failure(self, reason: str) -> None:
         """A connection failed to authenticate; ``reason`` one of AUTH_FAILURE_REASONS."""
         self.failures[_bounded(reason, AUTH_FAILURE_REASONS)] += 1
+
+    def auth_attempt_failure(self, reason: str) -> None:
+        """One authentication request was refused; ``reason`` one of AUTH_ATTEMPT_REASONS."""
+        self.attempt_failures[_bounded(reason, AUTH_ATTEMPT_REASONS)] += 1
+
+    def connection_refused(self, reason: str) -> None:
+        """A new connection was closed at once; ``reason`` one of REFUSAL_REASONS."""
+        self.refused[_bounded(reason, REFUSAL_REASONS)] += 1
+
+    def accept_error(self, error: str) -> None:
+        """accept() failed for want of a resource (``error``: EMFILE, ENFILE, ...)."""
+        self.accept_errors[_bounded(error, ACCEPT_ERRORS)] += 1
 
     def collect(self) -> Iterator[Metric]:
         logins = CounterMetricFamily(
@@ -443,7 +473,38 @@ class SshStats:
         )
         for reason, count in self.failures.items():
             failures.add_metric([reason], count)
-        yield from (logins, failures, self._sessions())
+        yield from (logins, failures, self._sessions(), *self._limits())
+
+    def _limits(self) -> Iterator[Metric]:
+        """What the limits under abuse refused (docs/security.md)."""
+        yield _labelled(
+            "consrv_ssh_auth_attempt_failures",
+            "Refused SSH authentication requests (each key, certificate or method), by reason.",
+            "reason",
+            self.attempt_failures,
+        )
+        yield _labelled(
+            "consrv_ssh_connections_refused",
+            "New SSH connections closed at once, by reason (limits under abuse).",
+            "reason",
+            self.refused,
+        )
+        yield _labelled(
+            "consrv_ssh_accept_errors",
+            "Times accept() failed for want of a resource; consrv retried a second later.",
+            "error",
+            self.accept_errors,
+        )
+        yield CounterMetricFamily(
+            "consrv_ssh_sessions_refused",
+            "SSH session channels refused: max_sessions were open on the connection.",
+            value=self.sessions_refused,
+        )
+        yield GaugeMetricFamily(
+            "consrv_ssh_unauthenticated_connections",
+            "Open SSH connections that have not authenticated yet.",
+            value=self.unauthenticated(),
+        )
 
     def _sessions(self) -> GaugeMetricFamily:
         counts: Counter[tuple[str, str]] = Counter(

@@ -28,6 +28,14 @@ from consrv.metrics import SshStats
 from consrv.service import Input, Login, Service
 from consrv.session import Session
 from consrv.ssh.keys import load_or_create_host_key
+from consrv.ssh.limits import (
+    AcceptErrors,
+    Admission,
+    AuthTries,
+    RefusalLog,
+    on_auth_failure,
+    refuse_env,
+)
 from consrv.ssh.wire import ENCRYPTION_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
@@ -36,6 +44,8 @@ _conn_ids = itertools.count(1)
 CLOSE_TIMEOUT = 2.0
 # Bytes queued for a user beyond which consrv stops reading what they send.
 OUTPUT_LIMIT = 1 << 20
+# Input kept for a session whose command has not started reading yet; then it is paused.
+PENDING_LIMIT = 64 << 10
 
 
 class SSHFront:
@@ -54,6 +64,11 @@ class SSHFront:
         self.connections: set[asyncssh.SSHServerConnection] = set()
         self.sessions: set[_SSHSession] = set()
         self.nursery: trio.Nursery | None = None
+        ssh = config.ssh
+        self.admission = Admission(ssh.max_startups, ssh.max_startups_per_source)
+        self.stats.unauthenticated = lambda: self.admission.startups
+        self.accept_errors = AcceptErrors(self.stats.accept_error)
+        self.refusals = RefusalLog()
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
@@ -61,6 +76,7 @@ class SSHFront:
         """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
         host_key = load_or_create_host_key(self.config.ssh.host_key)
         acceptors: list[asyncssh.SSHAcceptor] = []
+        self.accept_errors.install(trio_asyncio.current_loop.get())
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -88,7 +104,7 @@ class SSHFront:
             x11_forwarding=False,
             allow_scp=False,
             sftp_factory=None,
-            login_timeout=30,
+            login_timeout=self.config.ssh.login_timeout,
             keepalive_interval=60,
         )
         return acceptor
@@ -107,6 +123,8 @@ class SSHFront:
         """A reloaded config: new logins use it; users who lost access are sent away."""
         self.config = config
         self.ca_keys = _ca_entries(config)
+        self.admission.max_startups = config.ssh.max_startups
+        self.admission.per_source = config.ssh.max_startups_per_source
         for chan_session in list(self.sessions):
             chan_session.recheck(config)
 
@@ -160,15 +178,59 @@ class _Server(asyncssh.SSHServer):
         self.certified = False  # logged in with a certificate
         self.asked = self.authenticated = False
         self.failure: str | None = None  # why authentication failed, for the metrics
+        self.host = ""
+        self.refused = False  # closed at once: over a limit (limits.Admission)
+        self.tries = AuthTries(self.config.max_auth_tries)
+        self.attempt: str | None = None  # why the request being answered is refused
+        self.attempt_key = ""  # the fingerprint of the key it offered
+        self.channels: list[_SSHSession] = []
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
+        self.host = str(conn.get_extra_info("peername")[0])
+        if not self._admitted(conn):
+            return
+        on_auth_failure(conn, self._auth_refused)
         one_packet_per_write(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
         self.peer = f"{host}:{port}"
 
+    def _admitted(self, conn: asyncssh.SSHServerConnection) -> bool:
+        """Let the connection in, or close it at once (over a limit: limits.Admission)."""
+        front = self.front
+        front.accept_errors.accepted()
+        reason = front.admission.admit(self.host)
+        if reason is None:
+            return True
+        self.refused = True
+        front.stats.connection_refused(reason)
+        front.refusals.note(reason, self.host)
+        conn.abort()
+        return False
+
+    def _auth_refused(self, supported_method: bool) -> bool:
+        """An authentication request was refused: count and record it; True: cut now."""
+        reason = (self.attempt or "other") if supported_method else "no_method"
+        key, self.attempt, self.attempt_key = self.attempt_key, None, ""
+        if not self.tries.refused(supported_method):
+            return False  # the client's first probe (``none``): not a failure
+        self.front.stats.auth_attempt_failure(reason)
+        self.front.audit.record(
+            "auth_failed", login=self.login_name[:64], reason=reason, key=key or None,
+            attempt=self.tries.count, **{"from": self.peer},
+        )  # fmt: skip
+        if not self.tries.exceeded:
+            return False
+        self.log.warning(
+            "%d failed authentication requests from %s: disconnecting", self.tries.count, self.peer
+        )
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.refused:
+            return  # counted as refused, never let in
+        self.front.admission.closed(self.host, self.authenticated)
         if self.conn is not None:
             self.front.connections.discard(self.conn)
         if self.asked and not self.authenticated:  # once per connection, not per key tried
@@ -176,8 +238,9 @@ class _Server(asyncssh.SSHServer):
             reason = self.failure or ("timeout" if timed_out else "no_method")
             self.front.stats.auth_failure(reason)
             self.front.audit.record(
-                "login_failed", login=self.login_name[:64], reason=reason, **{"from": self.peer}
-            )
+                "login_failed", login=self.login_name[:64], reason=reason,
+                attempts=self.tries.count, **{"from": self.peer},
+            )  # fmt: skip
 
     def begin_auth(self, username: str) -> bool:
         self.login_name, self.asked = username, True
@@ -206,12 +269,15 @@ class _Server(asyncssh.SSHServer):
         # asyncssh calls this for the key of every query and signed request; the
         # last call before auth_completed() is the key that signed, so ``user``
         # ends up as the authenticated user.
+        self.attempt_key = key.get_fingerprint()
         if username not in (self.config.login, self.config.observer_login):
+            self.attempt = "unknown_login"
             return False
         self.user = self.front.config.user_for_key(key.public_data)
         self.key = bytes(key.public_data)
         if self.user is None and self.failure is None:
             self.failure = "unknown_key"
+        self.attempt = "unknown_key" if self.user is None else None
         return self.user is not None
 
     def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
@@ -219,6 +285,7 @@ class _Server(asyncssh.SSHServer):
         # certificate for nobody configured. Refused, counted as bad_certificate.
         if self.failure is None:
             self.failure = "bad_certificate"
+        self.attempt, self.attempt_key = "bad_certificate", key.get_fingerprint()
         return False
 
     def auth_completed(self) -> None:
@@ -229,14 +296,20 @@ class _Server(asyncssh.SSHServer):
             users = [u for u in self.front.config.users if all(p.matches(u) for p in patterns)]
             self.user, self.key, self.certified = users[0], b"", True
         self.authenticated = True
+        self.front.admission.authenticated(self.host)
         self.front.stats.login(self.login_name)
         self.front.audit.record(
             "login", user=self.user, login=self.login_name, **{"from": self.peer}
         )
         self.log.info("login %s as %s from %s", self.user, self.login_name, self.peer)
 
-    def session_requested(self) -> _SSHSession:
+    def session_requested(self) -> _SSHSession | bool:
         assert self.user is not None
+        self.channels = [chan for chan in self.channels if not chan.closed]
+        if len(self.channels) >= self.config.max_sessions:
+            self.front.stats.sessions_refused += 1
+            self.log.info("%s: refused a session: %d open", self.user, len(self.channels))
+            return False
         login = Login(
             user=self.user,
             groups=self.front.config.groups_of(self.user),
@@ -244,7 +317,9 @@ class _Server(asyncssh.SSHServer):
             peer=self.peer,
             login=self.login_name,
         )
-        return _SSHSession(self.front, login, self.key, certified=self.certified)
+        chan_session = _SSHSession(self.front, login, self.key, certified=self.certified)
+        self.channels.append(chan_session)
+        return chan_session
 
 
 class _SSHSession(asyncssh.SSHServerSession[bytes]):
@@ -267,6 +342,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
     # -- asyncssh callbacks --------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self.chan = chan
+        refuse_env(chan)
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
         self.pty = True
@@ -291,6 +367,8 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
             self.input.feed(data)
         else:
             self._pending += data
+            if len(self._pending) >= PENDING_LIMIT:
+                self._pause("pending")  # nobody reads it yet: keep no more
         if self.buffered() >= OUTPUT_LIMIT:
             # The user asks for more (replays, help, echo) than they read: stop
             # reading them until their output drains, so memory stays bounded.
@@ -309,6 +387,10 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self._resume("output")
         if self.input is not None:
             self.input.drained()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -368,6 +450,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
             pending = bytes(self._pending)
             self._pending.clear()
             reader.feed(pending)
+        self._resume("pending")
         if self._eof:
             reader.eof()
 
