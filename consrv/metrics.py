@@ -44,6 +44,7 @@ from consrv.config import Endpoint
 
 __all__ = [
     "AUTH_FAILURE_REASONS",
+    "HANDSHAKE_FAILURE_REASONS",
     "UNIT_STATES",
     "BuildInfo",
     "ConsoleCollector",
@@ -70,6 +71,20 @@ AUTH_ATTEMPT_REASONS = ("unknown_key", "unknown_login", "bad_certificate", "no_m
 # one source, or too few file descriptors left.
 REFUSAL_REASONS = ("startups", "per_source", "descriptors")
 ACCEPT_ERRORS = ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+# Why a connection ended before its first authentication request (consrv.ssh.handshake).
+HANDSHAKE_FAILURE_REASONS = (
+    "no_matching_kex",
+    "no_matching_host_key",
+    "no_matching_cipher",
+    "no_matching_mac",
+    "no_matching_compression",
+    "kex_failed",
+    "protocol_error",
+    "bad_version",
+    "closed",
+    "timeout",
+    "other",
+)
 UNIT_STATES = (
     "active",
     "reloading",
@@ -434,6 +449,7 @@ class SshStats:
         self.sessions = sessions
         self.login_counts: Counter[str] = Counter(dict.fromkeys(self.logins, 0))
         self.failures: Counter[str] = Counter(dict.fromkeys(AUTH_FAILURE_REASONS, 0))
+        self.handshakes: Counter[str] = Counter(dict.fromkeys(HANDSHAKE_FAILURE_REASONS, 0))
         self.attempt_failures: Counter[str] = Counter(dict.fromkeys(AUTH_ATTEMPT_REASONS, 0))
         self.refused: Counter[str] = Counter(dict.fromkeys(REFUSAL_REASONS, 0))
         self.accept_errors: Counter[str] = Counter(dict.fromkeys(ACCEPT_ERRORS, 0))
@@ -460,6 +476,10 @@ class SshStats:
         """accept() failed for want of a resource (``error``: EMFILE, ENFILE, ...)."""
         self.accept_errors[_bounded(error, ACCEPT_ERRORS)] += 1
 
+    def handshake_failure(self, reason: str) -> None:
+        """A connection ended before asking to authenticate; one of HANDSHAKE_FAILURE_REASONS."""
+        self.handshakes[_bounded(reason, HANDSHAKE_FAILURE_REASONS)] += 1
+
     def collect(self) -> Iterator[Metric]:
         logins = CounterMetricFamily(
             "consrv_ssh_logins", "Successful SSH authentications by login name.", labels=["login"]
@@ -473,7 +493,14 @@ class SshStats:
         )
         for reason, count in self.failures.items():
             failures.add_metric([reason], count)
-        yield from (logins, failures, self._sessions(), *self._limits())
+        handshakes = CounterMetricFamily(
+            "consrv_ssh_handshake_failures",
+            "SSH connections that ended before asking to authenticate, by reason.",
+            labels=["reason"],
+        )
+        for reason, count in self.handshakes.items():
+            handshakes.add_metric([reason], count)
+        yield from (logins, failures, handshakes, self._sessions(), *self._limits())
 
     def _limits(self) -> Iterator[Metric]:
         """What the limits under abuse refused (docs/security.md)."""
