@@ -8,6 +8,7 @@ Knows nothing of SSH: viewers write into a ``Sink``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -125,6 +126,37 @@ class Viewer:
         self.sink.write_notice(notice_bytes(text, pty=self.pty))
 
 
+@dataclass(frozen=True)
+class ProcServKeys:
+    """The keys procServ acts on for this connection, from its greeting (None: disabled).
+
+    Until the greeting says otherwise, procServ's defaults (^X kill, ^T toggle).
+    """
+
+    kill: int | None = 0x18
+    toggle: int | None = 0x14
+    logout: int | None = None
+
+    def guarded(self, *, child_down: bool) -> frozenset[int]:
+        """The bytes procServ would act on: always the kill, toggle and logout keys;
+        while no child runs also ^R (restart) and ^Q (quit procServ)."""
+        keys = {self.kill, self.toggle, self.logout}
+        if child_down:
+            keys |= {procserv.RESTART_KEY, procserv.QUIT_KEY}
+        return frozenset(key for key in keys if key is not None)
+
+    def describe(self, key: int) -> str:
+        """``^K (kill/restart)``: the key as procServ writes it and what it does."""
+        what = {
+            self.kill: "kill/restart",
+            self.toggle: "toggle auto-restart",
+            self.logout: "log out of procServ",
+        }.get(key) or {procserv.RESTART_KEY: "restart", procserv.QUIT_KEY: "quit procServ"}.get(
+            key, "a procServ key"
+        )
+        return f"{procserv.key_name(key)} ({what})"
+
+
 @dataclass
 class ConsoleStats:
     """Counters kept for status and metrics."""
@@ -179,6 +211,7 @@ class Console:
         self.child_pid: int | None = None
         self.child_running: bool | None = None  # None until procServ has said
         self.auto_restart: str | None = None
+        self.keys = ProcServKeys()  # what procServ's greeting said on this connection
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._last_error: str | None = None
@@ -407,6 +440,7 @@ class Console:
 
     def _set_up(self, stream: trio.SocketStream) -> None:
         self._stream, self.up, self._last_error = stream, True, None
+        self.keys = ProcServKeys()
         self.stats.connects += 1
         logger.info("%s: connected to %s", self.name, self.target)
         self.log_event(f"upstream up ({self.target})")
@@ -469,6 +503,11 @@ class Console:
                     self.stats.exits["exit", event.exit_code or 0] += 1
             case procserv.AutoRestartMode(mode=mode):
                 self.auto_restart = mode
+            case procserv.ControlKeys(kill=kill, toggle=toggle, mode=mode):
+                self.auto_restart = mode
+                self.keys = dataclasses.replace(self.keys, kill=kill, toggle=toggle)
+            case procserv.LogoutKey(key=key):
+                self.keys = dataclasses.replace(self.keys, logout=key)
             case _:
                 pass
 

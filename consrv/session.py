@@ -25,7 +25,7 @@ from consrv import views
 from consrv.access import Role
 from consrv.config import ConsoleConfig
 from consrv.console import Console, Sink, Viewer, text_bytes
-from consrv.protocol import escape
+from consrv.protocol import escape, procserv
 from consrv.protocol.escape import EscapeParser, format_prefix
 from consrv.protocol.telnet import InputEncoder
 
@@ -41,12 +41,6 @@ PREFIX_TIMEOUT = 0.5
 REPLAY_SHORT, REPLAY_LONG = 20, 60
 # Queued input that has not moved for this long means procServ takes no input.
 STALL_TIMEOUT = 2.0
-
-# procServ's keys: what they do, and which act only while the child is down.
-PROCSERV_KEYS = {0x18: "^X (kill/restart)", 0x14: "^T (toggle auto-restart)"}
-WHILE_DOWN_KEYS = {0x12: "^R (restart)", 0x11: "^Q (quit procServ)"}
-_GUARDED_UP = frozenset(PROCSERV_KEYS)
-_GUARDED_DOWN = frozenset(PROCSERV_KEYS) | frozenset(WHILE_DOWN_KEYS)
 
 IOC_VERBS = ("restart", "start", "stop")
 
@@ -347,9 +341,10 @@ class Session:
             self._handlers[type(event)](event)
 
     def _guarded(self) -> frozenset[int]:
+        """The keys procServ acts on now (its greeting names them), for a writer."""
         if not self.console.lock.may_write(self.viewer):
             return frozenset()
-        return _GUARDED_DOWN if self.console.child_running is False else _GUARDED_UP
+        return self.console.keys.guarded(child_down=self.console.child_running is False)
 
     def _on_data(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Data)
@@ -380,16 +375,17 @@ class Session:
     def _on_guarded(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Guarded)
         key = event.byte
-        what = PROCSERV_KEYS.get(key) or WHILE_DOWN_KEYS.get(key, f"byte {key:#04x}")
+        what = self.console.keys.describe(key)
         policy = self.settings.procserv_keys
         if policy == "confirm" and not self.pty:
             policy = "block"  # nobody to ask: a script gets `restart NAME` instead
         if policy != "confirm":
             self.parser.cancel_answer()  # no question is asked
         if policy == "block":
-            self.notice(f"{what.split()[0]} is not sent: blocked on {self.console.name}")
-            self.console.log_event(f"{self.user} sent {what.split()[0]}: blocked")
-            self._audit_key(what, "blocked")
+            name = procserv.key_name(key)
+            self.notice(f"{name} is not sent: blocked on {self.console.name}")
+            self.console.log_event(f"{self.user} sent {name}: blocked")
+            self._audit_key(key, "blocked")
         elif policy == "pass":
             self._send_key(key, what)
         else:
@@ -398,11 +394,12 @@ class Session:
 
     def _send_key(self, key: int, what: str) -> None:
         self.console.log_event(f"{self.user} sent {what}")
-        self._audit_key(what, "sent")
+        self._audit_key(key, "sent")
         self._queue_input(bytes([key]))
 
-    def _audit_key(self, what: str, action: str) -> None:
-        self.console.audit_event("procserv_key", self.viewer, key=what.split()[0], action=action)
+    def _audit_key(self, key: int, action: str) -> None:
+        name = procserv.key_name(key)
+        self.console.audit_event("procserv_key", self.viewer, key=name, action=action)
 
     def ask(self, question: str) -> None:
         """Show a [y/N] question; only a key typed after it was shown answers it."""
@@ -515,7 +512,9 @@ class Session:
         if self.ioc is not None and self.ioc.may_operate:
             lines.append(f"{p}!  IOC action: restart, start or stop (asks first)")
         if self.role is Role.RW:
-            lines.append(f"^X ^T  procServ keys: {self._key_policy_text()}")
+            keys = sorted(self.console.keys.guarded(child_down=False))
+            names = " ".join(procserv.key_name(key) for key in keys) or "none"
+            lines.append(f"{names}  procServ keys: {self._key_policy_text()}")
         return "".join(line + "\n" for line in lines)
 
     def _key_policy_text(self) -> str:

@@ -29,7 +29,9 @@ from consrv.protocol.procserv import (
     ChildShutDown,
     ChildShuttingDown,
     ChildStarted,
+    ControlKeys,
     Event,
+    LogoutKey,
     ProcServParser,
     ServerBanner,
     ServerPid,
@@ -102,7 +104,7 @@ REAL_27 = (
 
 REAL_27_EVENTS: list[Event] = [
     ServerBanner("2.7.0"),
-    AutoRestartMode("ON"),
+    ControlKeys(0x18, 0x14, "ON"),
     ServerPid(4145),
     ChildRunning(4146),
     ChildShuttingDown("restart"),
@@ -174,7 +176,8 @@ FROM_SOURCE_28 = (
 
 FROM_SOURCE_28_EVENTS: list[Event] = [
     ServerBanner("2.8.0"),
-    AutoRestartMode("ONESHOT"),
+    ControlKeys(0x18, 0x14, "ONESHOT"),
+    LogoutKey(0x04),
     ServerPid(548),
     ChildRunning(579),
     AutoRestartMode("ON"),
@@ -224,7 +227,7 @@ def test_real_27_banner_is_everything_before_the_negotiation() -> None:
 def test_real_27_child_shut_down_at_connect() -> None:
     assert decode_and_parse(REAL_27_SHUT_DOWN) == [
         ServerBanner("2.7.0"),
-        AutoRestartMode("ON"),
+        ControlKeys(0x18, 0x14, "ON"),
         ServerPid(3892),
         ChildShutDown(),
         ChildStarted(3893),
@@ -252,11 +255,22 @@ LINES: list[tuple[bytes, Event | None]] = [
     ),
     (
         b"@@@ Kill command disabled, auto restart is OFF, auto restart toggle disabled",
-        AutoRestartMode("OFF"),
+        ControlKeys(None, None, "OFF"),
     ),
     (
         b"@@@ Use ^X to kill the child, auto restart mode is OFF, use ^T to toggle auto restart",
-        AutoRestartMode("OFF"),
+        ControlKeys(0x18, 0x14, "OFF"),
+    ),
+    # procServ 2.7.0 -k ^K --autorestartcmd "" -x ^L (captured)
+    (
+        b"@@@ Use ^K to kill the child, auto restart is ON, auto restart toggle disabled",
+        ControlKeys(0x0B, None, "ON"),
+    ),
+    (b"@@@ Use ^L to logout from procServ server", LogoutKey(0x0C)),
+    # a printable key is shown as itself, "^^" as "^"
+    (
+        b"@@@ Use k to kill the child, auto restart mode is ON, use ^ to toggle auto restart",
+        ControlKeys(ord("k"), ord("^"), "ON"),
     ),
     (b"@@@ Toggled auto restart to ON", AutoRestartMode("ON")),
     (b"@@@ Toggled auto restart mode to ONESHOT", AutoRestartMode("ONESHOT")),

@@ -290,6 +290,22 @@ async def test_an_ioc_action_is_not_confirmed_by_typeahead(tmp_path: Path) -> No
         await wait_for(lambda: ioc.done == ["restart"])
 
 
+async def test_the_keys_procserv_announces_are_the_ones_guarded(tmp_path: Path) -> None:
+    async with bench(tmp_path) as b:
+        await b.peer.send(
+            b"@@@ Use ^K to kill the child, auto restart is ON, auto restart toggle disabled\r\n"
+            b"@@@ Use ^L to logout from procServ server\r\n"
+        )
+        await wait_for(lambda: b.console.keys.logout == 0x0C)
+        alice, sink = b.join("alice", procserv_keys="block")
+        alice.feed(b"\x0b\x0c\x14\x18ok\r")  # ^K ^L guarded; ^T ^X mean nothing here
+        assert await b.nothing_more(5) == b"\x14\x18ok\r"
+        assert b"^K is not sent" in sink.notices
+        assert b"^L is not sent" in sink.notices
+        alice.feed(ESC + b"?")
+        assert b"^K ^L  procServ keys: blocked" in sink.notices
+
+
 # -- escapes ---------------------------------------------------------------------------
 
 

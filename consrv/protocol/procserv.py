@@ -22,7 +22,13 @@ Wording, 2.7 vs 2.8+ (ralphlange/procServ; NL is ``\\r\\n``)
   (before 2.6: ``@@@ Welcome to the procServ process server (...)``), then
   2.7:  ``@@@ Use ^X to kill the child, auto restart is ON, use ^T to toggle auto restart``
   2.8+: ``@@@ Use ^X to kill the child, auto restart mode is ON|OFF|ONESHOT, use ^T ...``
-  (``@@@ Kill command disabled, ...`` when there is no kill key).
+  (``@@@ Kill command disabled, ...`` when there is no kill key, ``... auto restart
+  toggle disabled`` when there is no toggle key); the keys are set with ``-k`` and
+  ``--autorestartcmd`` and shown as ``^K`` (a control key) or the character itself.
+  With ``-x``: ``@@@ Use ^L to logout from procServ server`` (2.7 and 2.8+).
+  Keys the server acts on (clientFactory.cc processInput): the kill key always;
+  the toggle key always; the logout key always; while no child runs, ^R (fixed)
+  and the kill key restart it and ^Q (fixed) quits procServ.
 - clientFactory.cc, ^T: 2.7 ``@@@ Toggled auto restart to ON|OFF``,
   2.8+ ``@@@ Toggled auto restart mode to ON|OFF|ONESHOT``.
 - procServ.cc, infoMessage1/2: ``@@@ procServ server PID: 5803``, then
@@ -47,23 +53,30 @@ from typing import Literal, TypeAlias
 
 __all__ = [
     "MAX_LINE",
+    "QUIT_KEY",
+    "RESTART_KEY",
     "AutoRestartMode",
     "ChildExited",
     "ChildRunning",
     "ChildShutDown",
     "ChildShuttingDown",
     "ChildStarted",
+    "ControlKeys",
     "Event",
+    "LogoutKey",
     "ProcServParser",
     "RestartMode",
     "ServerBanner",
     "ServerPid",
     "ShutdownNext",
+    "key_name",
     "parse_line",
 ]
 
 MAX_LINE = 4096
 MARKER = b"@@@ "
+# Fixed in procServ (no option changes them); acted on only while no child runs.
+RESTART_KEY, QUIT_KEY = 0x12, 0x11
 
 RestartMode: TypeAlias = Literal["ON", "OFF", "ONESHOT"]
 ShutdownNext: TypeAlias = Literal["restart", "disabled", "oneshot"]
@@ -81,6 +94,23 @@ class AutoRestartMode:
     """The auto-restart mode, from the banner or from a ^T toggle."""
 
     mode: RestartMode
+
+
+@dataclass(frozen=True, slots=True)
+class ControlKeys:
+    """The greeting's keys line: the kill and auto-restart toggle keys (None: disabled)
+    and the auto-restart mode."""
+
+    kill: int | None
+    toggle: int | None
+    mode: RestartMode
+
+
+@dataclass(frozen=True, slots=True)
+class LogoutKey:
+    """The greeting's logout line: the key that ends a client's connection (``-x``)."""
+
+    key: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +157,8 @@ class ChildShuttingDown:
 
 Event: TypeAlias = (
     ServerBanner
+    | ControlKeys
+    | LogoutKey
     | AutoRestartMode
     | ServerPid
     | ChildRunning
@@ -153,6 +185,29 @@ def _mode(m: re.Match[bytes]) -> Event:
     return AutoRestartMode(_MODES[m[1]])
 
 
+def key_name(key: int) -> str:
+    """A key as procServ writes it: ``^X`` for a control key, else the character."""
+    return "^" + chr(key + 64) if key < 32 else chr(key)
+
+
+def _key(text: bytes | None) -> int | None:
+    """A key as procServ writes it (``^K``, or one character), as a byte; None if absent."""
+    if text is None:
+        return None
+    return text[1] - 64 if len(text) == 2 else text[0]
+
+
+_KEY = rb"(\^[@-_]|.)"
+
+
+def _keys(m: re.Match[bytes]) -> Event:
+    return ControlKeys(_key(m["kill"]), _key(m["toggle"]), _MODES[m["mode"]])
+
+
+def _logout(m: re.Match[bytes]) -> Event:
+    return LogoutKey(m[1][1] - 64 if len(m[1]) == 2 else m[1][0])
+
+
 def _exited(m: re.Match[bytes]) -> Event:
     code = None if m[2] is None else int(m[2])
     sig = None if m[3] is None else int(m[3])
@@ -171,11 +226,14 @@ _RULES: list[_Rule] = [
     (re.compile(rb"Welcome to (?:the )?procServ (?:process server )?\((.*)\)"), _banner),
     (
         re.compile(
-            rb"(?:Use .* to kill the child|Kill command disabled),"
-            rb" auto restart (?:mode )?is (ON|OFF|ONESHOT), .*"
+            rb"(?:Use (?P<kill>\^[@-_]|.) to kill the child|Kill command disabled),"
+            rb" auto restart (?:mode )?is (?P<mode>ON|OFF|ONESHOT),"
+            rb" (?:use (?P<toggle>\^[@-_]|.) to toggle auto restart|auto restart toggle disabled)",
+            re.DOTALL,
         ),
-        _mode,
+        _keys,
     ),
+    (re.compile(rb"Use " + _KEY + rb" to logout from procServ server", re.DOTALL), _logout),
     (re.compile(rb"Toggled auto restart (?:mode )?to (ON|OFF|ONESHOT)"), _mode),
     (re.compile(rb"procServ server PID: " + _NUM), lambda m: ServerPid(int(m[1]))),
     (re.compile(rb'Child ".*" PID: ' + _NUM), lambda m: ChildRunning(int(m[1]))),
