@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from consrv import __version__
-from consrv.config import ConfigError, load_config
+from consrv import __version__, exposure
+from consrv.config import Config, ConfigError, load_config
 from consrv.migrate import command as import_command
 
 
@@ -33,6 +33,19 @@ def describe(error: ConfigError, path: Path) -> str:
     return "\n".join(lines + [f"  {problem}" for problem in error.problems])
 
 
+def _check(config: Config, path: Path) -> int:
+    """check-config's verdict: refusals fail it (status 2), warnings are printed."""
+    for warning in exposure.warnings(config):
+        print(f"consrv: warning: {warning}", file=sys.stderr)
+    refused = exposure.refusals(config)
+    for problem in refused:
+        print(f"consrv: {problem}", file=sys.stderr)
+    if refused:
+        return 2
+    print(f"{path}: ok ({len(config.consoles)} console(s), {len(config.users)} user(s))")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -46,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(describe(exc, args.config), file=sys.stderr)
         return 2
     if args.command == "check-config":
-        print(f"{args.config}: ok ({len(config.consoles)} console(s), {len(config.users)} user(s))")
-        return 0
+        return _check(config, args.config)
     from consrv import daemon  # the server's imports are only needed to serve
 
     daemon.setup_logging(args.verbose)

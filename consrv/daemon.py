@@ -18,6 +18,7 @@ import trio
 import trio_asyncio
 from prometheus_client.registry import Collector
 
+from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
 from consrv.ioc import IocManager, Systemctl, SystemctlError
@@ -32,6 +33,7 @@ from consrv.metrics import (
 from consrv.registry import Registry
 from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.service import Service
+from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
 
 logger = logging.getLogger(__name__)
@@ -228,6 +230,9 @@ def setup_logging(verbose: bool = False) -> None:
 
 def run(config: Config, path: Path | None = None) -> int:
     """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`)."""
+    for warning in exposure.warnings(config):
+        logger.warning("%s", warning)
+    raise_descriptor_limit()
     failures: list[OSError] = []
     try:
         trio.run(_serve_until_signal, config, path)

@@ -1,9 +1,14 @@
-"""SSH keys on disk: the server's host key (made on first start) and new ed25519 key pairs."""
+"""SSH keys on disk: the server's host key (made on first start) and new ed25519 key pairs.
+
+A private key that others may read is refused, as sshd refuses an "UNPROTECTED
+PRIVATE KEY FILE" (its StrictModes check).
+"""
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 from pathlib import Path
 
 import asyncssh
@@ -11,11 +16,42 @@ import asyncssh
 logger = logging.getLogger(__name__)
 
 
+class UnprotectedKeyError(PermissionError):
+    """A private key file that other users may read or change."""
+
+
+def key_file_problem(path: Path) -> str | None:
+    """Why the private key at ``path`` must not be used, or None (also when it is missing).
+
+    sshd's rule: a key file owned by the user running the server must give the group
+    and others nothing (0600 or 0400); one owned by another user (root:consrv 0640,
+    say) may be group-readable, never world-readable or writable.
+    """
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    mode = stat.S_IMODE(st.st_mode)
+    exposed = mode & 0o077 if st.st_uid == os.getuid() else mode & 0o007 | mode & 0o020
+    if not exposed:
+        return None
+    return (
+        f"{path}: UNPROTECTED PRIVATE KEY FILE: permissions {mode:04o} let other users "
+        f"read it; consrv will not use it (chmod 600 {path})"
+    )
+
+
 def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
-    """Read the host key at ``path``; create an ed25519 key there if it is missing."""
+    """Read the host key at ``path``; create an ed25519 key there if it is missing.
+
+    Raises UnprotectedKeyError for a key others may read (see `key_file_problem`).
+    """
     if not path.exists():
         key = write_new_key(path, "consrv host key")
         logger.info("generated SSH host key %s (%s)", path, key.get_fingerprint())
+    problem = key_file_problem(path)
+    if problem is not None:
+        raise UnprotectedKeyError(problem)
     return asyncssh.read_private_key(path)
 
 

@@ -66,6 +66,24 @@ def open_descriptors() -> int | None:
         return None
 
 
+DESCRIPTOR_TARGET = 65536
+
+
+def raise_descriptor_limit(target: int = DESCRIPTOR_TARGET) -> None:
+    """Raise the soft open-file limit towards the hard one (at most ``target``).
+
+    systemd gives services 1024 soft and a far higher hard limit, and expects a
+    program that needs more to raise its own soft limit (consrv uses epoll, never
+    select(), so large descriptor numbers are safe). One connection is one
+    descriptor: this keeps accept() from running out long before the caps do.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = target if hard == resource.RLIM_INFINITY else min(target, hard)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        logger.info("open-file limit raised from %d to %d", soft, wanted)
+
+
 def descriptor_limit() -> int | None:
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return None if soft == resource.RLIM_INFINITY else soft

@@ -1,0 +1,42 @@
+"""Settings that expose consrv more than they should: what check-config and serve say about them.
+
+Owns two lists over a loaded config: `refusals` (consrv will not run with these:
+a host key other users may read, as sshd's StrictModes refuses an "UNPROTECTED
+PRIVATE KEY FILE") and `warnings` (allowed, but said on every start and by
+check-config: ``/metrics`` listening beyond loopback, which docs/security.md
+asks to keep on a management network).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from consrv.config import Config, Endpoint
+from consrv.ssh.keys import key_file_problem
+
+
+def refusals(config: Config) -> list[str]:
+    """Why consrv must not serve with ``config`` (empty: it may)."""
+    problem = key_file_problem(config.ssh.host_key)
+    return [f"ssh.host_key: {problem}"] if problem is not None else []
+
+
+def warnings(config: Config) -> list[str]:
+    """What is allowed but exposed."""
+    found = []
+    if config.metrics_listen is not None and not is_loopback(config.metrics_listen):
+        found.append(
+            f"metrics.listen: {config.metrics_listen} is not a loopback address: anyone who "
+            "can reach it reads console names, users' logins and IOC health; keep it on "
+            "127.0.0.1 or a management network"
+        )
+    return found
+
+
+def is_loopback(endpoint: Endpoint) -> bool:
+    if endpoint.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(endpoint.host).is_loopback
+    except ValueError:  # a host name: where it points is not known here
+        return False
