@@ -27,6 +27,7 @@ from consrv.console import notice_bytes
 from consrv.metrics import SshStats
 from consrv.service import Input, Login, Service
 from consrv.session import Session
+from consrv.ssh.handshake import describe_failure
 from consrv.ssh.keys import load_or_create_host_key
 from consrv.ssh.limits import (
     AcceptErrors,
@@ -173,6 +174,7 @@ class _Server(asyncssh.SSHServer):
         self.conn: asyncssh.SSHServerConnection | None = None
         self.log = _ConnLog(logger, {"conn": next(_conn_ids)})
         self.peer = ""
+        self.peer_addr = ("", 0)
         self.login_name = ""
         self.user: str | None = None
         self.key = b""  # the public key the user signed with
@@ -195,7 +197,7 @@ class _Server(asyncssh.SSHServer):
         one_packet_per_write(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
-        self.peer = f"{host}:{port}"
+        self.peer, self.peer_addr = f"{host}:{port}", (host, port)
 
     def _admitted(self, conn: asyncssh.SSHServerConnection) -> bool:
         """Let the connection in, or close it at once (over a limit: limits.Admission)."""
@@ -234,7 +236,11 @@ class _Server(asyncssh.SSHServer):
         self.front.admission.closed(self.host, self.authenticated)
         if self.conn is not None:
             self.front.connections.discard(self.conn)
-        if self.asked and not self.authenticated:  # once per connection, not per key tried
+        if not self.asked:  # ended before its first authentication request
+            failure = describe_failure(self.peer_addr, exc)
+            self.front.stats.handshake_failure(failure.reason)
+            self.log.log(logging.INFO if failure.routine else logging.WARNING, failure.message)
+        elif not self.authenticated:  # once per connection, not per key tried
             timed_out = isinstance(exc, asyncssh.ConnectionLost) and "timeout" in str(exc).lower()
             reason = self.failure or ("timeout" if timed_out else "no_method")
             self.front.stats.auth_failure(reason)
