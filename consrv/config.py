@@ -332,10 +332,28 @@ def _check_pattern_name(value: object) -> str:
     return value
 
 
+# procServ's default keys (PROCSERV.md): an escape prefix must not start with one, or
+# a lone first key, passed on after a pause, would be that key.
+_PROCSERV_KEYS = {
+    0x18: "procServ's kill key",
+    0x14: "procServ's auto-restart toggle key",
+    0x12: "procServ's restart key",
+    0x11: "procServ's quit key",
+}
+
+
 def _check_escape(value: object) -> bytes:
     if not isinstance(value, str):
         raise ValueError('expected an escape like "^Ec"')
-    return parse_prefix(value)
+    prefix = parse_prefix(value)
+    if prefix[0] in _PROCSERV_KEYS:
+        key = "^" + chr(prefix[0] + 64)
+        raise ValueError(
+            f"escape prefix {value!r} starts with {key}, {_PROCSERV_KEYS[prefix[0]]}:"
+            f" a lone {key} would reach procServ; start it with another control key"
+            " (the default is ^Ec)"
+        )
+    return prefix
 
 
 _BRACKETED_RE = re.compile(r"\[([^\]]+)\]:([0-9]{1,5})")

@@ -272,7 +272,12 @@ class Session:
         now = trio.current_time()
         if self._prefix_deadline is not None and now >= self._prefix_deadline:
             self._prefix_deadline = None
-            self._on_data(escape.Data(self.parser.flush_pending()))
+            held = self.parser.flush_pending()
+            if held and held[0] in self._guarded():  # the prefix's key is one of procServ's
+                self.parser.expect_answer()
+                self._on_guarded(escape.Guarded(held[0]))
+            else:
+                self._on_data(escape.Data(held))
         timeout = self.settings.writer_idle_timeout
         idle = now - self._last_input
         if timeout is not None and self.console.lock.writer is self.viewer and idle >= timeout:

@@ -753,3 +753,12 @@ def test_cancel_answer_parses_the_next_byte_as_usual() -> None:
     assert parser.state is State.NORMAL
     parser.cancel_answer()  # outside ANSWER: nothing happens
     assert parser.state is State.NORMAL
+
+
+def test_a_held_prefix_byte_that_is_guarded_is_guarded_when_released() -> None:
+    parser = EscapeParser(b"\x0bc", guarded=frozenset({0x0B}))  # procServ's kill key is ^K
+    assert feed(parser, b"\x0bx") == [Guarded(0x0B), Answer("x")]
+    parser.receive_data(b"\x0b")
+    assert parser.next_event() is None
+    assert parser.flush_pending() == b"\x0b"  # the caller guards it
+    assert feed(parser, b"\x0bc.") == [Command(".")]

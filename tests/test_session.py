@@ -306,6 +306,23 @@ async def test_the_keys_procserv_announces_are_the_ones_guarded(tmp_path: Path) 
         assert b"^K ^L  procServ keys: blocked" in sink.notices
 
 
+async def test_a_lone_prefix_key_that_is_a_procserv_key_is_guarded_when_released(
+    tmp_path: Path,
+) -> None:
+    async with bench(tmp_path) as b:
+        await b.peer.send(
+            b"@@@ Use ^E to kill the child, auto restart is ON, use ^T to toggle auto restart\r\n"
+        )
+        await wait_for(lambda: b.console.keys.kill == 0x05)
+        alice, sink = b.join("alice", procserv_keys="block")
+        alice.feed(b"\x05")  # held as the escape's first key, released after a pause
+        await wait_for(lambda: b"^E is not sent" in sink.notices)
+        alice.feed(b"\x05x")  # not the escape after all
+        alice.feed(b"ok\r")
+        assert await b.nothing_more(4) == b"xok\r"
+        assert sink.notices.count(b"^E is not sent") == 2
+
+
 # -- escapes ---------------------------------------------------------------------------
 
 

@@ -39,7 +39,8 @@ Rules
    input minus the recognised sequences (``^Ec`` + key, line text and its
    Enter, ``\\ooo`` digits, answers). A ``^E`` not followed by ``c`` is data:
    ``^E x`` gives Data(b"\\x05x"); ``^E ^E c`` gives Data(b"\\x05") and a new
-   ``^Ec``. ``^E`` as the last byte so far is held (state PREFIX) until the
+   ``^Ec``; a held ``^E`` that is a guarded byte gives Guarded instead, and ``x``
+   is its Answer. ``^E`` as the last byte so far is held (state PREFIX) until the
    next byte, or until ``flush_pending()`` releases it.
 3. A run of plain bytes is one Data event (a Data from ``\\ooo`` stands alone).
    Bytes before a guarded byte come out first; then Guarded(byte), and the
@@ -299,7 +300,10 @@ class EscapeParser:
         return dropped
 
     def flush_pending(self) -> bytes:
-        """Release a held prefix byte as data (for an idle timer); b"" if none is held."""
+        """Release a held prefix byte as data (for an idle timer); b"" if none is held.
+
+        The caller guards it if it is a guarded byte (``expect_answer()`` then asks).
+        """
         if self._state is not State.PREFIX or self._pos < len(self._buf):
             return b""
         self._state = State.NORMAL
@@ -334,6 +338,8 @@ class EscapeParser:
             self._state = State.COMMAND
             return None
         self._state = State.NORMAL  # the held byte was data after all
+        if self._prefix[0] in self._guarded:  # ... and guarded: the next byte answers
+            return self._guard(self._prefix[0])
         return self._in_normal(carry=self._prefix[:1])
 
     def _in_command(self) -> Event | None:
