@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 
 from consrv.console import Console
+from tests.waits import deadline
 
 
 class MemorySink:
@@ -55,7 +56,8 @@ class Peer:
         await self.stream.send_all(data)
 
     async def receive_until(self, size: int) -> bytes:
-        with trio.fail_after(5):
+        what = f"{size} bytes sent to the fake procServ (EOF ends the wait early)"
+        with deadline(5, what, lambda: self.received):
             while len(self.received) < size:
                 data = await self.stream.receive_some(65536)
                 if not data:
@@ -90,7 +92,7 @@ class UnixServer:
             peer.stream.socket.close()
 
     async def next_peer(self, timeout: float = 5) -> Peer:
-        with trio.fail_after(timeout):
+        with deadline(timeout, f"a connection to the fake procServ at {self.path}"):
             return await self.accepted.receive()
 
 
@@ -107,11 +109,25 @@ async def unix_server(path: Path) -> AsyncIterator[UnixServer]:
             server.close()
 
 
-async def wait_for(predicate: Callable[[], object], timeout: float = 5) -> None:
-    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
-    with trio.fail_after(timeout):
+async def wait_for(
+    predicate: Callable[[], object],
+    timeout: float = 5,
+    what: str | None = None,
+    seen: Callable[[], object] | None = None,
+) -> None:
+    """Poll ``predicate`` until it is true; `WaitTimeout` naming ``what`` after ``timeout`` s.
+
+    Without ``what`` the failure names the predicate and where it was written.
+    """
+    with deadline(timeout, what or _described(predicate), seen):
         while not predicate():
             await trio.sleep(0.01)
+
+
+def _described(predicate: Callable[[], object]) -> str:
+    code = getattr(predicate, "__code__", None)
+    where = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+    return f"{getattr(predicate, '__qualname__', repr(predicate))} to be true{where}"
 
 
 @asynccontextmanager

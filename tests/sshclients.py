@@ -18,6 +18,8 @@ import asyncssh
 import trio
 import trio_asyncio
 
+from tests.waits import deadline
+
 SSH_OPTIONS = (
     "-o", "BatchMode=yes",
     "-o", "IdentitiesOnly=yes",
@@ -68,11 +70,16 @@ class PtySSH:
     async def expect(self, pattern: bytes, timeout: float = 10) -> re.Match[bytes]:
         """Wait until ``pattern`` (a regex) appears in the output so far."""
         regex = re.compile(pattern)
-        with trio.fail_after(timeout):
+        with deadline(timeout, f"{pattern!r} from {self._who()}", lambda: self.output):
             while (match := regex.search(self.output)) is None:
                 if not await self._read_more():
                     raise EOFError(f"ssh ended before {pattern!r}; got {bytes(self.output)!r}")
             return match
+
+    def _who(self) -> str:
+        """``ssh LOGIN@HOST COMMAND``, as a failed wait names this client."""
+        at = next((i for i, word in enumerate(self.argv) if "@" in word), 0)
+        return " ".join(["ssh", *self.argv[at:]])
 
     async def send(self, data: bytes) -> None:
         assert self._stream is not None
@@ -81,7 +88,7 @@ class PtySSH:
     async def wait(self, timeout: float = 10) -> int:
         """Read to the end; the ssh exit status."""
         assert self.process is not None
-        with trio.fail_after(timeout):
+        with deadline(timeout, f"{self._who()} to exit", lambda: self.output):
             while await self._read_more():
                 pass
             return await self.process.wait()
@@ -121,8 +128,9 @@ class ScriptedSSH:
     """A scripted SSH client (asyncssh), as a program driving consrv would be."""
 
     def __init__(self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes],
-                 collector: _Collector) -> None:  # fmt: skip
+                 collector: _Collector, who: str = "asyncssh") -> None:  # fmt: skip
         self.conn, self.chan, self.collector = conn, chan, collector
+        self.who = who  # "asyncssh LOGIN COMMAND": named in a failed wait
 
     @property
     def stdout(self) -> bytearray:
@@ -135,17 +143,21 @@ class ScriptedSSH:
     def send(self, data: bytes) -> None:
         self.chan.write(data)
 
+    def _seen(self) -> str:
+        return f"stdout {bytes(self.stdout[-400:])!r}, stderr {bytes(self.stderr[-200:])!r}"
+
     async def expect(self, pattern: bytes, timeout: float = 10, stderr: bool = False) -> None:
         regex = re.compile(pattern)
         buffer = self.stderr if stderr else self.stdout
-        with trio.fail_after(timeout):
+        where = f"{'stderr' if stderr else 'stdout'} of {self.who}"
+        with deadline(timeout, f"{pattern!r} on {where}", lambda: buffer):
             while not regex.search(buffer):
                 if self.collector.closed.is_set():
                     raise EOFError(f"channel closed before {pattern!r}; got {bytes(buffer)!r}")
                 await trio.sleep(0.01)
 
     async def wait_closed(self, timeout: float = 10) -> int | None:
-        with trio.fail_after(timeout):
+        with deadline(timeout, f"the server to close {self.who}", self._seen):
             await self.collector.closed.wait()
         return self.collector.exit_status
 
@@ -164,7 +176,7 @@ async def scripted_ssh(
             _Collector, command, encoding=None,
             term_type="xterm" if pty else None, term_size=(80, 24) if pty else None,
         )  # fmt: skip
-        yield ScriptedSSH(conn, chan, collector)
+        yield ScriptedSSH(conn, chan, collector, f"asyncssh {login} {command}")
     finally:
         conn.close()
         await trio_asyncio.aio_as_trio(conn.wait_closed)()

@@ -1,7 +1,7 @@
 """The console engine over a real UNIX socket, with a scripted peer playing procServ.
 
 Policy: loopback / UNIX sockets in tmp_path only; every wait is bounded
-(``fail_after``); real procServ is exercised in tests/integration.
+(``tests.waits.deadline``); real procServ is exercised in tests/integration.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ async def test_output_reaches_viewers_log_and_scrollback_without_telnet(tmp_path
             console.attach(Viewer(sink, user="u", role=Role.RO, limit=1 << 20))
         peer = await server.next_peer()
         await peer.send(BANNER + b"epics> \xff\xff\xfe\r\n")
-        await wait_for(lambda: b"epics>" in sinks[1].data)
+        await wait_for(lambda: b"epics>" in sinks[1].data, what="the prompt at the second viewer")
     for sink in sinks:
         assert b"\xff\xfb" not in sink.data
         assert b"epics> \xff\xfe\r\n" in sink.data
@@ -60,11 +60,13 @@ async def test_slow_viewer_drops_and_is_told_others_get_everything(tmp_path: Pat
         peer = await server.next_peer()
         for _ in range(100):
             await peer.send(chunk)
-        await wait_for(lambda: fast.data.count(chunk) == 100)
+        await wait_for(
+            lambda: fast.data.count(chunk) == 100, what="all 100 chunks at the fast viewer"
+        )
         held_while_stalled = slow.unread
         slow.take()  # the slow peer catches up; the next output carries the notice
         await peer.send(b"after\r\n")
-        await wait_for(lambda: b"after" in slow.data)
+        await wait_for(lambda: b"after" in slow.data, what="'after' at the slow viewer")
     assert held_while_stalled < 4096 + READ_SIZE  # the bound, plus at most one read
     dropped = 100 * len(chunk) - held_while_stalled
     assert f"[consrv: {dropped} bytes dropped]".encode() in slow.notices
@@ -79,16 +81,18 @@ async def test_down_and_up_are_announced_and_reconnect_is_fast(tmp_path: Path) -
     async with running(console):
         async with unix_server(path) as server:
             peer = await server.next_peer()
-            await wait_for(lambda: console.up)
+            await wait_for(lambda: console.up, what="the console to be up")
             await peer.stream.aclose()
-            await wait_for(lambda: b"[consrv: t-ioc down]" in sink.notices)
+            await wait_for(lambda: b"[consrv: t-ioc down]" in sink.notices, what="the down notice")
         path.unlink()
         await trio.sleep(1.0)  # long enough for the backoff to grow past WATCH_INTERVAL
         started = trio.current_time()
         async with unix_server(path) as server:
             await server.next_peer()
             assert trio.current_time() - started < 0.5
-            await wait_for(lambda: sink.notices.count(b"[consrv: t-ioc up]") == 2)
+            await wait_for(
+                lambda: sink.notices.count(b"[consrv: t-ioc up]") == 2, what="a second up notice"
+            )
     assert console.stats.connects == 2
 
 
@@ -101,7 +105,7 @@ async def test_tcp_upstream(tmp_path: Path) -> None:
     async with running(console), listeners[0]:
         stream = await listeners[0].accept()
         await stream.send_all(BANNER + b"hello over tcp\r\n")
-        await wait_for(lambda: b"hello over tcp" in sink.data)
+        await wait_for(lambda: b"hello over tcp" in sink.data, what="the TCP peer's line")
         await stream.aclose()
 
 

@@ -22,6 +22,7 @@ from consrv.config import Config, ConfigError, Problem, parse_config
 from consrv.registry import Registry
 from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Login, Service
 from tests.test_service import FakeChannel
+from tests.waits import deadline
 
 WORDS = ["list", "who", "status", "tail", "follow", "attach", "help", "version", "start",
          "stop", "restart", "-n", "-f", "--json", "--ro", "--force", "ioc-a", "ioc-*", "5",
@@ -56,7 +57,8 @@ async def test_any_command_line_gets_a_documented_status(tmp_path: Path, command
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run)
         channel = FakeChannel()
-        with trio.fail_after(5):
+        what = f"Service.handle({command!r}) to return or to end when cancelled at 0.5 s"
+        with deadline(5, what, lambda: channel.notices):
             with trio.move_on_after(0.5) as waiting:  # attach/tail -f/follow keep going
                 status = await Service(registry).handle(
                     OLGA, command, channel, pty=False, on_input=channel.on_input

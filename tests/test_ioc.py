@@ -31,6 +31,7 @@ from consrv.ioc import (
 )
 from consrv.names import InvalidName
 from consrv.sdnotify import Notifier, watchdog_forever, watchdog_interval
+from tests.waits import deadline
 
 TEMPLATE = "ioc@{name}.service"
 BAD_NAMES = ["", "..", "../etc", "-rf", "a b", "x;reboot", "ioc\n", "é", "a/b", "*", "x" * 65]
@@ -279,7 +280,10 @@ async def test_control_characters_in_stderr_are_escaped(fake: FakeSystemctl) -> 
 
 async def test_a_hanging_systemctl_is_killed_after_its_timeout(fake: FakeSystemctl) -> None:
     (fake.dir / "sleep").write_text("30")
-    with trio.fail_after(10), pytest.raises(SystemctlError, match=r"no answer within 0\.3 s"):
+    with (
+        deadline(10, "Systemctl to give up on a systemctl that hangs for 30 s"),
+        pytest.raises(SystemctlError, match=r"no answer within 0\.3 s"),
+    ):
         await fake.systemctl(timeout=0.3).run("start")
 
 
@@ -346,18 +350,20 @@ async def test_poll_forever_keeps_health_and_logs_a_failure_once(
     caplog.set_level(logging.INFO, logger="consrv.ioc")
     fake.answer("show", out=CAPTURED_SHOW)
     manager = IocManager(fake.systemctl(), TEMPLATE, poll_interval=0.01)
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
+        with deadline(10, "the first health poll (poll_forever started)"):
             await nursery.start(manager.poll_forever, lambda: ["t1"])
-            assert manager.health["t1"].running
-            fake.answer("show", err="Failed to connect to bus\n", rc=1)
+        assert manager.health["t1"].running
+        fake.answer("show", err="Failed to connect to bus\n", rc=1)
+        with deadline(10, "5 calls of the fake systemctl", fake.calls):
             while len(fake.calls()) < 5:
                 await trio.sleep(0.01)
-            assert manager.health["t1"].running  # the last good poll is kept
-            fake.answer("show", out=CAPTURED_SHOW)
+        assert manager.health["t1"].running  # the last good poll is kept
+        fake.answer("show", out=CAPTURED_SHOW)
+        with deadline(10, "'works again' logged once show answers", lambda: caplog.text):
             while "works again" not in caplog.text:
                 await trio.sleep(0.01)
-            nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
     assert caplog.text.count("IOC health poll failed") == 1
     assert "Failed to connect to bus (exit 1)" in caplog.text
 
@@ -475,6 +481,6 @@ async def test_watchdog_pings_every_half_interval(
 
 
 async def test_watchdog_without_a_watchdog_returns_at_once(tmp_path: Path) -> None:
-    with trio.fail_after(1):
+    with deadline(1, "watchdog_forever to return at once without an interval or a socket"):
         await watchdog_forever(Notifier(str(tmp_path / "notify")), interval=None)
         await watchdog_forever(Notifier(None), interval=10)

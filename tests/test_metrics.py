@@ -3,7 +3,7 @@
 Policy: the fakes below are plain dataclasses shaped like the Protocols in
 consrv.metrics (no Mock); the exposition is parsed with prometheus_client's
 parser and linted by Debian's ``promtool check metrics``; /metrics is served on
-127.0.0.1 port 0 and fetched with http.client; every wait is under fail_after.
+127.0.0.1 port 0 and fetched with http.client; every wait is under tests.waits.deadline.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from consrv.patterns import LineMatcher
 from consrv.upstream import UnixTarget
 from tests.fakes import MemorySink, running, unix_server, wait_for
 from tests.test_procserv import REAL_27
+from tests.waits import deadline
 
 # ---------------------------------------------------------------- fakes
 
@@ -373,9 +374,17 @@ async def test_a_real_console_fed_by_procserv_27(tmp_path: Path) -> None:
         console.attach(stalled)
         half = len(REAL_27) // 2
         await peer.send(REAL_27[:half])  # fills the stalled viewer's sink
-        await wait_for(lambda: sink.buffered() > stalled.limit)
+        await wait_for(
+            lambda: sink.buffered() > stalled.limit,
+            what=f"more than {stalled.limit} bytes held for the stalled viewer",
+            seen=sink.buffered,
+        )
         await peer.send(REAL_27[half:])  # dropped for it
-        await wait_for(lambda: console.stats.child_starts == 4)
+        await wait_for(
+            lambda: console.stats.child_starts == 4,
+            what="the console to count 4 child starts",
+            seen=lambda: console.stats.child_starts,
+        )
         found = samples(collector)
         console.detach(stalled)
         after = samples(collector)
@@ -601,7 +610,7 @@ async def fetch(
 
 
 async def test_serves_metrics_over_loopback_and_stops_within_a_second() -> None:
-    with trio.fail_after(10):
+    with deadline(10, "the metrics server to start, answer /metrics and stop"):
         async with trio.open_nursery() as nursery:
             host, port = await nursery.start(
                 serve_metrics, Endpoint("127.0.0.1", 0), served_registry()
@@ -621,7 +630,7 @@ async def test_serves_metrics_over_loopback_and_stops_within_a_second() -> None:
 
 
 async def test_index_links_and_anything_else_is_404() -> None:
-    with trio.fail_after(10):
+    with deadline(10, "the metrics server to answer / and three 404s"):
         async with trio.open_nursery() as nursery:
             _, port = await nursery.start(
                 serve_metrics, Endpoint("127.0.0.1", 0), served_registry()
@@ -637,7 +646,7 @@ async def test_index_links_and_anything_else_is_404() -> None:
 
 async def test_openmetrics_when_the_scraper_asks() -> None:
     accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
-    with trio.fail_after(10):
+    with deadline(10, "the metrics server to answer an OpenMetrics scrape"):
         async with trio.open_nursery() as nursery:
             _, port = await nursery.start(
                 serve_metrics, Endpoint("127.0.0.1", 0), served_registry()
@@ -651,7 +660,7 @@ async def test_openmetrics_when_the_scraper_asks() -> None:
 
 
 async def test_a_silent_client_does_not_hold_up_a_scrape() -> None:
-    with trio.fail_after(10):
+    with deadline(10, "a scrape answered while a silent client holds a connection"):
         async with trio.open_nursery() as nursery:
             _, port = await nursery.start(
                 serve_metrics, Endpoint("127.0.0.1", 0), served_registry()
@@ -667,7 +676,7 @@ async def test_a_silent_client_does_not_hold_up_a_scrape() -> None:
 
 
 async def test_a_taken_port_is_an_oserror() -> None:
-    with trio.fail_after(10):
+    with deadline(10, "serve_metrics to fail on a taken port"):
         holder = trio.socket.socket()
         await holder.bind(("127.0.0.1", 0))
         holder.listen()
@@ -685,7 +694,7 @@ async def test_a_failing_collector_is_a_500_and_the_server_stays_up(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     registry = metrics_registry(BrokenCollector(), process=False)
-    with trio.fail_after(10):
+    with deadline(10, "a 500 for /metrics, then a 200 for /"):
         async with trio.open_nursery() as nursery:
             _, port = await nursery.start(serve_metrics, Endpoint("127.0.0.1", 0), registry)
             status, _, _ = await fetch(port, "/metrics")
