@@ -170,6 +170,9 @@ async def test_force_idle_release_no_silent_promotion_and_replay_without_a_log(
                     scripted_ssh(consrv.port, olga.private, "observer", IOC, pty=True) as o,
                 ):
                     await b.expect(rb"read-write, watching", stderr=True)
+                    await o.expect(
+                        rb"attached to e2e-ioc: read-only", stderr=True
+                    )  # before the force
                     b.send(b"\x05cf")  # ^Ecf: force
                     await a.expect(rb"bob forced write; you now watch", stderr=True)
                     await b.expect(rb"you now write \(forced from alice\)", stderr=True)
