@@ -523,6 +523,18 @@ SocketPath = Annotated[Path, _checked(_socket_path)]
 Size = Annotated[int, _checked(parse_size)]
 ListenEndpoint = Annotated[Endpoint, _checked(lambda v: parse_endpoint(v, allow_port_zero=True))]
 TcpEndpoint = Annotated[Endpoint, _checked(parse_endpoint)]
+
+
+def _metrics_endpoint(value: object) -> Endpoint:
+    """``metrics.listen``: HOST:PORT, or a bare port, which listens on loopback only."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value.isdigit():
+        value = f"127.0.0.1:{value}"
+    return parse_endpoint(value, allow_port_zero=True)
+
+
+MetricsEndpoint = Annotated[Endpoint, _checked(_metrics_endpoint)]
 PublicKey = Annotated[bytes, _checked(parse_public_key)]
 ConsoleName = Annotated[str, _checked(validate_console_name)]
 UserName = Annotated[str, _checked(validate_user_name)]
@@ -581,7 +593,7 @@ class _RawSsh(_Raw):
 
 
 class _RawMetrics(_Raw):
-    listen: ListenEndpoint | None = None
+    listen: MetricsEndpoint | None = None
 
 
 class _RawLog(_Raw):

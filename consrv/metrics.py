@@ -606,8 +606,10 @@ def metrics_registry(*collectors: Collector, process: bool = True) -> CollectorR
 # ---------------------------------------------------------------- serving /metrics
 
 MAX_REQUEST = 8192
-REQUEST_TIMEOUT = 10.0
-MAX_CONNECTIONS = 16
+# A scraper sends its whole request at once: one that takes longer is a slowloris.
+HEAD_TIMEOUT = 5.0
+REQUEST_TIMEOUT = 10.0  # head, collecting and sending, all told
+MAX_CONNECTIONS = 64
 INDEX = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
 
 
@@ -655,11 +657,19 @@ class _Snapshot:
 
 
 class _Responder:
-    """Answers one request per connection: collects in the trio thread, formats in a worker."""
+    """Answers one request per connection: collects in the trio thread, formats in a worker.
+
+    Slow clients cannot keep a scrape out: at ``MAX_CONNECTIONS`` a new connection
+    takes the place of the oldest one still sending its request head (a scraper
+    sends its request at once; only a slowloris is still at it), and no head may
+    take longer than ``HEAD_TIMEOUT``.
+    """
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.active = 0
+        self.reading: dict[trio.CancelScope, None] = {}  # oldest first
+        self.evicted = 0
 
     async def respond(self, head: bytes) -> bytes:
         request = parse_request(head)
@@ -682,13 +692,13 @@ class _Responder:
         return http_response("200 OK", content_type, body)
 
     async def handle(self, stream: trio.SocketStream) -> None:
-        if self.active >= MAX_CONNECTIONS:
-            await stream.aclose()
+        if self.active >= MAX_CONNECTIONS and not self._evict_slowest():
+            await stream.aclose()  # every place is answering a request
             return
         self.active += 1
         try:
             with trio.move_on_after(REQUEST_TIMEOUT):
-                head = await _read_head(stream)
+                head = await self._read_head(stream)
                 if head is not None:
                     await stream.send_all(await self.respond(head))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -696,6 +706,26 @@ class _Responder:
         finally:
             self.active -= 1
             await stream.aclose()
+
+    async def _read_head(self, stream: trio.SocketStream) -> bytes | None:
+        scope = trio.CancelScope(deadline=trio.current_time() + HEAD_TIMEOUT)
+        self.reading[scope] = None
+        try:
+            with scope:
+                return await _read_head(stream)
+            return None  # too slow, or evicted for a newer connection
+        finally:
+            self.reading.pop(scope, None)
+
+    def _evict_slowest(self) -> bool:
+        """Cancel the connection that has been sending its request longest; False if none is."""
+        if not self.reading:
+            return False
+        oldest = next(iter(self.reading))
+        del self.reading[oldest]
+        oldest.cancel()
+        self.evicted += 1
+        return True
 
 
 async def _read_head(stream: trio.SocketStream) -> bytes | None:
