@@ -109,9 +109,12 @@ def _kill_cgroup(directory: Path) -> None:
                 break
             except FileNotFoundError:
                 break
-            except OSError:  # EBUSY until the killed processes are reaped
+            except OSError as exc:  # EBUSY until the killed processes are reaped
                 if time.monotonic() > deadline:
-                    raise
+                    raise SystemdUserError(
+                        f"gave up after 5 s waiting for the killed processes in {cgroup}"
+                        f" to be reaped so it can be removed: {exc}"
+                    ) from exc
                 time.sleep(POLL)
 
 
@@ -218,7 +221,11 @@ class SystemdUser:
                 if state in ("running", "degraded"):
                     return
             time.sleep(POLL)
-        raise SystemdUserError(f"systemd --user not running ({state!r}): {self.manager_log()}")
+        raise SystemdUserError(
+            f"gave up after {timeout:g} s waiting for systemd --user to be running"
+            f" (is-system-running said {state or 'nothing: no private socket yet'!r}):"
+            f" {self.manager_log()}"
+        )
 
     def stop(self, timeout: float = 10) -> None:
         """Stop every unit and the manager; kill whatever is left; remove the cgroups."""

@@ -21,6 +21,7 @@ from consrv.demo import ProcServ
 from consrv.upstream import path_identity
 from tests.integration.conftest import IOC, World
 from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
+from tests.waits import deadline
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
@@ -98,7 +99,8 @@ async def test_ioc_restart_is_seen_live_with_its_boot_output(world: World) -> No
         old = path_identity(world.procserv.socket)
         restarted.start()
         try:
-            with trio.fail_after(10):
+            what = f"the restarted procServ to bind a new socket at {world.procserv.socket}"
+            with deadline(10, what):
                 while path_identity(world.procserv.socket) in (old, None):
                     await trio.sleep(0.005)
             appeared = time.monotonic()

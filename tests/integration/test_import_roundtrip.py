@@ -33,6 +33,7 @@ from consrv.migrate.envfile import format_env_file, quote_exec_words
 from tests.harness import Consrv, UserKey, make_key
 from tests.sshclients import scripted_ssh
 from tests.systemd_user import REPO, SystemdUser
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,12 @@ def add_keys_and_listen(path: Path, data: dict[str, Any], keys: list[UserKey]) -
 
 
 async def see_the_ioc(port: int, alice: UserKey, olga: UserKey, name: str) -> None:
-    """Step: alice types `dbl` into the IOC; olga, an observer, sees its answer."""
+    """Step: alice types `dbl` into the IOC; olga, an observer, sees its answer.
+
+    `dbl` is typed again every 2 s until answered: one typed while consrv was still
+    connecting to a just-started procServ would be dropped.
+    """
+    answer = f"{name}:counter".encode()
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(port, olga.private, "observer", name) as watcher,
@@ -73,15 +79,24 @@ async def see_the_ioc(port: int, alice: UserKey, olga: UserKey, name: str) -> No
     ):
         await writer.expect(rf"attached to {name}: (you write|read-write)".encode(), stderr=True)
         await watcher.expect(rf"attached to {name}: read-only".encode(), stderr=True)
-        writer.send(b"dbl\r")
-        await writer.expect(rf"{name}:counter".encode(), timeout=20)
-        await watcher.expect(rf"{name}:counter".encode(), timeout=20)
+        what = f"{answer!r} in answer to dbl, typed every 2 s"
+        with deadline(20, what, lambda: writer.stdout):
+            while answer not in writer.stdout:
+                writer.send(b"dbl\r")
+                with trio.move_on_after(2):
+                    while answer not in writer.stdout:
+                        await trio.sleep(0.05)
+        await watcher.expect(answer, timeout=20)
 
 
 async def wait_for_text(path: Path, text: str, timeout: float = 30, count: int = 1) -> None:
     """Wait until `text` appears `count` times in the file at `path`."""
     file = trio.Path(path)
-    with trio.fail_after(timeout):
+
+    def tail() -> str:
+        return path.read_text(errors="replace") if path.exists() else "(no file)"
+
+    with deadline(timeout, f"{text!r} {count} time(s) in {path}", tail):
         while (
             not await file.exists() or (await file.read_text(errors="replace")).count(text) < count
         ):

@@ -43,6 +43,7 @@ import trio_asyncio
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.sshclients import PtySSH, ScriptedSSH, scripted_ssh, ssh_argv
 from tests.systemd_user import CONSRV_UNIT, REPO, SystemdUser, softioc_cmd
+from tests.waits import deadline, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -131,14 +132,6 @@ def _lab_config(root: Path, keys: dict[str, UserKey]) -> Path:
     )
 
 
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def lab(manager: SystemdUser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     root = tmp_path_factory.mktemp("lifecycle")
@@ -153,7 +146,8 @@ def lab(manager: SystemdUser, tmp_path_factory: pytest.TempPathFactory) -> Itera
     try:
         # Start-up: list-units (discovery), show + start (autostart), show (first poll).
         consrv.wait_for_log(rb"autostart: started")
-        _wait(lambda: len(lab.calls()) >= 4, "consrv's first health poll")
+        what = "consrv's first health poll (its 4th systemctl call)"
+        wait_until(lambda: len(lab.calls()) >= 4, what, timeout=15, seen=lab.calls)
         lab.startup_calls = lab.calls()
         yield lab
     finally:
@@ -167,7 +161,7 @@ def lab(manager: SystemdUser, tmp_path_factory: pytest.TempPathFactory) -> Itera
 async def ssh(lab: Lab, user: str, *command: str, login: str = "console") -> tuple[int, str, str]:
     """``ssh -T LOGIN@HOST COMMAND...`` with OpenSSH: exit status, stdout, stderr."""
     argv = ssh_argv(lab.port, lab.keys[user].private, login, *command, tty=False)
-    with trio.fail_after(30):
+    with deadline(30, f"ssh {login}@127.0.0.1 {' '.join(command)} (as {user}) to finish"):
         result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
@@ -181,9 +175,11 @@ async def status_of(lab: Lab, name: str) -> dict[str, Any]:
 
 
 async def wait_status(
-    lab: Lab, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 15
+    lab: Lab, name: str, check: Callable[[dict[str, Any]], bool], what: str, timeout: float = 15
 ) -> dict[str, Any]:
-    with trio.fail_after(timeout):
+    """Ask ``status NAME --json`` until ``check`` passes; ``what`` names the awaited state."""
+    console: dict[str, Any] = {}
+    with deadline(timeout, f"`status {name} --json` to say {what}", lambda: console):
         while not check(console := await status_of(lab, name)):
             await trio.sleep(0.1)
     return console
@@ -192,7 +188,11 @@ async def wait_status(
 async def wait_booted(systemd: SystemdUser, name: str, times: int = 1) -> None:
     """Until procServ's log of ``name`` shows the IOC's boot ``times`` times."""
     log = systemd.ioc_log_path(name)
-    with trio.fail_after(30):
+
+    def tail() -> bytes:
+        return log.read_bytes() if log.exists() else b"(no file)"
+
+    with deadline(30, f"{BOOTED!r} {times} time(s) in {log}", tail):
         while not log.exists() or log.read_bytes().count(BOOTED) < times:
             await trio.sleep(0.05)
 
@@ -256,7 +256,7 @@ async def test_start_restart_stop_over_ssh_drive_the_real_unit(lab: Lab) -> None
     started = lab.unit(name, "ActiveState", "SubState", "MainPID")
     assert (started["ActiveState"], started["SubState"]) == ("active", "running")
     assert process_name(int(started["MainPID"])) == "procServ"
-    await wait_status(lab, name, lambda console: console["state"] == "up")
+    await wait_status(lab, name, lambda console: console["state"] == "up", "state up")
 
     assert await ssh(lab, "alice", "restart", name) == (0, "restarted lc-run\n", "")
     restarted = lab.unit(name, "ActiveState", "SubState", "MainPID")
@@ -415,7 +415,9 @@ async def test_a_new_instance_is_discovered_and_connected_within_a_second(lab: L
     async with trio_asyncio.open_loop(), connection(lab, "alice") as conn:
         assert name not in await listed(conn)
         lab.systemd.systemctl("start", unit)  # not through consrv, not in its config
-        with trio.fail_after(15):
+        console: dict[str, Any] = {}
+        what = f"`list --json` to show the new instance {name} connected"
+        with deadline(15, what, lambda: console):
             while not (console := (await listed(conn)).get(name, {})).get("connected"):
                 await trio.sleep(0.01)
         seen = time.time()  # the answer reflects a moment before this
@@ -427,7 +429,8 @@ async def test_a_new_instance_is_discovered_and_connected_within_a_second(lab: L
     assert console["ioc"]["unit"] == unit
     assert f"discovered IOC lc-new (socket {socket_path})" in lab.consrv.stderr()
     # In time for the boot (procServ starts the IOC ~0.5 s after making its socket).
-    with trio.fail_after(30):
+    what = f"the boot line in consrv's log of {name}"
+    with deadline(30, what, lambda: lab.console_log(name)):
         while BOOTED.decode() not in lab.console_log(name):
             await trio.sleep(0.05)
     # A discovered IOC is operated like a configured one (defaults.operate).
@@ -465,7 +468,7 @@ async def test_the_restart_escape_restarts_the_unit_from_a_session(lab: Lab) -> 
     name = "lc-esc"
     lab.systemd.systemctl("start", f"ioc@{name}.service")
     await wait_booted(lab.systemd, name)
-    await wait_status(lab, name, lambda console: console["connected"])
+    await wait_status(lab, name, lambda console: console["connected"], "connected")
     first = pid_of(lab, name)
     async with (
         trio_asyncio.open_loop(),
@@ -494,7 +497,7 @@ async def test_autostart_started_the_stopped_ioc_when_consrv_started(lab: Lab) -
     assert lab.actions(0)[0] == f"{SYSTEMCTL} start -- ioc@lc-auto.service"
     assert [_verb(call) for call in lab.startup_calls] == ["list-units", "show", "start", "show"]
     assert "autostart: started lc-auto" in lab.consrv.stderr()
-    console = await wait_status(lab, "lc-auto", lambda console: console["connected"])
+    console = await wait_status(lab, "lc-auto", lambda console: console["connected"], "connected")
     assert console["ioc"]["unit"] == "ioc@lc-auto.service"
 
 
@@ -510,7 +513,7 @@ def _free_port() -> int:
 
 
 async def _datagram(receiver: trio.socket.SocketType, timeout: float = 15) -> tuple[float, bytes]:
-    with trio.fail_after(timeout):
+    with deadline(timeout, "a datagram from consrv on its NOTIFY_SOCKET"):
         data = await receiver.recv(4096)
     return trio.current_time(), data
 
@@ -535,7 +538,7 @@ async def test_sd_notify_ready_after_listening_then_watchdog_then_stopping(
     try:
         _, ready = await _datagram(receiver)
         # At once: the SSH port takes connections and answers with its banner.
-        with trio.fail_after(5):
+        with deadline(5, f"an SSH banner from 127.0.0.1:{port} right after READY=1"):
             async with await trio.open_tcp_stream("127.0.0.1", port) as stream:
                 assert (await stream.receive_some(256)).startswith(b"SSH-2.0-")
         assert ready == b"READY=1\nSTATUS=0/1 console(s) up, 0 session(s)"
@@ -610,7 +613,9 @@ async def test_enable_now_runs_consrv_as_a_notify_unit_in_front_of_its_iocs(
         assert re.fullmatch(r"[01]/1 console\(s\) up, 0 session\(s\)", shown["StatusText"])
         assert manager.show("consrv.service", "WatchdogUSec")["WatchdogUSec"] == "30s"
         # consrv autostarted its IOC and is connected to it.
-        with trio.fail_after(15):
+        console: dict[str, Any] = {}
+        what = f"consrv.service to report {name} connected in `status {name} --json`"
+        with deadline(15, what, lambda: console):
             while True:
                 argv = ssh_argv(port, alice.private, "console", "status", name, "--json")
                 result = await trio.run_process(argv, capture_stdout=True, check=False)

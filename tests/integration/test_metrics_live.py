@@ -12,8 +12,9 @@ also checked by Debian's ``promtool check metrics``, and one is read as
 OpenMetrics, as Prometheus asks for it. The IOC-unit series are read against a
 private systemd user manager (tests/systemd_user.py) running an ``ioc@`` unit.
 
-Policy: loopback and UNIX sockets in tmp_path only, port 0, every wait bounded
-(``trio.fail_after`` or a deadline), every process started here stopped here.
+Policy: loopback and UNIX sockets in tmp_path only, port 0, every wait bounded and
+naming what it awaited (``tests.waits.deadline``, or a scrape loop that says what
+differs), every process started here stopped here.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from consrv.demo import ProcServ
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.sshclients import ScriptedSSH, scripted_ssh
 from tests.systemd_user import SystemdUser
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -135,11 +137,12 @@ async def fetch(port: int, accept: str = "") -> tuple[bytes, bytes]:
     """``GET /metrics`` over loopback: the response head and body (consrv closes after one)."""
     request = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
     request += f"Accept: {accept}\r\n\r\n" if accept else "\r\n"
-    with trio.fail_after(10):
+    data = bytearray()
+    what = f"a whole /metrics response from 127.0.0.1:{port} (consrv closes after one)"
+    with deadline(10, what, lambda: data):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
         async with stream:
             await stream.send_all(request.encode())
-            data = bytearray()
             while chunk := await stream.receive_some(65536):
                 data += chunk
     head, _, body = bytes(data).partition(b"\r\n\r\n")
@@ -155,13 +158,13 @@ async def scrape(port: int) -> Scrape:
 
 async def wait_for(port: int, want: Mapping[str, float | None], timeout: float = 15) -> Scrape:
     """Scrape until every sample in ``want`` has its value (None: absent); the last scrape."""
-    deadline = trio.current_time() + timeout
+    give_up = trio.current_time() + timeout
     while True:
         got = await scrape(port)
         wrong = {s: got.get(s) for s, value in want.items() if got.get(s) != value}
         if not wrong:
             return got
-        if trio.current_time() > deadline:
+        if trio.current_time() > give_up:
             raise AssertionError(
                 f"after {timeout} s: want {dict(want)}, differ: {wrong}\n{got.consrv_lines()}"
             )
@@ -170,12 +173,12 @@ async def wait_for(port: int, want: Mapping[str, float | None], timeout: float =
 
 async def wait_until(port: int, sample: str, at_least: float, timeout: float = 20) -> Scrape:
     """Scrape until ``sample`` is at least ``at_least``."""
-    deadline = trio.current_time() + timeout
+    give_up = trio.current_time() + timeout
     while True:
         got = await scrape(port)
         if (got.get(sample) or 0) >= at_least:
             return got
-        if trio.current_time() > deadline:
+        if trio.current_time() > give_up:
             raise AssertionError(f"{sample} < {at_least} after {timeout} s:\n{got.consrv_lines()}")
         await trio.sleep(0.1)
 
@@ -221,9 +224,11 @@ def wait_child(procserv: ProcServ, timeout: float = 10) -> None:
 
     Before that, procServ's banner says the child is SHUT DOWN and drops what is typed.
     """
-    deadline = time.monotonic() + timeout
+    give_up = time.monotonic() + timeout
     while not procserv.child_pids():
-        assert time.monotonic() < deadline, "procServ did not start its child"
+        assert time.monotonic() < give_up, (
+            f"gave up after {timeout:g} s waiting for procServ {procserv.name} to start its child"
+        )
         time.sleep(0.02)
 
 
@@ -283,7 +288,7 @@ KeySpec = str | tuple[asyncssh.SSHKey, asyncssh.SSHCertificate]
 
 async def login(live: Live, login_name: str, keys: list[KeySpec]) -> None:
     """Connect and authenticate (asyncssh, a password as the last resort), then leave."""
-    with trio.fail_after(10):
+    with deadline(10, f"an SSH login as {login_name!r} to be let in or refused"):
         conn = await trio_asyncio.aio_as_trio(asyncssh.connect)(
             "127.0.0.1", live.port, username=login_name, client_keys=keys, password="guess",
             known_hosts=None, agent_path=None, connect_timeout=5,
@@ -434,7 +439,8 @@ async def test_child_exits_signals_restarts_patterns_and_upstream(live: Live) ->
     )
     # the log: every byte written is on disk (unbuffered), once output has settled
     written = con("consrv_console_log_written_bytes_total")
-    with trio.fail_after(10):
+    what = f"{live.log}'s size to equal {written}"
+    with deadline(10, what, lambda: f"{live.log.stat().st_size} on disk, {back[written]} counted"):
         while back[written] != live.log.stat().st_size:
             await trio.sleep(0.1)
             back = await scrape(port)

@@ -22,6 +22,7 @@ import trio_asyncio
 from consrv.demo import ProcServ
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.sshclients import ScriptedSSH, scripted_ssh, ssh_argv
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,8 @@ class Site:
         assert self.consrv.process is not None
         before = self.consrv.stderr().count("reload")
         self.consrv.process.send_signal(signal.SIGHUP)
-        with trio.fail_after(10):
+        what = "consrv to log a reload after SIGHUP"
+        with deadline(10, what, self.consrv.stderr):
             while self.consrv.stderr().count("reload") == before:
                 await trio.sleep(0.02)
         await trio.to_thread.run_sync(self.consrv.wait_for_log, expect)
@@ -102,8 +104,11 @@ async def test_reload_adds_and_removes_consoles_and_keeps_unchanged_sessions(sit
         await alice.expect(rb"still here")
         listed = await trio.to_thread.run_sync(site.run, "alice", "list")
         assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["keep", "new"]
-        status = await trio.to_thread.run_sync(site.run, "alice", "status", "new")
-        assert "new: up" in status.stdout
+        # consrv connects to an added console's procServ after the reload: wait for it
+        status = ""
+        with deadline(10, "`status new` to say new: up", lambda: status):
+            while "new: up" not in status:
+                status = (await trio.to_thread.run_sync(site.run, "alice", "status", "new")).stdout
 
 
 async def test_access_changes_apply_to_attached_users_at_once(site: Site) -> None:
@@ -113,6 +118,7 @@ async def test_access_changes_apply_to_attached_users_at_once(site: Site) -> Non
         site.ssh("olga", "observer", "keep") as olga,
         site.ssh("bob", "console", "keep") as bob,
     ):
+        await alice.expect(rb"you write", stderr=True)
         await olga.expect(rb"read-only", stderr=True)
         await bob.expect(rb"read-only", stderr=True)
         # olga loses access to keep; bob's key is removed altogether; alice is unchanged

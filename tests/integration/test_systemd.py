@@ -5,7 +5,8 @@ what it reports is checked against procServ's socket, info file and log, and aga
 the manager itself. The last test runs consrv's own stack inside consrv.service's
 sandbox.
 
-Policy: every wait is bounded (``trio.fail_after``); each test leaves no ioc@ unit
+Policy: every wait is bounded and says what it awaited (``tests.waits.deadline``); no
+wait is for a one-time line a client may have missed; each test leaves no ioc@ unit
 running; the manager and everything under it is stopped at the end of the module.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import stat
 import sys
@@ -28,6 +30,7 @@ import trio
 from consrv.ioc import IocManager, Systemctl, SystemctlError, UnitHealth
 from consrv.names import InvalidName
 from tests.systemd_user import CONSRV_UNIT, REPO, SystemdUser, softioc_cmd
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -52,14 +55,18 @@ def iocs(systemd: SystemdUser, *names: str) -> IocManager:
 
 
 async def wait_for_path(path: Path, timeout: float = 10) -> None:
-    with trio.fail_after(timeout):
+    with deadline(timeout, f"{path} to exist"):
         while not await trio.Path(path).exists():
             await trio.sleep(0.02)
 
 
 async def wait_for_text(path: Path, text: bytes, timeout: float = 10) -> None:
     """Wait until ``path`` holds ``text`` (procServ writes its log after its clients)."""
-    with trio.fail_after(timeout):
+
+    def tail() -> bytes:
+        return path.read_bytes() if path.exists() else b"(no file)"
+
+    with deadline(timeout, f"{text!r} in {path}", tail):
         while not (await trio.Path(path).exists() and text in await trio.Path(path).read_bytes()):
             await trio.sleep(0.02)
 
@@ -78,7 +85,7 @@ class ConsoleClient:
     @classmethod
     async def connect(cls, path: Path, timeout: float = 10) -> ConsoleClient:
         """Connect as soon as procServ listens (its socket exists a moment before)."""
-        with trio.fail_after(timeout):
+        with deadline(timeout, f"procServ to accept a connection at {path}"):
             while True:
                 try:
                     return cls(await trio.open_unix_socket(str(path)))
@@ -86,20 +93,39 @@ class ConsoleClient:
                     await trio.sleep(0.02)
 
     async def expect(self, needle: bytes, timeout: float = 15) -> None:
-        with trio.fail_after(timeout):
+        with deadline(timeout, f"{needle!r} from procServ", lambda: self.seen):
             while needle not in self.seen:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise EOFError(f"EOF before {needle!r}; saw {bytes(self.seen[-500:])!r}")
-                self.seen += data
+                await self._read_more(needle)
+
+    async def _read_more(self, needle: bytes) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise EOFError(f"EOF before {needle!r}; saw {bytes(self.seen[-500:])!r}")
+        self.seen += data
 
     async def expect_eof(self, timeout: float = 10) -> None:
-        with trio.fail_after(timeout):
+        with deadline(timeout, "procServ to close the connection (EOF)", lambda: self.seen):
             while data := await self.stream.receive_some(65536):
                 self.seen += data
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
+
+    async def ask(self, question: bytes, answer: bytes, timeout: float = 20) -> None:
+        """Type ``question`` every second until ``answer`` (a regex) comes back.
+
+        An answer to a question asked now cannot be missed, as a boot line or a first
+        prompt can (procServ drops input until its child runs; the shell reads it once
+        booted). The echo of the question must not contain ``answer``.
+        """
+        regex = re.compile(answer)
+        what = f"{answer!r} in answer to {question!r}, asked every second"
+        with deadline(timeout, what, lambda: self.seen):
+            while not regex.search(self.seen):
+                await self.send(question)
+                with trio.move_on_after(1.0):
+                    while not regex.search(self.seen):
+                        await self._read_more(answer)
 
     async def aclose(self) -> None:
         await self.stream.aclose()
@@ -108,7 +134,9 @@ class ConsoleClient:
 async def wait_health(
     manager: IocManager, name: str, running: bool, timeout: float = 10
 ) -> UnitHealth:
-    with trio.fail_after(timeout):
+    health: UnitHealth | None = None
+    what = f"ioc@{name} to be {'running' if running else 'not running'}"
+    with deadline(timeout, what, lambda: health):
         while True:
             health = (await manager.show([name]))[name]
             if health.running == running:
@@ -123,17 +151,14 @@ async def test_start_gives_a_procserv_console_with_the_booting_ioc(systemd: Syst
     manager = iocs(systemd, "t1")
     await manager.start("t1")
     client = await ConsoleClient.connect(systemd.socket_path("t1"))
-    await client.expect(b'@@@ Child "t1" started as: ' + sys.executable.encode())
+    await client.expect(b'@@@ Child "t1" started as: ' + sys.executable.encode())  # banner
     await client.expect(TELNET_OFFER)
-    # procServ starts the IOC ~0.5 s after making the socket: a client connected
-    # as soon as the socket appears sees the whole boot, live.
-    await client.expect(BOOTED)
-    await client.expect(b"epics> ")
-    await client.send(b"dbl\r")
-    await client.expect(b"t1:temperature")
+    # The boot line and the first prompt are said once (procServ starts the IOC ~0.5 s
+    # after making the socket, a window a slow client can miss): ask the IOC instead.
+    await client.ask(b"dbl\r", b"t1:temperature")
     await client.aclose()
     # procServ's --logfile has everything the IOC printed, boot included.
-    assert BOOTED in systemd.ioc_log_path("t1").read_bytes()
+    await wait_for_text(systemd.ioc_log_path("t1"), BOOTED)
 
 
 async def test_show_reports_the_running_procserv(systemd: SystemdUser) -> None:
@@ -181,7 +206,7 @@ async def test_reload_makes_procserv_reopen_its_log(systemd: SystemdUser) -> Non
     manager = iocs(systemd, "tlog")
     await manager.start("tlog")
     client = await ConsoleClient.connect(systemd.socket_path("tlog"))
-    await client.expect(b"epics> ")
+    await client.ask(b"dbgf tlog:name\r", rb'DBF_STRING:\s+"tlog"')  # booted, reading its shell
     log = systemd.ioc_log_path("tlog")
     log.rename(log.with_suffix(".log.1"))  # what logrotate does
     systemd.systemctl("reload", "ioc@tlog.service")
@@ -218,7 +243,9 @@ async def test_a_dead_procserv_is_restarted_by_systemd_and_counted(systemd: Syst
     first = await wait_health(manager, "t1", running=True)
     assert first.main_pid is not None
     os.kill(first.main_pid, 9)
-    with trio.fail_after(10):  # Restart=always, RestartSec=2
+    health = first
+    what = "systemd to restart the killed ioc@t1 (NRestarts=1; Restart=always, RestartSec=2)"
+    with deadline(10, what, lambda: health):
         while (health := (await manager.show(["t1"]))["t1"]).n_restarts != 1:
             await trio.sleep(0.1)
     health = await wait_health(manager, "t1", running=True)
@@ -246,8 +273,9 @@ async def test_instances_lists_loaded_ioc_units_only_while_loaded(systemd: Syste
     assert await manager.instances() == {"t1", "t2"}
     await manager.stop("t2")
     # A stopped instance is unloaded by the manager: discovery sees running ones.
-    with trio.fail_after(5):
-        while await manager.instances() != {"t1"}:
+    found: set[str] = set()
+    with deadline(5, "instances() to be {'t1'} once ioc@t2 is stopped", lambda: found):
+        while (found := await manager.instances()) != {"t1"}:
             await trio.sleep(0.05)
 
 
@@ -263,14 +291,16 @@ async def test_poll_forever_fills_health(systemd: SystemdUser) -> None:
     manager = iocs(systemd, "t1")
     manager.poll_interval = 0.05
     await manager.start("t1")
-    with trio.fail_after(10):
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
+        with deadline(10, "the first health poll of ioc@t1"):
             await nursery.start(manager.poll_forever, lambda: ["t1"])
-            assert manager.health["t1"].active_state in ("active", "activating")
-            await manager.stop("t1")
+        assert manager.health["t1"].active_state in ("active", "activating")
+        await manager.stop("t1")
+        what = "the poller to see ioc@t1 inactive after a stop"
+        with deadline(10, what, lambda: manager.health["t1"]):
             while manager.health["t1"].active_state != "inactive":
                 await trio.sleep(0.02)
-            nursery.cancel_scope.cancel()
+        nursery.cancel_scope.cancel()
 
 
 # ---------------------------------------------------------------- refusals and failures
@@ -279,7 +309,8 @@ async def test_poll_forever_fills_health(systemd: SystemdUser) -> None:
 @pytest.mark.parametrize("name", ["../t1", "t1 t2", "-t1", "t1;reboot", "*", ""])
 async def test_a_bad_name_instantiates_nothing(systemd: SystemdUser, name: str) -> None:
     manager = iocs(systemd)
-    with trio.fail_after(5):  # units stopped by earlier tests are unloaded soon after
+    # units stopped by earlier tests are unloaded soon after
+    with deadline(5, "no ioc@ unit loaded (those of earlier tests unloaded)", systemd.units):
         while systemd.units("ioc@*"):
             await trio.sleep(0.05)
     for action in (manager.start, manager.restart, manager.stop):
@@ -428,7 +459,7 @@ async def test_consrv_works_inside_its_sandbox(systemd: SystemdUser) -> None:
         " sys.exit(probe_main(sys.argv[1:]))"
     )
     argv += [sys.executable, "-c", code, str(systemd.socket_path("t1")), "t1"]
-    with trio.fail_after(60):
+    with deadline(60, "the sandbox probe under systemd-run --wait to finish"):
         result = await trio.run_process(
             argv, env=systemd.env, capture_stdout=True, capture_stderr=True, check=False
         )
