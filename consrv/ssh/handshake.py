@@ -29,6 +29,11 @@ _KINDS = {
     "compression": ("no_matching_compression", "no matching compression method found"),
 }
 MAX_TEXT = 300  # of the peer's words (its offer, its disconnect reason) in one log line
+# What an operator can do about an error whose words alone do not say.
+_HINTS = {
+    "Key exchange not in progress": "the client sent a second key exchange packet: it judged"
+    " its guessed first packet wrong where consrv kept it (Dropbear; see docs/usage.md)",
+}
 
 
 @dataclass(frozen=True)
@@ -78,8 +83,9 @@ def _failed(reason: str, where: str, exc: Exception) -> HandshakeFailure:
     text = (
         exc.reason if isinstance(exc, asyncssh.DisconnectError) else f"{type(exc).__name__}: {exc}"
     )
+    hint = next((f" ({hint})" for words, hint in _HINTS.items() if text == words), "")
     return HandshakeFailure(
-        reason, f"SSH handshake with {where} failed ({reason}): {_printable(text)}"
+        reason, f"SSH handshake with {where} failed ({reason}): {_printable(text)}{hint}"
     )
 
 
