@@ -40,6 +40,7 @@ from consrv.names import (
     validate_user_name,
 )
 from consrv.protocol.escape import DEFAULT_PREFIX, parse_prefix
+from consrv.revocation import Revoked, is_binary_krl, parse_revoked
 
 __all__ = [
     "Config",
@@ -118,6 +119,9 @@ class SshConfig:
     max_startups_per_source: int = 20
     max_auth_tries: int = 6
     max_sessions: int = 10
+    # sshd's RevokedKeys: keys, CAs, certificate serials and key ids (consrv.revocation).
+    revoked_keys: Path | None = None
+    revoked: Revoked = dataclasses.field(default_factory=Revoked)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -584,6 +588,7 @@ class _RawSsh(_Raw):
     max_startups_per_source: Positive = 20
     max_auth_tries: Positive = 6
     max_sessions: Positive = 10
+    revoked_keys: PathValue | None = None
 
     @pydantic.model_validator(mode="after")
     def _logins_differ(self) -> "_RawSsh":
@@ -800,6 +805,8 @@ class _Resolver:
         consoles = {
             name: self._console(name, console, defaults) for name, console in raw.consoles.items()
         }
+        revoked_path = self.base_dir / raw.ssh.revoked_keys if raw.ssh.revoked_keys else None
+        revoked = self._revoked(revoked_path)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -814,6 +821,8 @@ class _Resolver:
                 max_startups_per_source=raw.ssh.max_startups_per_source,
                 max_auth_tries=raw.ssh.max_auth_tries,
                 max_sessions=raw.ssh.max_sessions,
+                revoked_keys=revoked_path,
+                revoked=revoked,
             ),
             metrics_listen=raw.metrics.listen if raw.metrics else None,
             log_dir=self.base_dir / raw.log_dir if raw.log_dir else None,
@@ -828,6 +837,23 @@ class _Resolver:
             ioc=self.ioc,
             audit_log=self.base_dir / raw.audit_log if raw.audit_log else None,
         )
+
+    def _revoked(self, file: Path | None) -> Revoked:
+        """``ssh.revoked_keys``, read now (and again on every reload)."""
+        if file is None:
+            return Revoked()
+        path = "ssh.revoked_keys"
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            self.problems.append(Problem(path, f"cannot read {file}: {exc.strerror}"))
+            return Revoked()
+        if is_binary_krl(data):
+            self.problems.append(Problem(path, "binary KRLs are not read: list keys as text"))
+            return Revoked()
+        revoked, problems = parse_revoked(data.decode("utf-8", "replace"))
+        self.problems.extend(Problem(path, f"line {n}: {text}") for n, text in problems)
+        return revoked
 
     def _ioc(self) -> IocConfig | None:
         raw = self.raw.ioc

@@ -61,12 +61,20 @@ AUTH_FAILURE_REASONS = (
     "unknown_key",
     "unknown_login",
     "bad_certificate",
+    "revoked",
     "no_method",
     "timeout",
     "other",
 )
 # Each refused authentication request (a connection may make several: MaxAuthTries).
-AUTH_ATTEMPT_REASONS = ("unknown_key", "unknown_login", "bad_certificate", "no_method", "other")
+AUTH_ATTEMPT_REASONS = (
+    "unknown_key",
+    "unknown_login",
+    "bad_certificate",
+    "revoked",
+    "no_method",
+    "other",
+)
 # New SSH connections closed at once: too many unauthenticated ones in total or from
 # one source, or too few file descriptors left.
 REFUSAL_REASONS = ("startups", "per_source", "descriptors")

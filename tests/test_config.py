@@ -246,7 +246,8 @@ def test_load_config_resolves_relative_paths_against_the_file(tmp_path: Path) ->
         ({"ssh": {"host_key": ""}}, "ssh.host_key", "expected a path"),
         ({"ssh": {"login": "bad login"}}, "ssh.login", "invalid user name 'bad login'"),
         ({"ssh": {"observer_login": "console"}}, "ssh", "login and observer_login must differ"),
-        ({"metrics": {"listen": 9750}}, "metrics.listen", "expected HOST:PORT"),
+        ({"metrics": {"listen": "9750x"}}, "metrics.listen", "expected HOST:PORT"),
+        ({"metrics": {"listen": True}}, "metrics.listen", "expected HOST:PORT"),
         ({"log_dir": 5}, "log_dir", "expected a path"),
         ({"log": {"timestamps": "sometimes"}}, "log.timestamps", "expected true or false"),
         ({"log": {"max_size": "10MB"}}, "log.max_size", "expected a size"),
@@ -792,3 +793,9 @@ def test_trusted_user_ca_keys_are_public_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"ssh": {"trusted_user_ca_keys": ["not a key"]}}, tmp_path)
     assert caught.value.problems[0].path == "ssh.trusted_user_ca_keys[0]"
+
+
+@pytest.mark.parametrize("listen", [9750, "9750"])
+def test_a_bare_metrics_port_means_loopback(listen: object) -> None:
+    config = parse_config({"metrics": {"listen": listen}}, Path("/etc/consrv"))
+    assert config.metrics_listen == Endpoint("127.0.0.1", 9750)

@@ -204,6 +204,24 @@ def on_auth_failure(conn: asyncssh.SSHServerConnection, refused: Callable[[bool]
     conn.send_userauth_failure = counted  # type: ignore[method-assign]
 
 
+def check_keys(conn: asyncssh.SSHServerConnection, refused: Callable[[bytes], bool]) -> None:
+    """Ask ``refused(key_data)`` before ``conn`` accepts any key or certificate.
+
+    ``key_data`` is the key or certificate exactly as the client offered it. asyncssh
+    asks the server object only about plain keys, and not at all about a certificate
+    a trusted CA signed; its connection's ``validate_public_key`` sees both, so it
+    is wrapped, on this connection only (revoked keys: consrv.revocation).
+    """
+    validate = conn.validate_public_key
+
+    async def checked(username: str, key_data: bytes, msg: bytes, signature: bytes) -> bool:
+        if refused(key_data):
+            return False
+        return await validate(username, key_data, msg, signature)
+
+    conn.validate_public_key = checked  # type: ignore[method-assign]
+
+
 def refuse_env(chan: asyncssh.SSHServerChannel[bytes]) -> None:
     """Refuse every ``env`` request on ``chan`` (asyncssh keeps each one, without limit).
 

@@ -34,6 +34,7 @@ from consrv.ssh.limits import (
     Admission,
     AuthTries,
     RefusalLog,
+    check_keys,
     on_auth_failure,
     refuse_env,
 )
@@ -186,6 +187,7 @@ class _Server(asyncssh.SSHServer):
         self.tries = AuthTries(self.config.max_auth_tries)
         self.attempt: str | None = None  # why the request being answered is refused
         self.attempt_key = ""  # the fingerprint of the key it offered
+        self.credential = b""  # the key or certificate last accepted, as offered
         self.channels: list[_SSHSession] = []
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -194,6 +196,7 @@ class _Server(asyncssh.SSHServer):
         if not self._admitted(conn):
             return
         on_auth_failure(conn, self._auth_refused)
+        check_keys(conn, self._revoked)
         one_packet_per_write(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
@@ -211,6 +214,17 @@ class _Server(asyncssh.SSHServer):
         front.refusals.note(reason, self.host)
         conn.abort()
         return False
+
+    def _revoked(self, key_data: bytes) -> bool:
+        """True if ``key_data`` (a key or certificate) is revoked (``ssh.revoked_keys``)."""
+        if not self.front.config.ssh.revoked.blob(key_data):
+            self.credential = key_data
+            return False
+        self.attempt = "revoked"
+        if self.failure is None:
+            self.failure = "revoked"
+        self.log.warning("refused a revoked key or certificate from %s", self.peer)
+        return True
 
     def _auth_refused(self, supported_method: bool) -> bool:
         """An authentication request was refused: count and record it; True: cut now."""
@@ -324,7 +338,9 @@ class _Server(asyncssh.SSHServer):
             peer=self.peer,
             login=self.login_name,
         )
-        chan_session = _SSHSession(self.front, login, self.key, certified=self.certified)
+        chan_session = _SSHSession(
+            self.front, login, self.key, certified=self.certified, credential=self.credential
+        )
         self.channels.append(chan_session)
         return chan_session
 
@@ -333,9 +349,16 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
     """One SSH channel: exec / shell requests, data, and the channel as a ``Channel``."""
 
     def __init__(
-        self, front: SSHFront, login: Login, key: bytes = b"", *, certified: bool = False
+        self,
+        front: SSHFront,
+        login: Login,
+        key: bytes = b"",
+        *,
+        certified: bool = False,
+        credential: bytes = b"",
     ) -> None:
         self.front, self.login, self.key, self.certified = front, login, key, certified
+        self.credential = credential  # the key or certificate the user logged in with
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.command = ""
         self.pty = False
@@ -412,9 +435,10 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
             still = login.user in config.users and bool(config.ssh.trusted_user_ca_keys)
         else:
             still = config.user_for_key(self.key) == login.user
-        if not still:
+        revoked = config.ssh.revoked.blob(self.credential)
+        if revoked or not still:
             logger.info("reload: %s's key is gone: ending their session", login.user)
-            text = "your key was removed from consrv's config"
+            text = "your key was " + ("revoked" if revoked else "removed from consrv's config")
             self.write_notice(notice_bytes(text, pty=self.pty))
             self._cancel.cancel()
             return
