@@ -32,6 +32,22 @@ FD_TOLERANCE = 3
 MARK = b"all 150 of you see this"
 
 
+def crowd_ssh(site: Site) -> dict[str, object]:
+    """consrv's ssh settings for hundreds of connections at once, all from 127.0.0.1.
+
+    The caps on connections that have not logged in yet (``max_startups``: 100,
+    ``max_startups_per_source``: 20) would refuse most of them: these tests are
+    about many users, so the caps are lifted here. tests/security/test_ssh_limits.py
+    proves the caps themselves.
+    """
+    return {
+        "listen": ["127.0.0.1:0"],
+        "host_key": str(site.root / "host_key"),
+        "max_startups": 1000,
+        "max_startups_per_source": 1000,
+    }
+
+
 class Tap(asyncssh.SSHClientSession[bytes]):
     """One session's output, kept; runs in trio-asyncio's loop (the trio thread)."""
 
@@ -101,7 +117,7 @@ async def test_300_concurrent_sessions_then_100_logins_a_second_nothing_lost_no_
     site: Site, record_property: Callable[[str, object], None]
 ) -> None:
     procserv = site.procserv("load", CAT)
-    site.start({"load": site.socket_of("load")})
+    site.start({"load": site.socket_of("load")}, ssh=crowd_ssh(site))
     key = asyncssh.read_private_key(Path(site.key("olga")))
     witness = site.witness(procserv.socket)
     async with trio_asyncio.open_loop():
@@ -184,7 +200,7 @@ async def test_idle_and_half_done_connections_block_no_login_and_leak_nothing(si
     """Connections that never authenticate (silent ones, and ones that stop after the
     SSH version line) must not keep others out, and must give their descriptors back."""
     site.procserv("load", CAT)
-    site.start({"load": site.socket_of("load")})
+    site.start({"load": site.socket_of("load")}, ssh=crowd_ssh(site))
     key = asyncssh.read_private_key(Path(site.key("olga")))
     async with trio_asyncio.open_loop():
         users = Users(site.port, key, site.pid)
