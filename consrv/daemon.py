@@ -123,7 +123,9 @@ class _Reloader:
 def _warn_restart_only(old: Config, new: Config) -> None:
     """Settings a reload cannot change (listeners, the IOC units): say so."""
     for what, before, after in (
-        ("ssh", old.ssh, new.ssh),
+        ("ssh.listen", old.ssh.listen, new.ssh.listen),
+        ("ssh.host_key", old.ssh.host_key, new.ssh.host_key),
+        ("ssh.login_timeout", old.ssh.login_timeout, new.ssh.login_timeout),
         ("metrics.listen", old.metrics_listen, new.metrics_listen),
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
