@@ -153,3 +153,24 @@ def test_a_host_key_others_may_read_is_refused(site: Site, mode: int) -> None:
     host_key.chmod(0o600)
     consrv = Consrv(config, site.root).start()  # the same key, protected: served
     assert consrv.stop() == 0
+
+
+async def test_every_connection_closed_at_the_login_timeout_is_counted(site: Site) -> None:
+    """The red team's 400 connections closed at the login timeout were counted 0 times."""
+    metrics = start(site, login_timeout="1s")
+    idle: list[trio.SocketStream] = []
+    try:
+        for source in ("127.0.0.2", "127.0.0.3"):
+            for _ in range(20):  # max_startups_per_source
+                with trio.fail_after(5):
+                    idle.append(await trio.open_tcp_stream("127.0.0.1", site.port,
+                                                           local_address=source))  # fmt: skip
+        timeouts = key("consrv_ssh_handshake_failures_total", reason="timeout")
+        deadline = trio.current_time() + 10
+        while (got := await scrape(metrics)).get(timeouts) != len(idle):
+            assert trio.current_time() < deadline, f"40 timeouts not counted:\n{got.consrv_lines()}"
+            await trio.sleep(0.2)
+    finally:
+        for stream in idle:
+            await stream.aclose()
+    assert got[key("consrv_ssh_unauthenticated_connections")] == 0
