@@ -23,6 +23,7 @@ import trio
 from consrv.access import Role
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.consolelog import ConsoleLog
+from consrv.pathwatch import PathWatcher
 from consrv.protocol import procserv
 from consrv.protocol.procserv import ProcServParser
 from consrv.protocol.telnet import TelnetDecoder
@@ -215,6 +216,8 @@ class Console:
         self._stream: trio.SocketStream | None = None
         self._send_lock = trio.Lock()
         self._last_error: str | None = None
+        # Tells a down console when its socket path changes (None: the path is polled).
+        self.watcher: PathWatcher | None = None
         # While connected to a UNIX socket: the connection's scope and the socket's identity.
         self._serving: tuple[trio.CancelScope, tuple[int, int, int]] | None = None
 
@@ -377,13 +380,16 @@ class Console:
                 stream = await connect(self.target)
             except OSError as exc:
                 self._connect_failed(exc)
-                await wait_retry(self.target, backoff.next_delay(), seen)
+                if await wait_retry(self.target, backoff.next_delay(), seen, self.watcher):
+                    backoff.reset()  # a new socket: the next tries come quickly
                 continue
             started = trio.current_time()
             await self._serve(stream)
             if trio.current_time() - started >= STABLE_AFTER:
                 backoff.reset()
-            await wait_retry(self.target, backoff.next_delay(), self._identity())
+            seen = self._identity()
+            if await wait_retry(self.target, backoff.next_delay(), seen, self.watcher):
+                backoff.reset()
 
     def _identity(self) -> tuple[int, int, int] | None:
         if isinstance(self.target, UnixTarget):
@@ -415,7 +421,8 @@ class Console:
         """While connected: if another socket has taken our path (a new procServ), move to it.
 
         A path that is merely gone keeps the connection (the old procServ still runs).
-        The registry calls this every PATH_CHECK_INTERVAL.
+        The registry calls this when the path changes (and every PATH_CHECK_INTERVAL
+        where nothing watches paths).
         """
         if self._serving is None:
             return

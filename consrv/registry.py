@@ -18,12 +18,17 @@ from consrv.config import Config, ConsoleConfig, Pattern
 from consrv.console import PATH_CHECK_INTERVAL, Console
 from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
+from consrv.pathwatch import PathWatcher, Subscription
 from consrv.patterns import LineMatcher
 from consrv.upstream import Target, TcpTarget, UnixTarget
 
 logger = logging.getLogger(__name__)
 
+# Without inotify: how often discovery globs and connected sockets' paths are looked at.
 DISCOVER_INTERVAL = 0.5
+# With inotify the kernel says when they change; these slow rounds are a safety net.
+WATCHED_DISCOVER_INTERVAL = 30.0
+WATCHED_PATH_CHECK_INTERVAL = 30.0
 
 
 def target_of(cfg: ConsoleConfig) -> Target:
@@ -53,6 +58,29 @@ def ioc_names_on_disk(socket_template: str) -> set[str]:
         except InvalidName:
             continue
     return names
+
+
+def glob_directories(pattern: str) -> set[Path]:
+    """The directories whose contents decide what ``pattern`` matches.
+
+    For ``/run/procServ/*/control``: ``/run/procServ`` (a new IOC directory) and
+    every ``/run/procServ/NAME`` (its socket appearing). A directory that does not
+    exist yet is watched from its nearest ancestor by the watcher.
+    """
+    parts = PurePosixPath(pattern).parts
+    found: set[Path] = set()
+    prefixes = [PurePosixPath(parts[0])]
+    for index in range(1, len(parts)):
+        last = index == len(parts) - 1
+        if last or glob.has_magic(parts[index]):
+            found.update(Path(prefix) for prefix in prefixes)
+        if last:
+            break
+        step = [prefix / parts[index] for prefix in prefixes]
+        if glob.has_magic(parts[index]):
+            step = [PurePosixPath(m) for p in step for m in glob.glob(str(p)) if Path(m).is_dir()]
+        prefixes = step
+    return found
 
 
 def discover(patterns: tuple[str, ...]) -> dict[str, Path]:
@@ -123,6 +151,11 @@ class Registry:
         self.settings: dict[str, ConsoleConfig] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
         self._nursery: trio.Nursery | None = None
+        # inotify: each UNIX console's socket path, and the discovery globs' directories.
+        self.watcher: PathWatcher | None = None
+        self._path_subs: dict[str, Subscription] = {}
+        self._glob_subs: dict[Path, Subscription] = {}
+        self._rediscover = trio.Event()
 
     def get(self, name: str) -> Console | None:
         return self.consoles.get(name)
@@ -131,6 +164,9 @@ class Registry:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                self.watcher = PathWatcher.open()
+                if self.watcher is not None:
+                    await nursery.start(self.watcher.run)
                 for cfg in self.config.consoles.values():
                     self.add(cfg)
                 self._discover_once()
@@ -151,6 +187,11 @@ class Registry:
         )
         console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
         console.audit = self.audit
+        console.watcher = self.watcher
+        if self.watcher is not None and isinstance(console.target, UnixTarget):
+            # A new procServ on the path: move to it (a no-op while not connected).
+            sub = self.watcher.subscribe(console.target.path, console.check_path)
+            self._path_subs[cfg.name] = sub
         self.consoles[cfg.name] = console
         self.settings[cfg.name] = cfg
         self._scopes[cfg.name] = scope = trio.CancelScope()
@@ -162,6 +203,9 @@ class Registry:
         console = self.consoles.pop(name)
         del self.settings[name]
         self._scopes.pop(name).cancel()
+        sub = self._path_subs.pop(name, None)
+        if sub is not None:
+            sub.close()
         console.evict_all(reason)
         if console.log is not None:
             console.log.close()
@@ -188,6 +232,7 @@ class Registry:
                 self.add(cfg)
                 changes.added.append(name)
         self._discover_once()
+        self._rediscover.set()  # the patterns may have changed: watch them anew
         return changes
 
     def _wanted(self, name: str, old: Config, new: Config) -> ConsoleConfig | None:
@@ -235,19 +280,51 @@ class Registry:
 
     async def _check_paths_forever(self) -> None:
         """Every console's socket path, in one task (a task per console would wake
-        1,000 times per interval on a host with 1,000 consoles)."""
+        1,000 times per interval on a host with 1,000 consoles). With inotify each
+        path's change calls `Console.check_path` at once; this round is a safety net."""
         while True:
-            await trio.sleep(PATH_CHECK_INTERVAL)
+            watched = self.watcher is not None
+            await trio.sleep(WATCHED_PATH_CHECK_INTERVAL if watched else PATH_CHECK_INTERVAL)
             for console in list(self.consoles.values()):
                 console.check_path()
 
-    async def _discover_forever(self) -> None:
+    def _patterns(self) -> list[str]:
+        """Every glob discovery looks at: ``discover`` and the ``ioc.socket`` template."""
+        patterns = list(self.config.discover)
         ioc = self.config.ioc
-        if not self.config.discover and not (ioc is not None and ioc.discover):
-            await trio.sleep_forever()
+        if ioc is not None and ioc.discover:
+            patterns.append(ioc.socket.replace("{name}", "*"))
+        return patterns
+
+    async def _discover_forever(self) -> None:
+        while not self._patterns():
+            await self._wait_rediscover()  # a reload may add patterns
         while True:
-            await trio.sleep(DISCOVER_INTERVAL)
+            interval = DISCOVER_INTERVAL if self.watcher is None else WATCHED_DISCOVER_INTERVAL
+            with trio.move_on_after(interval):
+                await self._wait_rediscover()
             self._discover_once()
+
+    async def _wait_rediscover(self) -> None:
+        """Until a directory the globs look at changes, or a reload."""
+        self._watch_globs()
+        try:
+            await self._rediscover.wait()
+        finally:
+            self._rediscover = trio.Event()
+
+    def _watch_globs(self) -> None:
+        """Watch exactly the directories the discovery globs look at now."""
+        if self.watcher is None:
+            return
+        wanted = {d for pattern in self._patterns() for d in glob_directories(pattern)}
+        for directory in set(self._glob_subs) - wanted:
+            self._glob_subs.pop(directory).close()
+        for directory in wanted - set(self._glob_subs):
+            self._glob_subs[directory] = self.watcher.subscribe_inside(directory, self._changed)
+
+    def _changed(self) -> None:
+        self._rediscover.set()
 
     def _discover_once(self) -> None:
         for name, path in discover(self.config.discover).items():

@@ -13,10 +13,18 @@ from pathlib import Path
 
 import trio
 
-# How often a missing or stale UNIX socket path is looked at while waiting to
-# retry: a re-created socket is connected within this time, so a restarted
-# IOC's boot output is not lost, whatever the backoff has grown to.
+from consrv.pathwatch import PathWatcher
+
+# Without inotify (`pathwatch.PathWatcher`): how often a missing or stale UNIX
+# socket path is looked at while waiting to retry, so a re-created socket is
+# connected within this time and a restarted IOC's boot output is not lost.
 WATCH_INTERVAL = 0.05
+# The longest retry delay (the backoff doubles up to it).
+BACKOFF_CAP = 5.0
+# With inotify, the kernel says when the path changes; a console whose backoff has
+# reached its cap then retries only this often on its own (a socket file that
+# starts accepting without any change to the file is the case it covers).
+WATCHED_RETRY = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ async def connect(target: Target) -> trio.SocketStream:
 class Backoff:
     """Retry delays: ``first``, doubling, capped at ``cap``; ``reset()`` after a good connection."""
 
-    def __init__(self, first: float = 0.1, cap: float = 5.0, factor: float = 2.0) -> None:
+    def __init__(self, first: float = 0.1, cap: float = BACKOFF_CAP, factor: float = 2.0) -> None:
         self.first, self.cap, self.factor = first, cap, factor
         self._next = first
 
@@ -71,17 +79,39 @@ def path_identity(path: Path) -> tuple[int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
-async def wait_retry(target: Target, delay: float, seen: tuple[int, int, int] | None) -> None:
+async def wait_retry(
+    target: Target,
+    delay: float,
+    seen: tuple[int, int, int] | None,
+    watcher: PathWatcher | None = None,
+) -> bool:
     """Wait ``delay`` seconds, or less once a UNIX socket path appears or is re-created.
 
     ``seen`` is the path's identity when the last attempt failed (None if absent).
+    With a ``watcher`` the kernel says when the path changes, and nothing runs
+    while it does not: once the backoff has reached its cap the wait is
+    `WATCHED_RETRY` (a short delay still counts: a socket just bound may not be
+    listening yet). Without one the path is polled every `WATCH_INTERVAL`.
+    True if the path changed: retry at once, it is a new procServ.
     """
     if not isinstance(target, UnixTarget):
         await trio.sleep(delay)
-        return
+        return False
+    path = target.path
+
+    def unchanged() -> bool:
+        return path_identity(path) in (None, seen)
+
+    if watcher is not None:
+        with trio.move_on_after(WATCHED_RETRY if delay >= BACKOFF_CAP else delay):
+            while unchanged():  # woken when it went away, or its directory changed
+                await watcher.wait_changed(path, unchanged)
+            return True
+        return False
     with trio.move_on_after(delay):
         for _ in range(math.ceil(delay / WATCH_INTERVAL) + 1):
             await trio.sleep(WATCH_INTERVAL)
-            now = path_identity(target.path)
+            now = path_identity(path)
             if now is not None and now != seen:
-                return
+                return True
+    return False
