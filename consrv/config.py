@@ -50,6 +50,7 @@ __all__ = [
     "Endpoint",
     "IocConfig",
     "LogConfig",
+    "MessageLimits",
     "Problem",
     "SshConfig",
     "User",
@@ -129,6 +130,15 @@ class LogConfig:
     timestamps: bool
     max_size: int
     keep: int
+
+
+@dataclasses.dataclass(frozen=True)
+class MessageLimits:
+    """Broadcasts (``^Ecb``) and notes (``^Ecn``), per user over all sessions and consoles."""
+
+    burst: int = 10  # messages at once
+    per_minute: float = 6.0  # then this many a minute
+    max_length: int = 200  # characters; longer text is cut
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +233,7 @@ class Config:
     discover: tuple[str, ...]
     ioc: IocConfig | None = None
     audit_log: Path | None = None
+    messages: MessageLimits = MessageLimits()
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -597,6 +608,12 @@ class _RawSsh(_Raw):
         return self
 
 
+class _RawMessages(_Raw):
+    burst: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
+    per_minute: Annotated[float, Field(gt=0, le=600)] = 6.0
+    max_length: Annotated[StrictInt, Field(ge=1, le=1000)] = 200
+
+
 class _RawMetrics(_Raw):
     listen: MetricsEndpoint | None = None
 
@@ -679,6 +696,7 @@ class _RawConfig(_Raw):
     ] = ()
     ioc: _RawIoc | None = None
     audit_log: PathValue | None = None
+    messages: _RawMessages = Field(default_factory=_RawMessages)
 
 
 # ---------------------------------------------------------------- pydantic errors → problems
@@ -836,6 +854,9 @@ class _Resolver:
             discover=raw.discover,
             ioc=self.ioc,
             audit_log=self.base_dir / raw.audit_log if raw.audit_log else None,
+            messages=MessageLimits(
+                raw.messages.burst, raw.messages.per_minute, raw.messages.max_length
+            ),
         )
 
     def _revoked(self, file: Path | None) -> Revoked:

@@ -29,6 +29,7 @@ from consrv.console import Console, Viewer, text_bytes
 from consrv.ioc import IocManager, SystemctlError
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
+from consrv.ratelimit import MessageBudgets
 from consrv.registry import Registry
 from consrv.session import IOC_VERBS, ActionDenied, ActionFailed, Channel, Session
 
@@ -89,6 +90,15 @@ class Service:
 
     def __init__(self, registry: Registry, ioc: IocManager | None = None) -> None:
         self.registry, self.ioc = registry, ioc
+        self._budgets = MessageBudgets()  # every user's broadcasts and notes
+
+    @property
+    def messages(self) -> MessageBudgets:
+        """Users' message budgets, with the limits of the config in force."""
+        limits, budgets = self.registry.config.messages, self._budgets
+        budgets.burst, budgets.per_minute = limits.burst, limits.per_minute
+        budgets.max_length = limits.max_length
+        return budgets
 
     # -- who may do what -------------------------------------------------------
     def current(self, login: Login) -> Login:
@@ -376,6 +386,7 @@ class _Run:
             login=self.login.login,
             peer=self.login.peer,
             ioc=self._ioc_control(console.name),
+            messages=_LiveMessages(self.service),
         )
         self.on_input(session)
         session.attach(write=not read_only, force=force)
@@ -464,6 +475,20 @@ def _event(console: Console, text: str) -> None:
     """An IOC action's step: into the console's log and to everyone attached."""
     console.log_event(text)
     console.announce(text)
+
+
+class _LiveMessages:
+    """A session's message budget, judged by the config in force when a message is sent."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    @property
+    def max_length(self) -> int:
+        return self.service.messages.max_length
+
+    def take(self, user: str, now: float) -> float:
+        return self.service.messages.take(user, now)
 
 
 class _EofWaiter:

@@ -28,6 +28,7 @@ from consrv.console import Console, Sink, Viewer, text_bytes
 from consrv.protocol import escape, procserv
 from consrv.protocol.escape import EscapeParser, format_prefix
 from consrv.protocol.telnet import InputEncoder
+from consrv.ratelimit import MessageBudgets
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,16 @@ class IocControl(Protocol):
         """The console with its unit's health, for ``^Eci``."""
 
 
+class MessagePolicy(Protocol):
+    """How many broadcasts and notes a user may send, and how long (``ratelimit``)."""
+
+    @property
+    def max_length(self) -> int: ...
+
+    def take(self, user: str, now: float) -> float:
+        """0.0 if `user` may send one now (counted), else the seconds to wait."""
+
+
 class ActionFailed(Exception):
     """An IOC action that did not happen; str() is the message for the user."""
 
@@ -94,9 +105,11 @@ class Session:
         login: str = "",
         peer: str = "",
         ioc: IocControl | None = None,
+        messages: MessagePolicy | None = None,
     ) -> None:
         self.console, self.channel, self.user, self.role = console, channel, user, role
         self.settings, self.pty, self.ioc = settings, pty, ioc
+        self.messages: MessagePolicy = messages if messages is not None else MessageBudgets()
         self.viewer = Viewer(
             channel,
             user=user,
@@ -554,21 +567,40 @@ class Session:
         text = "".join(c if c.isprintable() else "?" for c in event.text)
         if not text:
             self.notice("cancelled (empty)")
-        elif event.key == "b":
+        elif event.key == "!":
+            self._ioc_action(text)
+        elif self._may_send_message():
+            self._message(event.key, self._cut(text))
+
+    def _cut(self, text: str) -> str:
+        limit = self.messages.max_length
+        if len(text) <= limit:
+            return text
+        self.notice(f"cut to {limit} characters")
+        return text[:limit]
+
+    def _message(self, key: str, text: str) -> None:
+        """A broadcast (``b``) to everyone attached, or a note (``n``) into the logs."""
+        if key == "b":
             self.console.announce(f"{self.user}: {text}")
             self.console.log_event(f"broadcast from {self.user}: {text}")
             self.console.audit_event("broadcast", self.viewer, text=text)
-        elif event.key == "n":
-            self.console.log_event(f"note from {self.user}: {text}")
-            self.console.audit_event("note", self.viewer, text=text)
-            if self.console.log is not None:
-                self.notice("note written to the log")
-            elif self.console.audit.enabled:
-                self.notice("note written to the audit log")
-            else:
-                self.notice("no log on this console: the note is not kept")
+            return
+        self.console.log_event(f"note from {self.user}: {text}")
+        self.console.audit_event("note", self.viewer, text=text)
+        if self.console.log is not None:
+            self.notice("note written to the log")
+        elif self.console.audit.enabled:
+            self.notice("note written to the audit log")
         else:
-            self._ioc_action(text)
+            self.notice("no log on this console: the note is not kept")
+
+    def _may_send_message(self) -> bool:
+        """A broadcast or note within the user's budget (all their sessions share it)."""
+        wait = self.messages.take(self.user, trio.current_time())
+        if wait:
+            self.notice(f"not sent: too many messages; try again in {math.ceil(wait)} s")
+        return not wait
 
     def _ioc_action(self, verb: str) -> None:
         verb = verb.strip().lower()

@@ -20,6 +20,7 @@ from consrv.config import (
     ConfigError,
     ConsoleConfig,
     Endpoint,
+    MessageLimits,
     load_config,
     parse_config,
     parse_endpoint,
@@ -773,6 +774,10 @@ def test_user_scope_sockets_live_in_the_runtime_directory(
         ({"ioc": {"unit": "ioc@{name}{x}.service"}}, "ioc.unit", "only {name}"),
         ({"ioc": {"socket": "run/{name}/control"}}, "ioc.socket", "absolute"),
         ({"ioc": {"poll_interval": "-1s"}}, "ioc.poll_interval", "duration"),
+        ({"messages": {"burst": 0}}, "messages.burst", "must be at least 1"),
+        ({"messages": {"max_length": 5000}}, "messages.max_length", "must be at most 1000"),
+        ({"messages": {"per_minute": 0}}, "messages.per_minute", "greater than 0"),
+        ({"messages": {"rate": 1}}, "messages.rate", "unknown key"),
     ],
 )
 def test_semantics_and_ioc_errors_name_the_key(
@@ -799,3 +804,9 @@ def test_trusted_user_ca_keys_are_public_keys(tmp_path: Path) -> None:
 def test_a_bare_metrics_port_means_loopback(listen: object) -> None:
     config = parse_config({"metrics": {"listen": listen}}, Path("/etc/consrv"))
     assert config.metrics_listen == Endpoint("127.0.0.1", 9750)
+
+
+def test_message_limits_default_and_from_the_file() -> None:
+    assert parse_config({}, Path("/etc/consrv")).messages == MessageLimits(10, 6.0, 200)
+    data = {"messages": {"burst": 3, "per_minute": 0.5, "max_length": 80}}
+    assert parse_config(data, Path("/etc/consrv")).messages == MessageLimits(3, 0.5, 80)

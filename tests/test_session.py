@@ -21,6 +21,7 @@ from consrv.access import Role
 from consrv.config import ConsoleConfig
 from consrv.console import Console
 from consrv.consolelog import ConsoleLog
+from consrv.ratelimit import MessageBudgets
 from consrv.session import Session
 from consrv.upstream import UnixTarget
 from tests.fakes import MemorySink, Peer, running, unix_server, wait_for
@@ -321,6 +322,25 @@ async def test_a_lone_prefix_key_that_is_a_procserv_key_is_guarded_when_released
         alice.feed(b"ok\r")
         assert await b.nothing_more(4) == b"xok\r"
         assert sink.notices.count(b"^E is not sent") == 2
+
+
+async def test_notes_and_broadcasts_are_limited_per_user_and_cut(tmp_path: Path) -> None:
+    async with bench(tmp_path, log=True) as b:
+        budgets = MessageBudgets(burst=3, per_minute=1, max_length=10)
+        sinks = []
+        for _ in range(2):  # two sessions of one user share one budget
+            sink = MemorySink()
+            olga = Session(b.console, sink, user="olga", role=Role.RO, settings=settings(),
+                           pty=True, messages=budgets)  # fmt: skip
+            olga.attach()
+            b.nursery.start_soon(olga.run)
+            olga.feed(ESC + b"nfirst\r" + ESC + b"b" + b"x" * 30 + b"\r")
+            sinks.append(sink)
+        assert b"cut to 10 characters" in sinks[0].notices
+        assert b"olga: xxxxxxxxxx]" in sinks[0].notices  # the broadcast, cut
+        assert b"not sent: too many messages; try again in 60 s" in sinks[1].notices
+    log = (tmp_path / "t-ioc.log").read_text()
+    assert log.count("note from olga") + log.count("broadcast from olga") == 3
 
 
 # -- escapes ---------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 import shlex
 import signal
 import socket
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import trio
 from consrv.demo import ProcServ
 from tests.reliability.conftest import Site, site
 
-__all__ = ["IOC", "Lab", "site", "start_lab"]
+__all__ = ["IOC", "Lab", "site", "start_lab", "wait_count"]
 
 IOC = "sec-ioc"
 FAKE_SYSTEMCTL = """#!/bin/sh
@@ -181,10 +180,10 @@ def start_lab(
     return Lab(site, server, received, calls, witness, config)
 
 
-def wait_until(what: str, check: Any, timeout: float = 10) -> None:
-    """Poll ``check()`` until true (sync; for files and /proc), failing with ``what``."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+async def wait_count(buffer: bytearray, text: bytes, count: int, timeout: float = 20) -> None:
+    """Until ``text`` appears ``count`` times in ``buffer`` (a client's output)."""
+    deadline = trio.current_time() + timeout
+    while (seen := buffer.count(text)) < count:
+        if trio.current_time() > deadline:
+            raise AssertionError(f"waited {timeout} s for {count} x {text!r}; saw {seen}")
+        await trio.sleep(0.05)
