@@ -90,9 +90,10 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
 
         # The IOCs answered before the lines were printed: the first `dbl` works.
         alice = await PtySSH(absolute(writer, tmp_path)).start()
-        olga = await PtySSH(absolute(watcher, tmp_path)).start()
+        olga = PtySSH(absolute(watcher, tmp_path))
         try:
             await alice.expect(rb"attached to demo-ioc1: you write")
+            await olga.start()
             await olga.expect(rb"attached to demo-ioc1: read-only; demo writes")
             await alice.send(b"dbl\r")
             await alice.expect(rb"demo-ioc1:counter")
