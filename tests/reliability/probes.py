@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import trio
-
 from tests.sshclients import SSH_OPTIONS, scripted_ssh
+from tests.waits import deadline
 
 # procServ's children. The recorder writes every byte procServ hands it to a file
 # (raw mode, no echo: nothing is translated and nothing comes back).
@@ -64,7 +63,7 @@ async def run_command(
     port: int, key: Path, login: str, command: str, *, timeout: float = 15
 ) -> Reply:
     """``ssh LOGIN@host COMMAND`` with asyncssh (needs trio_asyncio.open_loop() around it)."""
-    with trio.fail_after(timeout):
+    with deadline(timeout, f"ssh {login}@127.0.0.1:{port} {command!r} to connect, run and close"):
         async with scripted_ssh(port, key, login, command) as ssh:
             ssh.chan.write_eof()
             status = await ssh.wait_closed(timeout)

@@ -43,6 +43,7 @@ from tests.reliability.probes import (
     status_field,
 )
 from tests.sshclients import SSH_OPTIONS, ScriptedSSH, scripted_ssh
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +172,8 @@ async def test_read_only_users_and_observers_get_nothing_to_procserv(target: Tar
             assert b"read-only: your input is not sent" in client.stderr
         await trio.sleep(0.5)
         writer.send(b"WRITER_MARK\n")
-        with trio.fail_after(10):
+        what = "WRITER_MARK in what the IOC (a recorder) received"
+        with deadline(10, what, target.received.read_bytes):
             while b"WRITER_MARK" not in target.received.read_bytes():
                 await trio.sleep(0.05)
         await trio.sleep(0.3)
@@ -189,7 +191,7 @@ async def test_read_only_users_and_observers_get_nothing_to_procserv(target: Tar
 
 async def connect(site: Site, login: str, **options: Any) -> None:
     """One SSH login attempt with asyncssh; closes again if it got in."""
-    with trio.fail_after(15):
+    with deadline(15, f"an SSH login attempt as {login!r} to be let in or refused"):
         conn = await trio_asyncio.aio_as_trio(asyncssh.connect)(
             "127.0.0.1", site.port, username=login, known_hosts=None, agent_path=None,
             connect_timeout=10, **options,
@@ -346,7 +348,8 @@ async def test_a_10_mb_paste_reaches_procserv_complete_and_in_order(target: Targ
         alice.chan.write_eof()  # as `ssh console@host ab-ioc < file` ends
         assert await alice.wait_closed(timeout=90) == 0  # consrv sent it all, then ended
         elapsed = time.monotonic() - started
-        with trio.fail_after(30):
+        what = f"{len(expected)} bytes at the IOC (a recorder)"
+        with deadline(30, what, lambda: f"{target.received.stat().st_size} bytes"):
             while target.received.stat().st_size < len(expected):
                 await trio.sleep(0.1)
         olga.send(b"\x05cw")  # the console and its observer are fine
@@ -385,14 +388,16 @@ def forwarding_ssh(argv: list[str], local_port: int, log: Path) -> Iterator[None
     with log.open("w") as err:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
     try:
-        deadline = time.monotonic() + 10
+        give_up = time.monotonic() + 10
         while True:
-            assert process.poll() is None, log.read_text()
+            assert process.poll() is None, f"ssh -L/-D exited: {log.read_text()}"
             try:
                 socket.create_connection(("127.0.0.1", local_port), timeout=1).close()
                 break
             except OSError:
-                assert time.monotonic() < deadline, "ssh -L/-D did not listen"
+                assert time.monotonic() < give_up, (
+                    f"gave up after 10 s waiting for ssh -L/-D to listen on port {local_port}"
+                )
                 time.sleep(0.05)
         yield
     finally:
@@ -504,16 +509,17 @@ async def test_agent_forwarding_is_refused(target: Target) -> None:
     ):
         await alice.expect(rb"you write", stderr=True)
         request = trio_asyncio.aio_as_trio(alice.chan._make_request)
-        with trio.fail_after(10):
+        with deadline(10, "consrv's answer to an auth-agent-req@openssh.com channel request"):
             assert await request(b"auth-agent-req@openssh.com") is False
         alice.send(b"after the agent request\n")  # the session goes on unharmed
-        with trio.fail_after(10):
+        what = "'after the agent request' at the IOC (a recorder)"
+        with deadline(10, what, target.received.read_bytes):
             while b"after the agent request" not in target.received.read_bytes():
                 await trio.sleep(0.05)
     agent_socket = site.root / "agent.sock"
     agent = await trio.lowlevel.open_process(["ssh-agent", "-D", "-a", str(agent_socket)])
     try:
-        with trio.fail_after(10):
+        with deadline(10, f"ssh-agent to create its socket {agent_socket}"):
             while not agent_socket.exists():
                 await trio.sleep(0.05)
         argv = openssh(site.port, site.key("alice"), "console", "-A", command=("list",))
@@ -539,17 +545,20 @@ async def test_a_user_who_asks_and_never_reads_cannot_grow_consrvs_memory(site: 
     procserv = site.procserv("amp", CAT)
     site.start({"amp": site.socket_of("amp")})
     witness = site.witness(procserv.socket)
-    for _ in range(10):  # cat: long lines, echoed and printed, in the scrollback
-        witness.sock.sendall((b"y" * 150 + b"\r") * 10)
-        await trio.sleep(0.05)
-    with trio.fail_after(10):
-        while witness.read().count(b"y") < 2 * 150 * 100:
-            await trio.sleep(0.02)
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(site.port, site.key("olga"), "observer", "amp", pty=True) as olga,
     ):
         await olga.expect(rb"attached to amp", stderr=True)
+        for _ in range(10):  # cat: long lines, echoed and printed, in the scrollback
+            witness.sock.sendall((b"y" * 150 + b"\r") * 10)
+            await trio.sleep(0.05)
+        # Seen by olga through consrv, so in its scrollback (consrv may have connected
+        # to procServ only after lines typed before she attached).
+        what = "100 lines of 150 y, echoed and printed by cat, at olga through consrv"
+        with deadline(10, what, lambda: olga.stdout):
+            while olga.stdout.count(b"y") < 2 * 150 * 100:
+                await trio.sleep(0.02)
         before = status_field(site.pid, "VmRSS")
         olga.chan.pause_reading()  # reads nothing from now on
         for _ in range(REPLAYS // 100):

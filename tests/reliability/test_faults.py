@@ -39,6 +39,7 @@ from tests.reliability.probes import (
     status_field,
 )
 from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -59,8 +60,10 @@ async def who(site: Site, name: str) -> list[str]:
 
 
 async def wait_who(site: Site, name: str, users: list[str], timeout: float = 5) -> None:
-    with trio.fail_after(timeout):
-        while sorted(await who(site, name)) != sorted(users):
+    seen: list[str] = []
+    what = f"`who {name} --json` to list exactly {sorted(users)}"
+    with deadline(timeout, what, lambda: seen):
+        while (seen := sorted(await who(site, name))) != sorted(users):
             await trio.sleep(0.1)
 
 
@@ -193,7 +196,7 @@ async def test_an_upstream_that_accepts_and_never_speaks_harms_nobody(site: Site
     async with trio.SocketListener(sock) as listener, trio.open_nursery() as nursery:
         nursery.start_soon(hold_connections, listener, held, accepted)
         site.start({"silent": {"socket": str(path)}, "calm": site.socket_of("calm")})
-        with trio.fail_after(5):
+        with deadline(5, f"consrv to connect to the silent upstream at {path}"):
             await accepted.wait()
         await check_silent_upstream(site, calm)
         started = time.monotonic()
@@ -327,8 +330,8 @@ async def test_a_flood_to_20_viewers_and_a_stalled_one_memory_bounded_none_lag(
     rss: list[int] = []
     try:
         await stalled.start(grep=False)
-        with trio.fail_after(10):
-            said = b""
+        said = b""
+        with deadline(10, "'attached to flood' on the stalled viewer's stderr", lambda: said):
             while b"attached to flood" not in said:
                 said += await stalled.stderr()
         assert stalled.ssh is not None
@@ -342,8 +345,9 @@ async def test_a_flood_to_20_viewers_and_a_stalled_one_memory_bounded_none_lag(
             await trio.sleep(FLOOD_SECONDS)
             nursery.cancel_scope.cancel()
         stalled.ssh.send_signal(signal.SIGCONT)
-        with trio.fail_after(10):
-            told = b""
+        told = b""
+        what = "'[consrv: N bytes dropped]' on the stalled viewer's stderr once it reads again"
+        with deadline(10, what, lambda: told):
             while not (dropped := re.search(rb"\[consrv: (\d+) bytes dropped\]", told)):
                 told += await stalled.stderr()
         peak = status_field(site.pid, "VmHWM")
@@ -417,7 +421,7 @@ async def test_a_full_log_file_system_counts_errors_serves_on_and_resumes(site: 
         await trio.sleep(1.2)  # consrv retries the log once a second
         alice.send(b"logged again\n")
         await olga.expect(rb"logged again")
-        with trio.fail_after(5):
+        with deadline(5, f"'logged again' in {log} once space returned", log.read_bytes):
             while b"logged again" not in log.read_bytes():
                 await trio.sleep(0.1)
                 alice.send(b"logged again\n")
@@ -466,7 +470,9 @@ async def test_ssh_clients_that_vanish_are_dropped_and_nobody_else_notices(site:
             await olga.expect(rb"bob carries on")
     finally:
         await alice.aclose()
-    with trio.fail_after(5):  # every descriptor of the sessions above is given back
+    # every descriptor of the sessions above is given back
+    what = f"consrv's open descriptors to fall back to {fds_before}"
+    with deadline(5, what, lambda: open_fds(site.pid)):
         while open_fds(site.pid) > fds_before:
             await trio.sleep(0.1)
 

@@ -21,6 +21,7 @@ import trio_asyncio
 
 from tests.reliability.conftest import Site
 from tests.reliability.probes import CAT, open_fds
+from tests.waits import WaitTimeout, deadline
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
@@ -62,6 +63,10 @@ class Tap(asyncssh.SSHClientSession[bytes]):
     def exit_status_received(self, status: int) -> None:
         self.status = status
 
+    def said(self) -> str:
+        """What came back so far, as a failed wait shows it."""
+        return f"exit {self.status}, stdout {self.stdout[-200:]!r}, stderr {self.stderr[-200:]!r}"
+
 
 class Users:
     """Opens SSH connections to consrv as one user and counts what came back."""
@@ -76,7 +81,7 @@ class Users:
 
     async def session(self, command: str, then: Callable[[Tap], Awaitable[None]]) -> None:
         try:
-            with trio.fail_after(60):
+            with deadline(60, f"an SSH session running {command!r} to connect, run and close"):
                 conn = await trio_asyncio.aio_as_trio(asyncssh.connect)(
                     "127.0.0.1", self.port, username="observer", client_keys=[self.key],
                     known_hosts=None, agent_path=None, connect_timeout=30,
@@ -89,16 +94,18 @@ class Users:
                 finally:
                     conn.close()
                     await trio_asyncio.aio_as_trio(conn.wait_closed)()
-        except (OSError, asyncssh.Error, trio.TooSlowError) as exc:
+        except (OSError, asyncssh.Error, WaitTimeout) as exc:
             self.failures.append(f"{command}: {exc!r}")
 
-    async def until(self, tap: Tap, done: Callable[[Tap], bool], timeout: float = 30) -> None:
-        with trio.fail_after(timeout):
+    async def until(
+        self, tap: Tap, done: Callable[[Tap], bool], what: str, timeout: float = 30
+    ) -> None:
+        with deadline(timeout, what, tap.said):
             while not done(tap):
                 await trio.sleep(0.02)
 
     async def lists(self, tap: Tap) -> None:
-        await self.until(tap, lambda t: t.status is not None)
+        await self.until(tap, lambda t: t.status is not None, "`list` to exit")
         if tap.status == 0 and b"load" in tap.stdout:
             self.answered += 1
         else:
@@ -152,6 +159,7 @@ async def concurrent_sessions(users: Users, witness: Witness) -> None:
     """150 read-only attaches and 150 ``list`` runs, all connections open at once."""
     everyone = trio.Event()
     open_now = 0
+    awaiting_mark = CONCURRENT // 2  # attached sessions that neither saw MARK nor gave up
 
     async def hold(tap: Tap) -> None:
         nonlocal open_now
@@ -162,11 +170,15 @@ async def concurrent_sessions(users: Users, witness: Witness) -> None:
         await everyone.wait()
 
     async def attach(tap: Tap) -> None:
-        await users.until(tap, lambda t: b"attached to load" in t.stderr)
-        users.attached += 1
-        await hold(tap)
-        await users.until(tap, lambda t: MARK in t.stdout, timeout=15)
-        users.saw_mark += 1
+        nonlocal awaiting_mark
+        try:
+            await users.until(tap, lambda t: b"attached to load" in t.stderr, "the attach header")
+            users.attached += 1
+            await hold(tap)
+            await users.until(tap, lambda t: MARK in t.stdout, f"{MARK!r} typed by a witness", 15)
+            users.saw_mark += 1
+        finally:
+            awaiting_mark -= 1
 
     async def list_(tap: Tap) -> None:
         await users.lists(tap)
@@ -177,10 +189,17 @@ async def concurrent_sessions(users: Users, witness: Witness) -> None:
             nursery.start_soon(
                 users.session, "load" if i % 2 else "list", attach if i % 2 else list_
             )
-        with trio.fail_after(90):
+        what = f"all {CONCURRENT} sessions open at once"
+        with deadline(90, what, lambda: f"{open_now} open, failures {users.failures[:3]}"):
             await everyone.wait()
-        await trio.sleep(0.2)
-        witness.sock.sendall(MARK + b"\r")  # typed into the console: cat echoes it
+        # Typed into the console (cat echoes it) until every attached session has seen it
+        # or given up (after 15 s): one mark could be missed if consrv were between two
+        # connections to procServ.
+        what = f"every attached session to see {MARK!r} or give up"
+        with deadline(30, what, lambda: f"{awaiting_mark} still waiting"):
+            while awaiting_mark:
+                witness.sock.sendall(MARK + b"\r")
+                await trio.sleep(0.5)
 
 
 async def login_burst(users: Users) -> float:
@@ -212,7 +231,8 @@ async def test_idle_and_half_done_connections_block_no_login_and_leak_nothing(si
         for stream in idle[::2]:
             await stream.send_all(b"SSH-2.0-stalled\r\n")  # then nothing more
         try:
-            with trio.fail_after(10):
+            what = f"consrv to hold {IDLE_CONNECTIONS} idle connections ({fds_before} fds before)"
+            with deadline(10, what, lambda: f"{open_fds(site.pid)} fds"):
                 while open_fds(site.pid) < fds_before + IDLE_CONNECTIONS:
                     await trio.sleep(0.05)  # consrv holds every one of them
             started = time.monotonic()
