@@ -609,7 +609,7 @@ class _RawSsh(_Raw):
 
 
 class _RawMessages(_Raw):
-    burst: Annotated[StrictInt, Field(ge=1, le=1000)] = 10
+    burst: Annotated[StrictInt, Field(ge=1, le=100000)] = 10
     per_minute: Annotated[float, Field(gt=0, le=600)] = 6.0
     max_length: Annotated[StrictInt, Field(ge=1, le=1000)] = 200
 

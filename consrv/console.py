@@ -106,6 +106,7 @@ class Viewer:
         self.on_evict: Callable[[], None] | None = None
         self.dropped = 0  # dropped since the last notice
         self.dropped_total = 0
+        self.notices_dropped = 0  # consrv's own messages dropped since the last notice
 
     def deliver(self, data: bytes) -> int:
         """Write `data`, or drop it when the sink is full; returns the bytes dropped."""
@@ -119,11 +120,21 @@ class Viewer:
 
     def flush_drop_notice(self) -> None:
         """Tell the user how much they missed, once their sink has room again."""
-        if self.dropped and self.sink.buffered() < self.limit:
-            count, self.dropped = self.dropped, 0
-            self.notice(f"{count} bytes dropped")
+        if not (self.dropped or self.notices_dropped) or self.sink.buffered() >= self.limit:
+            return
+        missed = [f"{self.dropped} bytes"] if self.dropped else []
+        if self.notices_dropped:
+            missed.append(f"{self.notices_dropped} consrv message(s)")
+        self.dropped = self.notices_dropped = 0
+        self.sink.write_notice(notice_bytes(" and ".join(missed) + " dropped", pty=self.pty))
 
     def notice(self, text: str) -> None:
+        """A consrv message for this user; dropped (and counted) like output while their
+        sink is over its bound, so messages cannot grow a stalled viewer's buffer."""
+        if self.sink.buffered() >= self.limit:
+            self.notices_dropped += 1
+            return
+        self.flush_drop_notice()
         self.sink.write_notice(notice_bytes(text, pty=self.pty))
 
 

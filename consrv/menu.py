@@ -14,6 +14,9 @@ import trio
 from consrv.console import Sink
 
 MAX_LINE = 256
+# Lines typed ahead of the menu's reading them: more are dropped (a paste of a
+# million Enters must not become a million queued lines).
+MAX_PENDING = 8
 
 
 class LineReader:
@@ -34,6 +37,8 @@ class LineReader:
             self._ready.set()
 
     def eof(self) -> None:
+        if len(self._lines) >= MAX_PENDING:
+            self._lines.pop()  # the end always counts
         self._lines.append(None)
         self._ready.set()
 
@@ -47,6 +52,10 @@ class LineReader:
             self._ready = trio.Event()
         return self._lines.pop(0)
 
+    def _queue(self, line: str | None) -> None:
+        if len(self._lines) < MAX_PENDING:
+            self._lines.append(line)
+
     def _key(self, byte: int) -> None:
         after_cr, self._after_cr = self._after_cr, False
         if byte in (0x0A, 0x00) and after_cr:
@@ -54,11 +63,11 @@ class LineReader:
         if byte in (0x0D, 0x0A):
             self._after_cr = byte == 0x0D
             self.sink.write_notice(b"\r\n")
-            self._lines.append(self._line.decode(errors="replace").strip())
+            self._queue(self._line.decode(errors="replace").strip())
             self._line.clear()
         elif byte in (0x03, 0x04):
             self.sink.write_notice(b"\r\n")
-            self._lines.append(None)
+            self._queue(None)
         elif byte in (0x7F, 0x08):
             if self._line:
                 del self._line[-1]

@@ -8,6 +8,7 @@ procServ, OpenSSH and asyncssh clients are exercised in tests/integration.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -341,6 +342,35 @@ async def test_notes_and_broadcasts_are_limited_per_user_and_cut(tmp_path: Path)
         assert b"not sent: too many messages; try again in 60 s" in sinks[1].notices
     log = (tmp_path / "t-ioc.log").read_text()
     assert log.count("note from olga") + log.count("broadcast from olga") == 3
+
+
+class StalledSink(MemorySink):
+    """A sink whose reader may stop reading consrv's messages too."""
+
+    def write_notice(self, data: bytes) -> None:
+        super().write_notice(data)
+        if self.stalled:
+            self.unread += len(data)
+
+
+async def test_messages_to_a_stalled_viewer_share_its_bound(tmp_path: Path) -> None:
+    async with bench(tmp_path) as b:
+        sink = StalledSink()
+        olga = Session(b.console, sink, user="olga", role=Role.RO,
+                       settings=settings(viewer_buffer=1024), pty=True)  # fmt: skip
+        olga.attach()
+        b.nursery.start_soon(olga.run)
+        sink.stalled = True
+        alice = Session(b.console, MemorySink(), user="alice", role=Role.RW, settings=settings(),
+                        pty=True, messages=MessageBudgets(burst=1000))  # fmt: skip
+        alice.attach()
+        b.nursery.start_soon(alice.run)
+        for _ in range(200):
+            alice.feed(ESC + b"b" + b"x" * 100 + b"\r")
+        assert sink.unread < 1024 + 200  # the bound, and the one message that crossed it
+        sink.take()
+        olga.drained()
+        assert re.search(rb"\[consrv: 1[89][0-9] consrv message\(s\) dropped\]", sink.notices)
 
 
 # -- escapes ---------------------------------------------------------------------------
