@@ -387,6 +387,7 @@ class _Run:
             peer=self.login.peer,
             ioc=self._ioc_control(console.name),
             messages=_LiveMessages(self.service),
+            current=lambda: self.registry.settings.get(console.name),
         )
         self.on_input(session)
         session.attach(write=not read_only, force=force)

@@ -106,10 +106,12 @@ class Session:
         peer: str = "",
         ioc: IocControl | None = None,
         messages: MessagePolicy | None = None,
+        current: Callable[[], ConsoleConfig | None] | None = None,
     ) -> None:
         self.console, self.channel, self.user, self.role = console, channel, user, role
         self.settings, self.pty, self.ioc = settings, pty, ioc
         self.messages: MessagePolicy = messages if messages is not None else MessageBudgets()
+        self._current = current  # the console's settings in force now (a reload changes them)
         self.viewer = Viewer(
             channel,
             user=user,
@@ -154,6 +156,13 @@ class Session:
             escape.Cancelled: self._on_cancelled,
             escape.Unknown: self._on_unknown,
         }
+
+    @property
+    def live(self) -> ConsoleConfig:
+        """The console's settings in force now: procServ keys, idle timeout and input
+        auditing follow a reload at once (the escape and replay stay as attached)."""
+        current = self._current() if self._current is not None else None
+        return current if current is not None else self.settings
 
     # -- called from the SSH layer (synchronous, never blocks) -----------
     def feed(self, data: bytes) -> None:
@@ -276,7 +285,7 @@ class Session:
 
     def _deadline(self) -> float:
         deadlines = [self._prefix_deadline or math.inf]
-        timeout = self.settings.writer_idle_timeout
+        timeout = self.live.writer_idle_timeout
         if timeout is not None and self.console.lock.writer is self.viewer:
             deadlines.append(self._last_input + timeout)
         return min(deadlines)
@@ -291,7 +300,7 @@ class Session:
                 self._on_guarded(escape.Guarded(held[0]))
             else:
                 self._on_data(escape.Data(held))
-        timeout = self.settings.writer_idle_timeout
+        timeout = self.live.writer_idle_timeout
         idle = now - self._last_input
         if timeout is not None and self.console.lock.writer is self.viewer and idle >= timeout:
             self.console.idle_release(self.viewer, idle)
@@ -343,7 +352,7 @@ class Session:
     def _sent(self, typed: bytes) -> None:
         """``typed`` reached procServ."""
         self._told.discard("down")
-        if self.settings.audit_input:
+        if self.live.audit_input:
             data = typed.decode("utf-8", "backslashreplace")
             self.console.audit_event("input", self.viewer, data=data)
 
@@ -394,7 +403,7 @@ class Session:
         assert isinstance(event, escape.Guarded)
         key = event.byte
         what = self.console.keys.describe(key)
-        policy = self.settings.procserv_keys
+        policy = self.live.procserv_keys
         if policy == "confirm" and not self.pty:
             policy = "block"  # nobody to ask: a script gets `restart NAME` instead
         if policy != "confirm":
@@ -540,7 +549,7 @@ class Session:
             "confirm": "asks before sending",
             "pass": "sent (and logged)",
             "block": "blocked",
-        }[self.settings.procserv_keys]
+        }[self.live.procserv_keys]
 
     # -- line commands: broadcast, note, IOC action -----------------------
     _PROMPTS: ClassVar[dict[str, str]] = {

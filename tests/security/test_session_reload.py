@@ -2,9 +2,10 @@
 
 olga follows the console with ``tail -f`` and ``follow``, bob has the menu on his
 screen, alice has asked to restart the IOC and not answered yet; then the config
-is reloaded (SIGHUP) without olga and bob on the console and without alice in
-its operate list. Checked where it would show: what olga's streams received
-after the reload, whether bob's pick attached him, and every systemctl call.
+is reloaded (SIGHUP) without olga and bob on the console, without alice in
+its operate list, and with procServ's keys blocked instead of passed. Checked
+where it would show: what olga's streams received after the reload, whether
+bob's pick attached him, every systemctl call, and what procServ itself said.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from tests.sshclients import PtySSH, scripted_ssh, ssh_argv
 
 pytestmark = pytest.mark.integration
 
-BEFORE = {"rw": ["alice", "bob"], "ro": ["olga"], "operate": ["alice"]}
-AFTER = {"rw": ["alice"], "ro": [], "operate": []}
+BEFORE = {"rw": ["alice", "bob"], "ro": ["olga"], "operate": ["alice"], "procserv_keys": "pass"}
+AFTER = {"rw": ["alice"], "ro": [], "operate": [], "procserv_keys": "block"}
 
 
 async def test_a_reload_ends_streams_menus_and_actions_it_no_longer_allows(site: Site) -> None:
@@ -55,6 +56,8 @@ async def test_a_reload_ends_streams_menus_and_actions_it_no_longer_allows(site:
             alice.send(b"\x05c!stop\r")
             await alice.expect(rb"you may not operate sec-ioc", stderr=True)
             await alice.expect(rb"SECRET_AFTER")  # alice still reads the console
+            alice.send(b"\x14")  # ^T: passed before the reload, blocked now
+            await alice.expect(rb"\^T is not sent: blocked on sec-ioc", stderr=True)
     finally:
         await menu.aclose()
     for stream in (tail, follow):
@@ -63,3 +66,4 @@ async def test_a_reload_ends_streams_menus_and_actions_it_no_longer_allows(site:
     assert b"attached to" not in menu.output
     assert lab.actions() == []
     assert '"event":"ioc_action"' not in lab.audit()
+    assert b"Toggled auto restart" not in lab.witness.read()
