@@ -37,8 +37,9 @@ Rules
    the same events, once adjacent Data (and adjacent Echo) events are merged.
 2. No byte is lost or duplicated: the Data payloads, in order, are exactly the
    input minus the recognised sequences (``^Ec`` + key, line text and its
-   Enter, ``\\ooo`` digits, answers). A ``^E`` not followed by ``c`` is data:
-   ``^E x`` gives Data(b"\\x05x"); ``^E ^E c`` gives Data(b"\\x05") and a new
+   Enter, ``\\ooo`` digits, answers) and what the caller drops with
+   ``discard_unread()`` (typeahead before a question). A ``^E`` not followed
+   by ``c`` is data: ``^E x`` gives Data(b"\\x05x"); ``^E ^E c`` gives Data(b"\\x05") and a new
    ``^Ec``; a held ``^E`` that is a guarded byte gives Guarded instead, and ``x``
    is its Answer. ``^E`` as the last byte so far is held (state PREFIX) until the
    next byte, or until ``flush_pending()`` releases it.
