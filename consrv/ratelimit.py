@@ -1,4 +1,5 @@
-"""Per-user budgets for what a user can make consrv write for others: broadcasts and notes.
+"""Per-user budgets for what a user can make consrv write for others and into the logs:
+broadcasts and notes, and write-lock changes (``^Eca``, ``^Ecf``, ``^Ecs``).
 
 Owns the token bucket (``burst`` tokens, ``per_minute`` added back each minute)
 and one bucket per user, shared by all their sessions on all consoles, so a user
@@ -41,11 +42,13 @@ class MessageBudgets:
     max_length: int = 200
 
     def __post_init__(self) -> None:
-        self._buckets: dict[str, TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
 
-    def take(self, user: str, now: float) -> float:
-        """0.0 if `user` may send a message now (and it is counted), else seconds to wait."""
-        bucket = self._buckets.get(user)
+    def take(self, user: str, now: float, kind: str = "message") -> float:
+        """0.0 if `user` may do one more `kind` now (and it is counted), else seconds to
+        wait. Each kind (``message``, ``lock``) has a budget of its own."""
+        bucket = self._buckets.get((user, kind))
         if bucket is None or (bucket.burst, bucket.rate) != (self.burst, self.per_minute / 60):
-            bucket = self._buckets[user] = TokenBucket(self.burst, self.per_minute / 60, now)
+            rate = self.per_minute / 60
+            bucket = self._buckets[user, kind] = TokenBucket(self.burst, rate, now)
         return bucket.take(now)

@@ -488,8 +488,8 @@ class _LiveMessages:
     def max_length(self) -> int:
         return self.service.messages.max_length
 
-    def take(self, user: str, now: float) -> float:
-        return self.service.messages.take(user, now)
+    def take(self, user: str, now: float, kind: str = "message") -> float:
+        return self.service.messages.take(user, now, kind)
 
 
 class _EofWaiter:

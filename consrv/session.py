@@ -78,8 +78,9 @@ class MessagePolicy(Protocol):
     @property
     def max_length(self) -> int: ...
 
-    def take(self, user: str, now: float) -> float:
-        """0.0 if `user` may send one now (counted), else the seconds to wait."""
+    def take(self, user: str, now: float, kind: str = "message") -> float:
+        """0.0 if `user` may send one now (counted), else the seconds to wait;
+        ``kind="lock"`` for write-lock changes, which have a budget of their own."""
 
 
 class ActionFailed(Exception):
@@ -493,6 +494,9 @@ class Session:
 
     def _lock_command(self, key: str) -> None:
         console = self.console
+        changes = key in "af" or console.lock.writer is self.viewer  # logged and audited
+        if self.role is Role.RW and changes and not self._may_change_lock():
+            return
         if key == "s":
             console.spy(self.viewer)
         elif self.role is not Role.RW:
@@ -609,6 +613,13 @@ class Session:
         wait = self.messages.take(self.user, trio.current_time())
         if wait:
             self.notice(f"not sent: too many messages; try again in {math.ceil(wait)} s")
+        return not wait
+
+    def _may_change_lock(self) -> bool:
+        """A write-lock change within the user's budget (each is a log and audit record)."""
+        wait = self.messages.take(self.user, trio.current_time(), "lock")
+        if wait:
+            self.notice(f"not done: too many write-lock changes; try again in {math.ceil(wait)} s")
         return not wait
 
     def _ioc_action(self, verb: str) -> None:

@@ -344,6 +344,18 @@ async def test_notes_and_broadcasts_are_limited_per_user_and_cut(tmp_path: Path)
     assert log.count("note from olga") + log.count("broadcast from olga") == 3
 
 
+async def test_write_lock_changes_are_limited_per_user(tmp_path: Path) -> None:
+    async with bench(tmp_path, log=True) as b:
+        b.join("alice")
+        bob, sink = b.join("bob")
+        bob.feed((ESC + b"a" + ESC + b"s") * 50)  # queued, left the queue: 50 times
+        assert b"not done: too many write-lock changes; try again in 10 s" in sink.notices
+        bob.feed(ESC + b"s")  # leaving the queue records nothing: always allowed
+        assert b"left the write queue; watching" in sink.notices
+    log = (tmp_path / "t-ioc.log").read_text()
+    assert log.count("write: bob queued") == 10
+
+
 class StalledSink(MemorySink):
     """A sink whose reader may stop reading consrv's messages too."""
 
