@@ -26,6 +26,7 @@ import trio
 from tests.integration.test_metrics_live import fetch
 from tests.reliability.conftest import Site
 from tests.reliability.probes import CAT
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ SCRAPE_BOUND = 2.0  # seconds; Prometheus's default scrape timeout is 10 s
 
 async def timed_scrape(port: int) -> float:
     started = time.monotonic()
-    with trio.fail_after(SCRAPE_BOUND):
+    with deadline(SCRAPE_BOUND, f"a scrape of 127.0.0.1:{port} to be answered"):
         head, body = await fetch(port)
     assert head.startswith(b"HTTP/1.1 200 "), head
     assert b"consrv_build_info" in body
@@ -63,13 +64,13 @@ async def test_scrapes_are_answered_while_200_slow_clients_hold_half_sent_reques
     slow: list[trio.SocketStream] = []
     try:
         for _ in range(SLOW_CLIENTS):
-            with trio.fail_after(5):
+            with deadline(5, "a slow client's connection to the metrics port"):
                 stream = await trio.open_tcp_stream("127.0.0.1", port)
             slow.append(stream)
             await stream.send_all(HALF_REQUEST)
         took = [await timed_scrape(port) for _ in range(5)]
         for _ in range(SLOW_CLIENTS):  # the slowloris comes back
-            with trio.fail_after(5):
+            with deadline(5, "a slow client's connection to the metrics port"):
                 stream = await trio.open_tcp_stream("127.0.0.1", port)
             slow.append(stream)
             await stream.send_all(HALF_REQUEST)
@@ -87,12 +88,12 @@ async def test_a_request_head_that_never_ends_is_closed_after_its_deadline(site:
     site.procserv(IOC, CAT)
     site.start({IOC: site.socket_of(IOC)}, metrics={"listen": "127.0.0.1:0"})
     port = site.consrv.metrics_port()
-    with trio.fail_after(5):
+    with deadline(5, "a connection to the metrics port"):
         stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
         await stream.send_all(HALF_REQUEST)
         started = time.monotonic()
-        with trio.fail_after(10):  # HEAD_TIMEOUT is 5 s
+        with deadline(10, "consrv to close a request head that never ends"):  # 5 s due
             while not await closed_by_server(stream):
                 await stream.send_all(b"X-Slow: 1\r\n")
                 await trio.sleep(0.5)

@@ -32,6 +32,7 @@ from tests.harness import Consrv, make_key
 from tests.integration.test_metrics_live import key, scrape
 from tests.reliability.conftest import Site
 from tests.reliability.probes import CAT, openssh, run_command, run_openssh
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -162,13 +163,13 @@ async def test_every_connection_closed_at_the_login_timeout_is_counted(site: Sit
     try:
         for source in ("127.0.0.2", "127.0.0.3"):
             for _ in range(20):  # max_startups_per_source
-                with trio.fail_after(5):
+                with deadline(5, f"an idle connection from {source}"):
                     idle.append(await trio.open_tcp_stream("127.0.0.1", site.port,
                                                            local_address=source))  # fmt: skip
         timeouts = key("consrv_ssh_handshake_failures_total", reason="timeout")
-        deadline = trio.current_time() + 10
+        until = trio.current_time() + 10
         while (got := await scrape(metrics)).get(timeouts) != len(idle):
-            assert trio.current_time() < deadline, f"40 timeouts not counted:\n{got.consrv_lines()}"
+            assert trio.current_time() < until, f"40 timeouts not counted:\n{got.consrv_lines()}"
             await trio.sleep(0.2)
     finally:
         for stream in idle:

@@ -23,6 +23,7 @@ from tests.integration.test_metrics_live import key, scrape
 from tests.reliability.conftest import Site
 from tests.reliability.probes import CAT, status_field
 from tests.sshclients import _Collector
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ async def observer(site: Site) -> asyncssh.SSHClientConnection:
 
 async def close(conn: asyncssh.SSHClientConnection) -> None:
     conn.close()
-    with trio.fail_after(10):
+    with deadline(10, "the observer's connection to close"):
         await trio_asyncio.aio_as_trio(conn.wait_closed)()
 
 
@@ -57,7 +58,7 @@ async def test_env_requests_from_an_observer_are_refused_and_kept_nowhere(site: 
             assert result.exit_status == 0, result
             await trio.sleep(0.5)
             before = status_field(site.pid, "VmRSS")
-            with trio.fail_after(60):
+            with deadline(60, "a session sent 1,500 env requests to run `list` and end"):
                 _chan, session = await trio_asyncio.aio_as_trio(conn.create_session)(
                     _Collector, "list", env=env, encoding=None
                 )
@@ -92,7 +93,7 @@ async def test_session_channels_per_connection_are_capped(site: Site) -> None:
                 await create(conn.create_session)(_Collector, IOC, encoding=None)
             chan, _ = sessions[0]
             chan.close()
-            with trio.fail_after(10):
+            with deadline(10, "the closed session's channel to end"):
                 await sessions[0][1].closed.wait()
             result = await create(conn.run)("list", timeout=10)  # a place is free again
             assert result.exit_status == 0, result
