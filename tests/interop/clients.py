@@ -26,18 +26,16 @@ import trio_asyncio
 
 from tests.interop.conftest import CONSOLE, Interop, got
 from tests.sshclients import PtySSH, scripted_ssh
+from tests.waits import deadline
 
 DETACH = b"\x05c."  # ^Ec.
 
 
 @contextmanager
 def within(seconds: float, what: str) -> Iterator[None]:
-    """``trio.fail_after``, failing with what was being waited for."""
-    try:
-        with trio.fail_after(seconds):
-            yield
-    except trio.TooSlowError as exc:
-        raise AssertionError(f"waited {seconds} s for {what}") from exc
+    """A bounded wait that names what it waited for (`tests.waits.deadline`)."""
+    with deadline(seconds, what):
+        yield
 
 
 class PtyClient(PtySSH):

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from consrv.demo import ProcServ
 from tests.harness import Consrv, UserKey, make_key, write_config
+from tests.waits import deadline
 
 CONSOLE = "cat-ioc"
 # The console's child answers every line with "got:LINE", so a test sees that its
@@ -54,7 +55,7 @@ class Interop:
 
     async def scrape(self) -> dict[str, float]:
         """Every sample of ``/metrics``, keyed ``name{label="value",...}``."""
-        with trio.fail_after(10):
+        with deadline(10, f"a scrape of /metrics on port {self.metrics_port}"):
             stream = await trio.open_tcp_stream("127.0.0.1", self.metrics_port)
             async with stream:
                 await stream.send_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
