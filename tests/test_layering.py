@@ -1,4 +1,6 @@
-"""The sans-I/O layer stays sans-I/O: consrv/protocol/ imports no I/O, logging or clock."""
+"""Dependencies point inward, by test: consrv/protocol/ imports no I/O, logging or clock;
+the core imports no front (ssh/, web/, fleet/), no edge and no asyncio; no front
+imports another."""
 
 from __future__ import annotations
 
@@ -58,3 +60,75 @@ def test_checker_catches(source: str) -> None:
 
 def test_checker_allows_lookalikes() -> None:
     assert forbidden_imports("import timeit, sockets_util\nfrom . import socket") == []
+
+
+# ---------------------------------------------------------------- every layer
+
+CONSRV_DIR = PROTOCOL_DIR.parent
+# Fronts: how people and peers reach consrv. Each stands on the core; none on another.
+FRONTS = ("ssh", "web", "fleet")
+# Edges: the process itself (they wire fronts to the core) and the demo.
+EDGES = frozenset({"__main__", "cli", "daemon", "demo", "exposure", "softioc"})
+# The core may parse SSH keys with asyncssh (config.py, revocation.py: key formats,
+# no connection), but it runs no asyncio and knows no front.
+CORE_FORBIDDEN = frozenset({"asyncio", "trio_asyncio"})
+
+
+def package_of(path: Path) -> tuple[str, ...]:
+    """``("consrv", "ssh")`` for consrv/ssh/server.py."""
+    return path.relative_to(CONSRV_DIR.parent).with_suffix("").parts[:-1]
+
+
+def consrv_imports(source: str, package: tuple[str, ...]) -> set[str]:
+    """``consrv.X`` (first component below consrv) for every consrv module ``source``
+    (a module of ``package``) imports, relative imports resolved; and the top-level
+    name of every other module."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names = [module] if node.module else [f"{module}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            found.add(".".join(parts[:2]) if parts[0] == "consrv" and len(parts) > 1 else parts[0])
+    return found
+
+
+def layer_of(path: Path) -> str:
+    parts = path.relative_to(CONSRV_DIR).with_suffix("").parts
+    if parts[0] in FRONTS:
+        return parts[0]
+    return "edge" if parts[0] in EDGES else "core"
+
+
+def consrv_modules() -> list[Path]:
+    return sorted(CONSRV_DIR.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", consrv_modules(), ids=lambda p: str(p.relative_to(CONSRV_DIR)))
+def test_dependencies_point_inward(path: Path) -> None:
+    """The core imports no front, no edge and no asyncio; a front imports no other front."""
+    layer = layer_of(path)
+    imports = consrv_imports(path.read_text(encoding="utf-8"), package_of(path))
+    fronts = {f"consrv.{front}" for front in FRONTS}
+    edges = {f"consrv.{edge}" for edge in EDGES}
+    if layer == "core":
+        assert imports & (fronts | edges | CORE_FORBIDDEN) == set()
+    elif layer in FRONTS:
+        assert imports & (fronts - {f"consrv.{layer}"}) == set()
+        assert imports & (edges - {"consrv.softioc"}) == set()
+
+
+def test_layer_checker_sees_relative_and_aliased_imports() -> None:
+    assert layer_of(CONSRV_DIR / "registry.py") == "core"
+    assert layer_of(CONSRV_DIR / "ssh" / "server.py") == "ssh"
+    assert layer_of(CONSRV_DIR / "daemon.py") == "edge"
+    assert package_of(CONSRV_DIR / "ssh" / "server.py") == ("consrv", "ssh")
+    source = "from ..web import app\nfrom . import keys\nimport consrv.fleet.peers as p\n"
+    assert {"consrv.web", "consrv.ssh", "consrv.fleet"} <= consrv_imports(source, ("consrv", "ssh"))
+    assert consrv_imports("from .console import Console\n", ("consrv",)) == {"consrv.console"}
