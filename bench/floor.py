@@ -28,7 +28,8 @@ import asyncssh
 import trio
 import trio_asyncio
 
-from consrv.ssh.wire import ENCRYPTION_ALGS, one_packet_per_write
+from consrv.config import DEFAULT_CIPHERS
+from consrv.ssh.wire import one_packet_per_write
 
 READ_SIZE = 65536
 
@@ -96,7 +97,7 @@ async def serve(consoles: dict[str, str], host_key: Path, authorized_keys: Path)
             0,
             server_host_keys=[str(host_key)],
             authorized_client_keys=str(authorized_keys),
-            encryption_algs=ENCRYPTION_ALGS,
+            encryption_algs=DEFAULT_CIPHERS,
             encoding=None,
             line_editor=False,
         )

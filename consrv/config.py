@@ -104,6 +104,29 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+# The ciphers consrv can offer: asyncssh's, less CBC (never: see ssh/wire.py).
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+# The default: no chacha20-poly1305. A client takes the first of its own list that
+# the server offers, and OpenSSH lists chacha20 first, so offering it costs every
+# OpenSSH viewer 1.0 CPU-s per GB (asyncssh, 32 KiB packets) where aes128-ctr with
+# umac-64-etm costs 0.42 and AES-GCM 0.22 (docs/performance.md). Every client in the
+# interop suite (OpenSSH >= 6.5, PuTTY, Dropbear, Paramiko) has AES-CTR.
+DEFAULT_CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class SshConfig:
     listen: tuple[Endpoint, ...]
@@ -120,6 +143,8 @@ class SshConfig:
     max_startups_per_source: int = 20
     max_auth_tries: int = 6
     max_sessions: int = 10
+    # sshd's Ciphers: what the server offers (the client's order picks).
+    ciphers: tuple[str, ...] = DEFAULT_CIPHERS
     # sshd's RevokedKeys: keys, CAs, certificate serials and key ids (consrv.revocation).
     revoked_keys: Path | None = None
     revoked: Revoked = dataclasses.field(default_factory=Revoked)
@@ -567,6 +592,24 @@ Lines = Annotated[StrictInt, Field(ge=0, le=10000)]
 Positive = Annotated[StrictInt, Field(ge=1)]
 
 
+def _cipher(value: object) -> str:
+    if value not in CIPHERS:
+        hint = " (CBC is never offered)" if isinstance(value, str) and "cbc" in value else ""
+        raise ValueError(f"unknown cipher {value!r}{hint}; choose from {', '.join(CIPHERS)}")
+    return str(value)
+
+
+def _ciphers(value: tuple[str, ...]) -> tuple[str, ...]:
+    if not value:
+        _fail("must not be empty")
+    if len(set(value)) != len(value):
+        _fail("names a cipher twice")
+    return value
+
+
+Cipher = Annotated[str, _checked(_cipher)]
+
+
 def _not_empty(value: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
     if not value:
         _fail("must not be empty")
@@ -600,6 +643,7 @@ class _RawSsh(_Raw):
     max_auth_tries: Positive = 6
     max_sessions: Positive = 10
     revoked_keys: PathValue | None = None
+    ciphers: Annotated[tuple[Cipher, ...], AfterValidator(_ciphers)] = DEFAULT_CIPHERS
 
     @pydantic.model_validator(mode="after")
     def _logins_differ(self) -> "_RawSsh":
@@ -839,6 +883,7 @@ class _Resolver:
                 max_startups_per_source=raw.ssh.max_startups_per_source,
                 max_auth_tries=raw.ssh.max_auth_tries,
                 max_sessions=raw.ssh.max_sessions,
+                ciphers=raw.ssh.ciphers,
                 revoked_keys=revoked_path,
                 revoked=revoked,
             ),

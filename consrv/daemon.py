@@ -126,6 +126,7 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("ssh.listen", old.ssh.listen, new.ssh.listen),
         ("ssh.host_key", old.ssh.host_key, new.ssh.host_key),
         ("ssh.login_timeout", old.ssh.login_timeout, new.ssh.login_timeout),
+        ("ssh.ciphers", old.ssh.ciphers, new.ssh.ciphers),
         ("metrics.listen", old.metrics_listen, new.metrics_listen),
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),

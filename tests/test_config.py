@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from consrv.access import Role, role_for
 from consrv.config import (
+    DEFAULT_CIPHERS,
     Config,
     ConfigError,
     ConsoleConfig,
@@ -810,3 +811,25 @@ def test_message_limits_default_and_from_the_file() -> None:
     assert parse_config({}, Path("/etc/consrv")).messages == MessageLimits(10, 6.0, 200)
     data = {"messages": {"burst": 3, "per_minute": 0.5, "max_length": 80}}
     assert parse_config(data, Path("/etc/consrv")).messages == MessageLimits(3, 0.5, 80)
+
+
+def test_ssh_ciphers_default_and_choices() -> None:
+    config = parse_config(with_({}), BASE)
+    assert config.ssh.ciphers == DEFAULT_CIPHERS
+    assert "chacha20-poly1305@openssh.com" not in DEFAULT_CIPHERS
+    gcm = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com"]
+    assert parse_config(with_({"ssh": {"ciphers": gcm}}), BASE).ssh.ciphers == tuple(gcm)
+
+
+@pytest.mark.parametrize(
+    ("ciphers", "message"),
+    [
+        (["aes128-cbc"], "unknown cipher 'aes128-cbc' (CBC is never offered)"),
+        (["rot13"], "unknown cipher 'rot13'; choose from aes128-gcm@openssh.com"),
+        ([], "must not be empty"),
+        (["aes128-ctr", "aes128-ctr"], "names a cipher twice"),
+    ],
+)
+def test_ssh_ciphers_errors_name_the_key(ciphers: list[str], message: str) -> None:
+    found = problems(with_({"ssh": {"ciphers": ciphers}}))
+    assert any(p.startswith("ssh.ciphers") and message in p for p in found), found

@@ -38,7 +38,7 @@ from consrv.ssh.limits import (
     on_auth_failure,
     refuse_env,
 )
-from consrv.ssh.wire import ENCRYPTION_ALGS, KEX_ALGS, one_packet_per_write
+from consrv.ssh.wire import KEX_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class SSHFront:
             port,
             server_host_keys=[host_key],
             kex_algs=KEX_ALGS,  # curve25519-sha256 first, for Dropbear: see wire.py
-            encryption_algs=ENCRYPTION_ALGS,  # no CBC: see wire.py
+            encryption_algs=self.config.ssh.ciphers,  # never CBC: see wire.py
             encoding=None,
             line_editor=False,
             agent_forwarding=False,

@@ -3,7 +3,7 @@
 asyncssh puts an empty ``SSH_MSG_IGNORE`` in front of every packet it sends after
 key exchange (``SSHConnection.send_packet``). That is a countermeasure to the
 chosen-IV attacks on CBC-mode ciphers (as TLS 1.0's empty fragments were).
-consrv offers no CBC cipher (`ENCRYPTION_ALGS`: asyncssh's defaults, written out),
+consrv offers no CBC cipher (``ssh.ciphers`` accepts only `consrv.config.CIPHERS`),
 and under AEAD and CTR ciphers the extra packet protects nothing, while it doubles
 what each console write costs per viewer: two packets, two encryptions, two
 ``send()`` calls. OpenSSH sends no such packets. `one_packet_per_write` drops
@@ -18,17 +18,6 @@ import asyncssh
 from asyncssh.constants import MSG_IGNORE
 from asyncssh.kex import get_default_kex_algs
 from asyncssh.packet import String
-
-# asyncssh's default list (2.17 to 2.24), pinned so that CBC can never be negotiated.
-ENCRYPTION_ALGS = (
-    "chacha20-poly1305@openssh.com",
-    "aes256-gcm@openssh.com",
-    "aes128-gcm@openssh.com",
-    "aes256-ctr",
-    "aes192-ctr",
-    "aes128-ctr",
-)
-
 
 # What a client that guesses its first key exchange packet guesses: the first of
 # its list. Dropbear's dbclient 2022.83 (Debian 12) puts curve25519-sha256 first.
