@@ -146,6 +146,32 @@ async def _wait_done(direct: DirectClient, viewers: list[Viewer], expected: int)
         await trio.sleep(POLL)
 
 
+async def log_ingest(server: Server, burster: Burster, reps: int) -> float:
+    """Server CPU-seconds per GB for a burst with nobody attached (the median of ``reps``):
+    what an IOC printing as fast as it can costs at 3 a.m., with only the log on.
+
+    Done when the direct client saw the end marker and the server has used less
+    than 1 ms of CPU in the last `SETTLE` s (nothing else tells when it has read all).
+    """
+    runs = []
+    for _ in range(reps):
+        burster.arm()
+        cpu_before = tree_cpu_seconds(server.pid)
+        await burster.fire()
+        with trio.fail_after(BURST_TIMEOUT):
+            await burster.direct.wait_seen()
+            last = tree_cpu_seconds(server.pid)
+            while True:
+                await trio.sleep(SETTLE)
+                now = tree_cpu_seconds(server.pid)
+                if now - last < 0.001:
+                    break
+                last = now
+        runs.append((last - cpu_before) / (burster.expected / 1e9))
+        await trio.sleep(SETTLE)
+    return statistics.median(runs)
+
+
 def median_burst(runs: list[Burst]) -> Burst:
     """Each figure's median over the runs."""
 

@@ -66,6 +66,25 @@ async def idle_scale(
     )
 
 
+# Long enough for a reconnect backoff to reach its cap (consrv's: 0.1 s doubling to 5 s).
+DOWN_SETTLE = 15.0
+
+
+async def down_scale(server: Server, sockets: Mapping[str, Path], window: float) -> float:
+    """CPU (% of one core) of ``server`` on consoles whose procServ is not running:
+    their socket paths (and directories) do not exist. Units stopped for maintenance."""
+    server.start(sockets)
+    try:
+        await trio.sleep(DOWN_SETTLE)
+        cpu_before, window_start = tree_cpu_seconds(server.pid), time.monotonic()
+        await trio.sleep(window)
+        cpu = tree_cpu_seconds(server.pid) - cpu_before
+        elapsed = time.monotonic() - window_start
+    finally:
+        server.stop()
+    return 100 * cpu / elapsed
+
+
 async def _wait_connections(root: Path, count: int) -> int:
     """Until ``count`` connections to the sockets under ``root`` are held (at most
     ``120 + count / 10`` s); how many."""

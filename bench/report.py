@@ -35,6 +35,8 @@ class ServerResults:
     bursts: dict[int, Burst] = field(default_factory=dict)
     logins: Logins | None = None
     idle: dict[int, Idle] = field(default_factory=dict)
+    down: dict[int, float] = field(default_factory=dict)  # consoles -> CPU % of one core
+    log_ingest: float | None = None  # CPU-s per GB, nobody attached, log on
 
 
 @dataclass
@@ -85,6 +87,13 @@ def _busy(n: int) -> Getter:
     def get(r: ServerResults) -> float | None:
         burst = r.bursts.get(n)
         return None if burst is None else 100 * burst.machine_busy
+
+    return get
+
+
+def _down(n: int) -> Getter:
+    def get(r: ServerResults) -> float | None:
+        return r.down.get(n)
 
     return get
 
@@ -141,6 +150,8 @@ def rows(results: Results) -> list[Row]:
             Row(f"fan-out {mb:g} MB to {n}: most delivered to a viewer (1 = exact)",
                 _burst(n, "delivered_max"), 3, ratio=False),
         ]  # fmt: skip
+    table.append(Row(f"log only, {mb:g} MB, nobody attached: server CPU-s per GB",
+                     lambda r: r.log_ingest, 2))  # fmt: skip
     if 1 in sizes:
         table.append(Row("1 viewer's rate, % of the direct baseline ↑",
                          _vs_baseline(results.baseline), 1))  # fmt: skip
@@ -160,6 +171,10 @@ def rows(results: Results) -> list[Row]:
             Row(f"idle {n}: PSS, summed (MB)", _idle(n, "pss_mb"), 1),
             Row(f"idle {n}: CPU over {window} (% of one core)", _idle(n, "cpu_percent"), 3),
         ]
+    for n in sorted({n for r in results.servers.values() for n in r.down}):
+        table.append(
+            Row(f"down {n}: CPU over {results.idle_window:g} s (% of one core)", _down(n), 3)
+        )
     table += [
         Row("logins per second ↑", _login("per_second"), 1),
         Row("server CPU per login (ms)", _login("cpu_ms_per_login"), 1),

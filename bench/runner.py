@@ -26,8 +26,8 @@ import trio
 from bench import report
 from bench.consoles import BURST, FLOOD, ActiveConsoles, DirectClient, IdleConsoles
 from bench.consoles import write_burst_file as _write_burst_file
-from bench.fanout import Burster, direct_baseline, fan_out
-from bench.idle import idle_scale
+from bench.fanout import Burster, direct_baseline, fan_out, log_ingest
+from bench.idle import down_scale, idle_scale
 from bench.latency import Latency, keystrokes, keystrokes_under_load, median_of
 from bench.logins import logins
 from bench.procs import Reaper
@@ -162,6 +162,7 @@ class Bench:
                                 self._keys_load(server, mine, flood))  # fmt: skip
             if label == report.FLOOR:
                 return  # a reference for latency only
+            await self._attempt(f"{label} log only", self._log_only(server, mine, burster))
             for n in self.plan.fanout:
                 await self._attempt(f"{label} fan-out to {n}",
                                     self._fan_out(server, mine, burster, n))  # fmt: skip
@@ -218,6 +219,12 @@ class Bench:
             f" delivered {b.delivered:.1%}..{b.delivered_max:.1%}"
         )
 
+    async def _log_only(self, server: Server, mine: report.ServerResults, burster: Burster) -> str:
+        if server.label == report.SSHD:
+            return ""  # holds no connection while nobody is attached: nothing to measure
+        mine.log_ingest = await log_ingest(server, burster, self.plan.burst_reps)
+        return f"{server.label} log only: {mine.log_ingest:.2f} CPU-s/GB"
+
     async def _logins(self, server: Server, mine: report.ServerResults) -> str:
         got = await logins(server, self.plan.logins)
         mine.logins = got
@@ -230,6 +237,10 @@ class Bench:
         plan = self.plan
         largest = max(plan.idle_sizes)
         idle = IdleConsoles(self.workdir / "idle", largest)
+        for n in plan.idle_sizes:
+            for server in self.servers():
+                if server.label != report.FLOOR:
+                    await self._attempt(f"{server.label} down {n}", self._down(server, idle, n))
         self.say(f"idle scale: starting {largest} procServ instances")
         try:
             idle.start(self.reaper)
@@ -242,6 +253,12 @@ class Bench:
                     await self._attempt(f"{server.label} idle {n}", self._idle(server, idle, n))
         finally:
             idle.stop(self.reaper)
+
+    async def _down(self, server: Server, idle: IdleConsoles, n: int) -> str:
+        """``n`` consoles whose procServ is not running (before the idle ones start)."""
+        cpu = await down_scale(server, idle.sockets(n), self.plan.idle_window)
+        self.server_results(server.label).down[n] = cpu
+        return f"{server.label} down {n}: CPU {cpu:.3f}%"
 
     async def _idle(self, server: Server, idle: IdleConsoles, n: int) -> str:
         got = await idle_scale(server, idle.sockets(n), idle.root, self.plan.idle_window)
