@@ -71,6 +71,16 @@ class Revoked:
         return self.certificate(cert)
 
 
+def signing_ca(key_data: bytes) -> bytes | None:
+    """The public data of the CA that signed a certificate blob (None: not a certificate)."""
+    try:
+        cert = asyncssh.public_key.decode_ssh_certificate(key_data)
+    except (asyncssh.KeyImportError, PacketDecodeError):
+        return None
+    ca: bytes = typing.cast(Any, cert).signing_key.public_data
+    return ca
+
+
 def parse_revoked(text: str) -> tuple[Revoked, list[tuple[int, str]]]:
     """The revocation file's entries, and (line number, problem) for each bad line."""
     keys: set[bytes] = set()

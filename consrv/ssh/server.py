@@ -25,6 +25,7 @@ from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config
 from consrv.console import notice_bytes
 from consrv.metrics import SshStats
+from consrv.revocation import signing_ca
 from consrv.service import Input, Login, Service
 from consrv.session import Session
 from consrv.ssh.handshake import describe_failure
@@ -431,14 +432,22 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         """After a reload: end this session if its key no longer is this user's,
         or send it away from its console if its role there changed."""
         login = self.login
-        if self.certified:
-            still = login.user in config.users and bool(config.ssh.trusted_user_ca_keys)
+        if self.certified:  # the user is still there, and the CA that signed still trusted
+            ca = signing_ca(self.credential)
+            trusted = {asyncssh.import_public_key(line).public_data
+                       for line in config.ssh.trusted_user_ca_keys}  # fmt: skip
+            still = login.user in config.users and ca in trusted
         else:
             still = config.user_for_key(self.key) == login.user
         revoked = config.ssh.revoked.blob(self.credential)
         if revoked or not still:
             logger.info("reload: %s's key is gone: ending their session", login.user)
-            text = "your key was " + ("revoked" if revoked else "removed from consrv's config")
+            if revoked:
+                text = "your key was revoked"
+            elif self.certified and login.user in config.users:
+                text = "the CA that signed your certificate is no longer trusted"
+            else:
+                text = "your key was removed from consrv's config"
             self.write_notice(notice_bytes(text, pty=self.pty))
             self._cancel.cancel()
             return

@@ -137,3 +137,41 @@ def test_a_bad_revocation_file_is_a_config_error(site: Site, content: bytes, pro
     )  # fmt: skip
     assert checked.returncode == 2, checked
     assert f"ssh.revoked_keys: {problem}" in checked.stderr, checked.stderr
+
+
+async def test_a_reload_that_drops_a_ca_ends_the_sessions_it_certified(site: Site) -> None:
+    """Two trusted CAs; a reload keeps one: only the other one's certificates are sent away."""
+    old_ca, kept_ca = keygen(site.root / "old_ca"), keygen(site.root / "kept_ca")
+    alice, bob = keygen(site.root / "alice_cert_key"), keygen(site.root / "bob_cert_key")
+    sign(old_ca, alice, "alice", 1)
+    sign(kept_ca, bob, "bob", 2)
+    cas = [(ca.with_suffix(".pub")).read_text().strip() for ca in (old_ca, kept_ca)]
+    start(site, "", trusted_user_ca_keys=cas)
+    async with (
+        trio_asyncio.open_loop(),
+        scripted_ssh(site.port, alice, "console", IOC, pty=True) as by_old,
+        scripted_ssh(site.port, bob, "console", IOC, pty=True) as by_kept,
+    ):
+        await by_old.expect(rb"attached to rev-ioc", stderr=True)
+        await by_kept.expect(rb"attached to rev-ioc", stderr=True)
+        site.config(
+            {IOC: site.socket_of(IOC)},
+            ssh={"listen": ["127.0.0.1:0"], "host_key": str(site.root / "host_key"),
+                 "revoked_keys": str(site.root / "revoked_keys"),
+                 "trusted_user_ca_keys": cas[1:]},
+            metrics={"listen": "127.0.0.1:0"},
+            audit_log=str(site.root / "audit.jsonl"),
+        )  # fmt: skip
+        assert site.consrv.process is not None
+        site.consrv.process.send_signal(signal.SIGHUP)
+        await by_old.expect(
+            rb"the CA that signed your certificate is no longer trusted", stderr=True
+        )
+        await by_old.wait_closed()
+        by_kept.stderr.clear()
+        by_kept.send(b"\x05cw")  # ^Ecw: who, answered only to a live session
+        await by_kept.expect(rb"bob", stderr=True)
+        assert b"alice" not in by_kept.stderr  # her session is gone from the console
+        assert not by_kept.collector.closed.is_set()
+    refused = await trio.to_thread.run_sync(login, site, alice)
+    assert refused.returncode == 255, refused
