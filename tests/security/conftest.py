@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import shlex
 import signal
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import trio
 
 from consrv.demo import ProcServ
 from tests.reliability.conftest import Site, site
+from tests.witness import Witness
 
 __all__ = ["IOC", "Lab", "site", "start_lab", "wait_count"]
 
@@ -40,27 +40,6 @@ ACTIONS = ("start", "stop", "restart")
 def recorder(out: Path) -> list[str]:
     """A child that records its input byte for byte in ``out`` and echoes it as output."""
     return ["/bin/sh", "-c", 'stty raw -echo; exec tee "$1"', "recorder", str(out)]
-
-
-class Witness:
-    """A plain client of procServ's socket: what procServ itself said (a kill, a toggle)."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.sock.setblocking(False)
-        self.seen = bytearray()
-
-    def read(self) -> bytes:
-        try:
-            while data := self.sock.recv(65536):
-                self.seen += data
-        except BlockingIOError:
-            pass
-        return bytes(self.seen)
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 class OptionsProcServ(ProcServ):
