@@ -112,16 +112,20 @@ class PathWatcher:
         self._arm(sub)
         return sub
 
-    async def wait_changed(self, path: Path, unchanged: Callable[[], bool]) -> None:
+    async def wait_changed(self, path: Path, unchanged: Callable[[], bool]) -> bool:
         """Return when something happens to ``path`` (the caller bounds the wait).
 
         ``unchanged()`` is asked once the watch is in place, so a change between the
-        caller's last look and the watch is not missed.
+        caller's last look and the watch is not missed. False at once if the kernel
+        would not watch any directory on the way (no watches left): poll instead.
         """
         changed = trio.Event()
-        with self.subscribe(path, changed.set):
+        with self.subscribe(path, changed.set) as sub:
+            if sub.directory is None:
+                return False
             if unchanged():
                 await changed.wait()
+        return True
 
     def watched_directories(self) -> int:
         return len(self._watches)
