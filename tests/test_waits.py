@@ -17,7 +17,6 @@ import pytest
 import trio
 import trio.testing
 
-from tests import waits
 from tests.waits import WaitTimeout, deadline, wait_until
 
 TESTS = Path(__file__).parent
@@ -168,14 +167,14 @@ class FakeTime:
 
 
 @pytest.fixture
-def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    clock = FakeTime()
-    monkeypatch.setattr(waits, "time", clock)
-    return clock
+def fake_time() -> FakeTime:
+    return FakeTime()
 
 
 def test_wait_until_returns_once_the_condition_holds(fake_time: FakeTime) -> None:
-    wait_until(lambda: fake_time.sleeps >= 3, "three polls", timeout=10, interval=0.5)
+    wait_until(
+        lambda: fake_time.sleeps >= 3, "three polls", timeout=10, interval=0.5, clock=fake_time
+    )
     assert fake_time.now == pytest.approx(1001.5)
 
 
@@ -188,11 +187,14 @@ def test_wait_until_names_what_and_what_was_seen(fake_time: FakeTime) -> None:
         return last[0] == "running"
 
     with pytest.raises(WaitTimeout) as caught:
-        wait_until(running, "ioc@t1 to be running", timeout=2, interval=0.5, seen=last.pop)
+        wait_until(
+            running, "ioc@t1 to be running", timeout=2, interval=0.5, seen=last.pop,
+            clock=fake_time,
+        )  # fmt: skip
     assert str(caught.value) == "gave up after 2 s waiting for ioc@t1 to be running; seen: failed"
     assert 2 < fake_time.now - 1000 <= 2.5  # gave up once the timeout had passed
 
 
 def test_wait_until_true_at_once_never_sleeps(fake_time: FakeTime) -> None:
-    wait_until(lambda: True, "anything", timeout=0)
+    wait_until(lambda: True, "anything", timeout=0, clock=fake_time)
     assert fake_time.sleeps == 0

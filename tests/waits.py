@@ -12,8 +12,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Protocol
 
 import trio
+
+
+class Clock(Protocol):
+    """What `wait_until` needs of a clock: the `time` module has both."""
+
+    def monotonic(self) -> float: ...
+
+    def sleep(self, seconds: float, /) -> None: ...
 
 
 class WaitTimeout(AssertionError):
@@ -42,13 +51,17 @@ def wait_until(
     timeout: float = 10.0,
     interval: float = 0.05,
     seen: Callable[[], object] | None = None,
+    clock: Clock = time,
 ) -> None:
-    """Poll ``condition`` (sync) until it is true; `WaitTimeout` naming ``what`` if not."""
-    end = time.monotonic() + timeout
+    """Poll ``condition`` (sync) until it is true; `WaitTimeout` naming ``what`` if not.
+
+    ``clock``: where ``monotonic`` and ``sleep`` come from (a test's fake clock).
+    """
+    end = clock.monotonic() + timeout
     while not condition():
-        if time.monotonic() > end:
+        if clock.monotonic() > end:
             raise WaitTimeout(_message(timeout, what, seen))
-        time.sleep(interval)
+        clock.sleep(interval)
 
 
 def _message(seconds: float, what: str, seen: Callable[[], object] | None) -> str:
