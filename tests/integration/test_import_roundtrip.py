@@ -89,6 +89,16 @@ async def see_the_ioc(port: int, alice: UserKey, olga: UserKey, name: str) -> No
         await watcher.expect(answer, timeout=20)
 
 
+async def serve_and_see(config: Path, root: Path, keys: list[UserKey]) -> None:
+    """Step: `consrv serve` on the imported config; alice types, olga watches; stop."""
+    alice, olga = keys
+    server = Consrv(config, root).start()
+    try:
+        await see_the_ioc(server.port, alice, olga, IOC)
+    finally:
+        server.stop()
+
+
 async def wait_for_text(path: Path, text: str, timeout: float = 30, count: int = 1) -> None:
     """Wait until `text` appears `count` times in the file at `path`."""
     file = trio.Path(path)
@@ -161,7 +171,6 @@ async def test_conserver_cf_round_trip(
 async def test_runner_file_with_keep_units_round_trip(
     tmp_path: Path, procserv: ProcServ, keys: list[UserKey]
 ) -> None:
-    alice, olga = keys
     conf_dir = tmp_path / "procServ.d"
     conf_dir.mkdir()
     (conf_dir / f"{IOC}.conf").write_text(
@@ -174,18 +183,13 @@ async def test_runner_file_with_keep_units_round_trip(
     assert "ioc" not in data
     data["defaults"]["rw"] = ["alice"]  # step: say who may type
     add_keys_and_listen(config, data, keys)
-    server = Consrv(config, tmp_path).start()
-    try:
-        await see_the_ioc(server.port, alice, olga, IOC)
-    finally:
-        server.stop()
+    await serve_and_see(config, tmp_path, keys)
 
 
 async def test_procservutils_unix_endpoint_with_owner_and_mode_round_trip(
     tmp_path: Path, keys: list[UserKey]
 ) -> None:
     """procServ's ``unix:USER:GROUP:MODE:PATH``: consrv connects to PATH."""
-    alice, olga = keys
     user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
     socket = socket_path(tmp_path, IOC)
     endpoint = f"unix:{user}:{group}:0660:{socket}"
@@ -199,11 +203,7 @@ async def test_procservutils_unix_endpoint_with_owner_and_mode_round_trip(
         assert data["consoles"] == {IOC: {"socket": str(socket)}}
         data["defaults"]["rw"] = ["alice"]
         add_keys_and_listen(config, data, keys)
-        server = Consrv(config, tmp_path).start()
-        try:
-            await see_the_ioc(server.port, alice, olga, IOC)
-        finally:
-            server.stop()
+        await serve_and_see(config, tmp_path, keys)
 
 
 async def test_abstract_unix_endpoint_is_refused_with_a_warning(tmp_path: Path) -> None:
