@@ -391,16 +391,19 @@ class Console:
                 stream = await connect(self.target)
             except OSError as exc:
                 self._connect_failed(exc)
-                if await wait_retry(self.target, backoff.next_delay(), seen, self.watcher):
-                    backoff.reset()  # a new socket: the next tries come quickly
+                await self._wait_retry(backoff, seen)
                 continue
             started = trio.current_time()
             await self._serve(stream)
             if trio.current_time() - started >= STABLE_AFTER:
                 backoff.reset()
-            seen = self._identity()
-            if await wait_retry(self.target, backoff.next_delay(), seen, self.watcher):
-                backoff.reset()
+            await self._wait_retry(backoff, self._identity())
+
+    async def _wait_retry(self, backoff: Backoff, seen: tuple[int, int, int] | None) -> None:
+        """Wait before the next try; a new socket on the path starts the backoff again,
+        so the next tries come quickly (it may be bound but not yet listening)."""
+        if await wait_retry(self.target, backoff.next_delay(), seen, self.watcher):
+            backoff.reset()
 
     def _identity(self) -> tuple[int, int, int] | None:
         if isinstance(self.target, UnixTarget):
