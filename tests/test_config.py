@@ -1,4 +1,4 @@
-"""config.py: YAML → frozen Config, and errors that name the key path.
+"""consrv.config: YAML → frozen Config, and errors that name the key path.
 
 No mocks: real YAML files in tmp_path, real ed25519 keys from asyncssh.
 """

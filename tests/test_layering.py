@@ -69,7 +69,7 @@ CONSRV_DIR = PROTOCOL_DIR.parent
 FRONTS = ("ssh", "web", "fleet")
 # Edges: the process itself (they wire fronts to the core) and the demo.
 EDGES = frozenset({"__main__", "cli", "daemon", "demo", "exposure", "softioc"})
-# The core may parse SSH keys with asyncssh (config.py, revocation.py: key formats,
+# The core may parse SSH keys with asyncssh (config/, revocation.py: key formats,
 # no connection), but it runs no asyncio and knows no front.
 CORE_FORBIDDEN = frozenset({"asyncio", "trio_asyncio"})
 

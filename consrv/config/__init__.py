@@ -1,0 +1,69 @@
+"""Config: the YAML file → a validated, frozen `Config`; every error names its key path.
+
+pydantic v2 does the validation: it is well kept, and every error it reports
+carries the location (`loc`) of the bad value, which becomes the key path in our
+messages (`consoles.my-ioc.socket: expected a path`). Two steps:
+
+1. the `Raw*` models in `schema.py` mirror the file: frozen, unknown keys
+   forbidden, each value parsed by a small validator (`values.py`, wrapped for
+   pydantic in `fields.py`: sizes, HOST:PORT, public keys, names);
+2. `resolve.py` turns them into the frozen dataclasses of `model.py` that the
+   rest of consrv uses: relative paths joined to the config file's directory,
+   `keys_file` read, ACL entries checked against the configured users and
+   groups, defaults applied.
+
+`problems.py` turns pydantic's errors into key paths; `load.py` reads the YAML
+(a key given twice is an error) and runs both steps.
+
+All problems of a step are reported together, one `<key.path>: <problem>` a line.
+A new top-level section: its raw model in `schema.py` (or a module of its own
+that `schema.py` imports), its dataclass in `model.py`, its resolution in
+`resolve.py`. Only the names below are the package's interface.
+
+Must not know: trio, sockets, SSH sessions. docs/configuration.md is the reference.
+"""
+
+from consrv.config.errors import ConfigError, Problem
+from consrv.config.load import load_config, parse_config
+from consrv.config.model import (
+    CIPHERS,
+    DEFAULT_CIPHERS,
+    DEFAULT_HOST_KEY,
+    MAX_UNIX_SOCKET_PATH,
+    Config,
+    ConsoleConfig,
+    ConsoleDefaults,
+    Endpoint,
+    IocConfig,
+    LogConfig,
+    MessageLimits,
+    Pattern,
+    SshConfig,
+    User,
+)
+from consrv.config.values import parse_duration, parse_endpoint, parse_public_key, parse_size
+
+__all__ = [
+    "CIPHERS",
+    "DEFAULT_CIPHERS",
+    "DEFAULT_HOST_KEY",
+    "MAX_UNIX_SOCKET_PATH",
+    "Config",
+    "ConfigError",
+    "ConsoleConfig",
+    "ConsoleDefaults",
+    "Endpoint",
+    "IocConfig",
+    "LogConfig",
+    "MessageLimits",
+    "Pattern",
+    "Problem",
+    "SshConfig",
+    "User",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+    "parse_endpoint",
+    "parse_public_key",
+    "parse_size",
+]
