@@ -23,7 +23,7 @@ from typing import Protocol
 
 import trio
 
-from consrv import __version__, views
+from consrv import __version__, feed, views
 from consrv.access import Role, role_for
 from consrv.console import Console, Viewer, text_bytes
 from consrv.ioc import IocManager, SystemctlError
@@ -68,6 +68,21 @@ class Input(Protocol):
     def eof(self) -> None: ...
 
     def drained(self) -> None: ...
+
+
+class Commands(Protocol):
+    """What the SSH front asks of whoever carries out a command line: this host's
+    `Service`, or a fleet gateway in front of it (wired in daemon.py)."""
+
+    async def handle(
+        self,
+        login: Login,
+        command: str,
+        channel: Channel,
+        *,
+        pty: bool,
+        on_input: Callable[[Input], None],
+    ) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -204,6 +219,7 @@ class _Run:
             "restart": functools.partial(self.action, "restart"),
             "help": self.help,
             "version": self.version,
+            "watch": self.watch,
         }
 
     # -- replies -----------------------------------------------------------------
@@ -236,6 +252,20 @@ class _Run:
     async def version(self, args: list[str]) -> int:
         _no_args("version", args)
         self.text(f"consrv {__version__}\n")
+        return OK
+
+    async def watch(self, args: list[str]) -> int:
+        """The change feed for fleet gateways (consrv/feed.py); only `fleet.gateway_users`."""
+        _, flags = _options("watch", args, {"--json"}, max_positional=0)
+        if "--json" not in flags:
+            raise UsageError("usage: watch --json (the change feed for fleet gateways)")
+        fleet = self.registry.config.fleet
+        if fleet is None or self.login.user not in fleet.gateway_users:
+            return self.error("watch is for fleet gateways (fleet.gateway_users)", DENIED)
+        done = _EofWaiter()
+        self.on_input(done)
+        if not await feed.run_feed(self.service, self.channel, done.is_set):
+            return self.error("watch: the reader fell too far behind", FAILED)
         return OK
 
     async def list_(self, args: list[str]) -> int:

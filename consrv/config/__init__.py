@@ -24,6 +24,7 @@ Must not know: trio, sockets, SSH sessions. docs/configuration.md is the referen
 """
 
 from consrv.config.errors import ConfigError, Problem
+from consrv.config.fleet import FleetConfig, PeerAddress
 from consrv.config.load import load_config, parse_config
 from consrv.config.model import (
     CIPHERS,
@@ -41,7 +42,13 @@ from consrv.config.model import (
     SshConfig,
     User,
 )
-from consrv.config.values import parse_duration, parse_endpoint, parse_public_key, parse_size
+from consrv.config.values import (
+    parse_duration,
+    parse_endpoint,
+    parse_public_key,
+    parse_size,
+    split_ca_line,
+)
 
 __all__ = [
     "CIPHERS",
@@ -53,10 +60,12 @@ __all__ = [
     "ConsoleConfig",
     "ConsoleDefaults",
     "Endpoint",
+    "FleetConfig",
     "IocConfig",
     "LogConfig",
     "MessageLimits",
     "Pattern",
+    "PeerAddress",
     "Problem",
     "SshConfig",
     "User",
@@ -66,4 +75,5 @@ __all__ = [
     "parse_endpoint",
     "parse_public_key",
     "parse_size",
+    "split_ca_line",
 ]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from consrv.access import ANY_USER, GROUP_PREFIX
 from consrv.config.errors import ConfigError, Problem
+from consrv.config.fleet import resolve_fleet
 from consrv.config.model import (
     MAX_UNIX_SOCKET_PATH,
     Config,
@@ -60,6 +61,8 @@ class Resolver:
         }
         revoked_path = self.base_dir / raw.ssh.revoked_keys if raw.ssh.revoked_keys else None
         revoked = self._revoked(revoked_path)
+        fleet, problems = resolve_fleet(raw.fleet, self.base_dir, set(raw.users))
+        self.problems += problems
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -93,6 +96,7 @@ class Resolver:
             messages=MessageLimits(
                 raw.messages.burst, raw.messages.per_minute, raw.messages.max_length
             ),
+            fleet=fleet,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:

@@ -34,6 +34,7 @@ from consrv.config.fields import (
     fail,
     not_empty,
 )
+from consrv.config.fleet import RawFleet
 from consrv.config.model import (
     DEFAULT_CIPHERS,
     DEFAULT_HOST_KEY,
@@ -167,3 +168,4 @@ class RawConfig(Raw):
     ioc: RawIoc | None = None
     audit_log: PathValue | None = None
     messages: RawMessages = Field(default_factory=RawMessages)
+    fleet: RawFleet | None = None

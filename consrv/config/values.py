@@ -172,11 +172,30 @@ def parse_public_key(line: object) -> bytes:
     return bytes(key.public_data)
 
 
+_FROM_RE = re.compile(r'\s*from="([^"]*)"\s+(.*)', re.DOTALL)
+_FROM_PATTERN_RE = re.compile(r"!?[A-Za-z0-9.:*?/_-]{1,255}")
+
+
 def ca_line(value: object) -> str:
-    """A CA public key, checked like a user key, kept as "TYPE BASE64"."""
+    """A CA public key, checked like a user key, kept as "TYPE BASE64"; or, limited to
+    some client addresses with sshd's ``from=`` option, as ``from="PATTERNS" TYPE BASE64``
+    (what fleet gateways' CAs need: docs/fleet.md)."""
+    if isinstance(value, str) and (match := _FROM_RE.fullmatch(value)):
+        patterns = match[1].split(",")
+        bad = [p for p in patterns if not _FROM_PATTERN_RE.fullmatch(p)]
+        if bad:
+            raise ValueError(f"from=: {safe_repr(bad[0])} is not an address or host pattern")
+        return f'from="{",".join(patterns)}" {ca_line(match[2])}'
     parse_public_key(value)
     assert isinstance(value, str)
     return " ".join(value.split()[:2])
+
+
+def split_ca_line(line: str) -> tuple[str | None, str]:
+    """``(PATTERNS, "TYPE BASE64")`` of a line `ca_line` kept; PATTERNS is None without from=."""
+    if match := _FROM_RE.fullmatch(line):
+        return match[1], match[2]
+    return None, line
 
 
 def _import_key(text: str) -> asyncssh.SSHKey | None:

@@ -22,11 +22,11 @@ import trio_asyncio
 
 from consrv.access import Role
 from consrv.audit import NO_AUDIT, AuditLog
-from consrv.config import Config
+from consrv.config import Config, split_ca_line
 from consrv.console import notice_bytes
 from consrv.metrics import SshStats
 from consrv.revocation import signing_ca
-from consrv.service import Input, Login, Service
+from consrv.service import Commands, Input, Login, Service
 from consrv.session import Session
 from consrv.ssh.handshake import describe_failure
 from consrv.ssh.keys import load_or_create_host_key
@@ -60,8 +60,10 @@ class SSHFront:
         service: Service,
         stats: SshStats | None = None,
         audit: AuditLog = NO_AUDIT,
+        commands: Commands | None = None,
     ) -> None:
         self.config, self.service, self.audit = config, service, audit
+        self.commands: Commands = commands or service  # a fleet gateway, or the service
         self.ca_keys = _ca_entries(config)
         self.stats = stats or SshStats((config.ssh.login, config.ssh.observer_login))
         self.connections: set[asyncssh.SSHServerConnection] = set()
@@ -141,7 +143,7 @@ class SSHFront:
 
     def start_session(self, chan_session: _SSHSession, login: Login) -> None:
         assert self.nursery is not None
-        self.nursery.start_soon(chan_session.run, self.service, login)
+        self.nursery.start_soon(chan_session.run, self.commands, login)
 
 
 def _ca_entries(config: Config) -> asyncssh.SSHAuthorizedKeys | None:
@@ -155,8 +157,25 @@ def _ca_entries(config: Config) -> asyncssh.SSHAuthorizedKeys | None:
     cas, users = config.ssh.trusted_user_ca_keys, list(config.users)
     if not cas or not users:
         return None
-    lines = [f'cert-authority,principals="{user}" {ca}' for ca in cas for user in users]
+    lines = [_ca_entry(ca, user) for ca in cas for user in users]
     return asyncssh.import_authorized_keys("\n".join(lines) + "\n")
+
+
+def _ca_entry(line: str, user: str) -> str:
+    """One CA's authorized_keys entry for one user (``from=`` limits it to some addresses)."""
+    sources, key = split_ca_line(line)
+    limit = f',from="{sources}"' if sources is not None else ""
+    return f'cert-authority,principals="{user}"{limit} {key}'
+
+
+def _key_id(certificate: bytes) -> str | None:
+    """The key id of an OpenSSH certificate (a fleet gateway puts GATEWAY:SESSION there)."""
+    try:
+        cert = asyncssh.import_certificate(certificate)
+    except (asyncssh.KeyImportError, ValueError):
+        return None
+    key_id = getattr(cert, "key_id", None)  # OpenSSH certificates have one, X.509 none
+    return str(key_id) if key_id is not None else None
 
 
 class _ConnLog(logging.LoggerAdapter[logging.Logger]):
@@ -181,6 +200,7 @@ class _Server(asyncssh.SSHServer):
         self.user: str | None = None
         self.key = b""  # the public key the user signed with
         self.certified = False  # logged in with a certificate
+        self.via: str | None = None  # its key id: a fleet gateway's GATEWAY:SESSION
         self.asked = self.authenticated = False
         self.failure: str | None = None  # why authentication failed, for the metrics
         self.host = ""
@@ -320,10 +340,13 @@ class _Server(asyncssh.SSHServer):
         self.authenticated = True
         self.front.admission.authenticated(self.host)
         self.front.stats.login(self.login_name)
+        via = self.via = _key_id(self.credential) if self.certified else None  # e.g. a gateway
         self.front.audit.record(
-            "login", user=self.user, login=self.login_name, **{"from": self.peer}
-        )
-        self.log.info("login %s as %s from %s", self.user, self.login_name, self.peer)
+            "login", user=self.user, login=self.login_name, **{"from": self.peer},
+            **({"via": via} if via else {}),
+        )  # fmt: skip
+        self.log.info("login %s as %s from %s%s", self.user, self.login_name, self.peer,
+                      f" via {via}" if via else "")  # fmt: skip
 
     def session_requested(self) -> _SSHSession | bool:
         assert self.user is not None
@@ -336,7 +359,7 @@ class _Server(asyncssh.SSHServer):
             user=self.user,
             groups=self.front.config.groups_of(self.user),
             read_only=self.login_name != self.config.login,
-            peer=self.peer,
+            peer=f"{self.peer} via {self.via}" if self.via else self.peer,
             login=self.login_name,
         )
         chan_session = _SSHSession(
@@ -363,6 +386,8 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self.chan: asyncssh.SSHServerChannel[bytes] | None = None
         self.command = ""
         self.pty = False
+        self.term_type: str | None = None  # the pty's, for a fleet gateway's next hop
+        self.term_size: tuple[int, int, int, int] = (80, 24, 0, 0)
         self.input: Input | None = None
         self._pending = bytearray()
         self._paused: set[str] = set()  # why the channel is not being read
@@ -376,7 +401,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         refuse_env(chan)
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
-        self.pty = True
+        self.pty, self.term_type, self.term_size = True, term_type, tuple(term_size)
         return True
 
     def shell_requested(self) -> bool:
@@ -412,7 +437,19 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         return True  # keep our side open until the session ends
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        pass  # procServ has no way to pass a window size on to the IOC's pty
+        # procServ has no way to pass a window size on to the IOC's pty; a fleet
+        # gateway's bridge passes it on to the next hop.
+        self.term_size = (width, height, pixwidth, pixheight)
+        resized = getattr(self.input, "resized", None)
+        if resized is not None:
+            resized(width, height, pixwidth, pixheight)
+
+    def break_received(self, msec: int) -> bool:
+        forward = getattr(self.input, "break_received", None)  # a fleet gateway's bridge
+        if forward is None:
+            return False
+        forward(msec)
+        return True
 
     def resume_writing(self) -> None:
         self._resume("output")
@@ -434,7 +471,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         login = self.login
         if self.certified:  # the user is still there, and the CA that signed still trusted
             ca = signing_ca(self.credential)
-            trusted = {asyncssh.import_public_key(line).public_data
+            trusted = {asyncssh.import_public_key(split_ca_line(line)[1]).public_data
                        for line in config.ssh.trusted_user_ca_keys}  # fmt: skip
             still = login.user in config.users and ca in trusted
         else:
@@ -471,11 +508,11 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
             self._closed = True
 
     # -- the session task ----------------------------------------------------
-    async def run(self, service: Service, login: Login) -> None:
+    async def run(self, commands: Commands, login: Login) -> None:
         status = 1
         with self._cancel:
             try:
-                status = await service.handle(
+                status = await commands.handle(
                     login, self.command, self, pty=self.pty, on_input=self._set_input
                 )
             except Exception:
