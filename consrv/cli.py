@@ -1,4 +1,4 @@
-"""The ``consrv`` command: ``serve``, ``check-config``, ``import``, ``version``."""
+"""The ``consrv`` command: ``serve``, ``check-config``, ``import``, ``fleet init``, ``version``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 from consrv import __version__, exposure
 from consrv.config import Config, ConfigError, load_config
+from consrv.fleet import setup as fleet_setup
 from consrv.migrate import command as import_command
 
 
@@ -21,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, required=True, help="the YAML config file")
     sub.add_parser("version", help="print the version")
     import_command.add_arguments(sub)
+    fleet_setup.add_arguments(sub)
     return parser
 
 
@@ -53,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "import":
         return import_command.run(args)
+    if args.command == "fleet":
+        from consrv.ssh.keys import write_new_key
+
+        return fleet_setup.run(args, write_new_key)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

@@ -21,6 +21,8 @@ from prometheus_client.registry import Collector
 from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
+from consrv.fleet import build_gateway
+from consrv.fleet.metrics import FleetCollector
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.metrics import (
     ConsoleCollector,
@@ -61,7 +63,11 @@ async def serve(
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
         ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
-        front = SSHFront(config, Service(registry, iocs), ssh_stats, audit)
+        service = Service(registry, iocs)
+        gateway = build_gateway(config, service)  # fleet.peers: one namespace (docs/fleet.md)
+        if gateway is not None:
+            await nursery.start(gateway.run)
+        front = SSHFront(config, service, ssh_stats, audit, commands=gateway)
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
         if reloads is not None:
@@ -71,6 +77,8 @@ async def serve(
             collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
             if iocs is not None:
                 collectors.append(IocCollector(iocs))
+            if gateway is not None:
+                collectors.append(FleetCollector(gateway))
             # serve_metrics logs "metrics on http://HOST:PORT/metrics" (IPv6 in brackets)
             await nursery.start(serve_metrics, config.metrics_listen, metrics_registry(*collectors))
         addresses = await nursery.start(front.serve)
@@ -130,6 +138,7 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("metrics.listen", old.metrics_listen, new.metrics_listen),
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
+        ("fleet.peers", old.fleet and old.fleet.peers, new.fleet and new.fleet.peers),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)

@@ -1,0 +1,168 @@
+"""The fleet's directory: which peer runs which console, and what each peer said last.
+
+Owns the gateway's picture of its peers, built from their change feeds
+(consrv/feed.py): per peer, up or down (and since when), its users' groups, its
+consoles' routing entries; and the answers built on it: which consoles a user
+may see (the owning peer's own rules, `access.role_for`), and where a name the
+user typed lives (``NAME`` or ``NAME@HOST``; ambiguous, unknown, unreachable).
+
+Pure: no I/O, no clock (times are passed in), no SSH.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from consrv.access import Role, role_for
+
+HOST_SEPARATOR = "@"  # NAME@HOST: '@' is not a console-name character
+
+
+@dataclass
+class Peer:
+    """One peer as the directory knows it."""
+
+    name: str  # the HOST users type after '@'
+    address: str  # host:port
+    up: bool = False
+    since: float | None = None  # when it went up or down; None: never reached
+    changed: float | None = None  # the last feed line seen
+    error: str = ""  # why it is down
+    users: dict[str, frozenset[str]] = field(default_factory=dict)
+    consoles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A feed being read: entries since its `hello`, swapped in at its `sync`.
+    _pending: dict[str, dict[str, Any]] | None = None
+
+    def role(self, user: str, name: str, *, read_only: bool) -> Role | None:
+        """The role ``user`` has on console ``name`` by this peer's rules, or None."""
+        entry = self.consoles.get(name)
+        if entry is None or user not in self.users:
+            return None
+        role = role_for(user, self.users[user], entry.get("rw", ()), entry.get("ro", ()))
+        return Role.RO if role is not None and read_only else role
+
+    def may_operate(self, user: str, name: str) -> bool:
+        entry = self.consoles.get(name)
+        if entry is None or user not in self.users:
+            return False
+        return role_for(user, self.users[user], entry.get("operate", ()), ()) is Role.RW
+
+
+class FeedError(ValueError):
+    """A feed line that is not what consrv/feed.py writes."""
+
+
+@dataclass(frozen=True)
+class Found:
+    """A console the user may see, and the peer that owns it."""
+
+    peer: Peer
+    name: str
+
+
+@dataclass(frozen=True)
+class Ambiguous:
+    """The name is on several peers: ``NAME@HOST`` picks one."""
+
+    choices: tuple[str, ...]  # NAME@HOST, sorted
+
+
+@dataclass(frozen=True)
+class Missing:
+    """No peer has a console of that name that the user may see (or no such host)."""
+
+
+class Directory:
+    """Peers by name, and the consoles each one reported."""
+
+    def __init__(self, peers: Iterable[tuple[str, str]] = ()) -> None:
+        self.peers: dict[str, Peer] = {}
+        for name, address in peers:
+            self.add_peer(name, address)
+
+    def add_peer(self, name: str, address: str) -> Peer:
+        peer = self.peers[name] = Peer(name, address)
+        return peer
+
+    # -- the feed ----------------------------------------------------------------
+    def connected(self, peer: Peer, now: float) -> None:
+        """A feed starts: entries gather until its `sync`."""
+        peer._pending = {}
+
+    def receive(self, peer: Peer, line: bytes, now: float) -> None:
+        """One feed line from ``peer``. Raises FeedError for anything else."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise FeedError(f"not JSON: {line[:80]!r}") from None
+        if not isinstance(message, dict) or message.get("schema") != 1:
+            raise FeedError(f"not a schema 1 feed line: {line[:80]!r}")
+        try:
+            self._apply(peer, message, now)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise FeedError(f"bad feed line {line[:80]!r}: {exc!r}") from None
+        peer.changed = now
+
+    def _apply(self, peer: Peer, message: dict[str, Any], now: float) -> None:
+        kind, consoles = message.get("type"), peer._pending
+        target = consoles if consoles is not None else peer.consoles
+        if kind == "hello":
+            peer.users = {u: frozenset(g) for u, g in dict(message["users"]).items()}
+        elif kind == "console":
+            entry = dict(message["console"])
+            target[str(entry["name"])] = entry
+        elif kind == "removed":
+            target.pop(str(message["name"]), None)
+        elif kind == "sync":
+            if consoles is not None:
+                peer.consoles, peer._pending = consoles, None
+            if not peer.up:
+                peer.up, peer.since, peer.error = True, now, ""
+        else:
+            raise FeedError(f"unknown feed line type {kind!r}")
+
+    def lost(self, peer: Peer, now: float, error: str) -> None:
+        """The peer's feed ended: it is down (its last consoles are kept, as unreachable)."""
+        peer._pending = None
+        if peer.up or peer.since is None:
+            peer.since = now
+        peer.up, peer.error = False, error
+
+    # -- answers -------------------------------------------------------------------
+    def visible(self, user: str, *, read_only: bool) -> list[Found]:
+        """Every console ``user`` may see, on every peer (down ones too), by name then host."""
+        found = [
+            Found(peer, name)
+            for peer in self.peers.values()
+            for name in peer.consoles
+            if peer.role(user, name, read_only=read_only) is not None
+        ]
+        return sorted(found, key=lambda f: (f.name, f.peer.name))
+
+    def missing(self) -> list[Peer]:
+        """Peers whose consoles are not known now (down, or not reached yet)."""
+        return [peer for peer in self.peers.values() if not peer.up]
+
+    def lookup(self, user: str, text: str, *, read_only: bool) -> Found | Ambiguous | Missing:
+        """Where ``NAME`` or ``NAME@HOST`` lives, among the consoles ``user`` may see."""
+        name, _, host = text.partition(HOST_SEPARATOR)
+        found = [f for f in self.visible(user, read_only=read_only) if f.name == name]
+        if host:
+            found = [f for f in found if f.peer.name == host]
+        if not found:
+            return Missing()
+        if len(found) > 1:
+            return Ambiguous(tuple(f"{f.name}{HOST_SEPARATOR}{f.peer.name}" for f in found))
+        return found[0]
+
+    def size(self) -> int:
+        return sum(len(peer.consoles) for peer in self.peers.values())
+
+
+def split_host(text: str) -> tuple[str, str]:
+    """``("NAME", "HOST")`` for ``NAME@HOST``; ``("NAME", "")`` for a bare name."""
+    name, _, host = text.partition(HOST_SEPARATOR)
+    return name, host

@@ -1,0 +1,352 @@
+"""The gateway: one namespace over every peer, answered from the live directory.
+
+Owns the fleet's meaning of a command line: ``list|who|status [--json]`` with no
+name cover this host and every peer (from the directory: no peer is asked at
+request time); a command naming one console (``NAME``, ``attach``, ``tail``,
+``status NAME``, ``who NAME``, ``start|stop|restart``) runs on the console's own
+host, through a `Bridge` under a certificate minted for the user; ``follow``
+spans hosts. ``NAME@HOST`` picks a host; a name on several hosts is refused with
+the choices; a name whose host is down gets one line naming the host and since
+when (exit status 5), within the hop's deadline. Everything else is this host's
+`Service`. The SSH front reaches the gateway only through ``service.Commands``.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import shlex
+import time
+from collections.abc import Callable
+from typing import Any
+
+import asyncssh
+import trio
+
+from consrv import views
+from consrv.console import text_bytes
+from consrv.fleet import reports
+from consrv.fleet.bridge import Bridge, Hop, Terminal, open_hop
+from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, split_host
+from consrv.fleet.identity import Minter
+from consrv.fleet.link import LinkSettings, PeerLink, split_address
+from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Input, Login, Service
+from consrv.session import Channel
+
+logger = logging.getLogger(__name__)
+
+UNREACHABLE = 5  # exit status: the console's host cannot be reached now (docs/fleet.md)
+REPORTS = ("list", "who", "status")
+NAMED = ("attach", "tail", "status", "who", "start", "stop", "restart")
+LOCAL_ONLY = ("help", "version", "watch", "list", "follow", "web", "log")
+VALUED = ("-n",)  # options whose value is the next word
+
+
+class Gateway:
+    """``service.Commands`` for a consrv with peers: the fleet first, then this host."""
+
+    def __init__(
+        self,
+        service: Service,
+        name: str,
+        peers: list[tuple[str, str]],
+        link_settings: LinkSettings,
+        minter: Minter,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service, self.name, self.minter = service, name, minter
+        self.link_settings = link_settings
+        self.clock = clock
+        self.directory = Directory(peers)
+        self.links = {
+            peer.name: PeerLink(peer, self.directory, link_settings, clock)
+            for peer in self.directory.peers.values()
+        }
+        self.proxied = 0  # sessions carried to a peer, ever
+        self.active = 0  # carried now
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep a link to every peer, forever (each its own task: none waits for another)."""
+        async with trio.open_nursery() as nursery:
+            for name, link in self.links.items():
+                nursery.start_soon(link.run, name=f"fleet:{name}")
+            task_status.started()
+
+    # -- service.Commands ------------------------------------------------------------
+    async def handle(
+        self,
+        login: Login,
+        command: str,
+        channel: Channel,
+        *,
+        pty: bool,
+        on_input: Callable[[Input], None],
+    ) -> int:
+        run = _Run(self, self.service.current(login), channel, pty, on_input)
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            words = []
+        if not words:
+            return await run.local(command)
+        verb, args = words[0], words[1:]
+        if verb in REPORTS and _name_index(words) is None:
+            return await run.report(verb, args, command)
+        if verb == "follow":
+            return await run.follow(args, command)
+        index = _name_index(words)
+        if index is None:
+            return await run.local(command)
+        return await run.named(words, index)
+
+
+class _Run:
+    """One command line on the gateway for one login."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        login: Login,
+        channel: Channel,
+        pty: bool,
+        on_input: Callable[[Input], None],
+    ) -> None:
+        self.gateway, self.login, self.channel, self.pty = gateway, login, channel, pty
+        self.on_input = on_input
+        self.service, self.directory = gateway.service, gateway.directory
+
+    async def local(self, command: str, channel: Channel | None = None,
+                    on_input: Callable[[Input], None] | None = None) -> int:  # fmt: skip
+        return await self.service.handle(
+            self.login, command, channel or self.channel, pty=self.pty,
+            on_input=on_input or self.on_input,
+        )  # fmt: skip
+
+    def text(self, text: str) -> None:
+        self.channel.write(text_bytes(text, pty=self.pty))
+
+    def error(self, text: str, status: int) -> int:
+        self.channel.write_notice(text_bytes(f"consrv: {text}\n", pty=self.pty))
+        return status
+
+    # -- list / who / status over the fleet ------------------------------------------
+    def rows(self) -> list[dict[str, Any]]:
+        """Every console the user may see, here and on every peer, by name then host."""
+        rows = []
+        for name in self.service.visible(self.login):
+            row = views.console_dict(self.service.view(name))
+            who = self.service.registry.consoles[name].who()
+            row["who"] = [views.who_dict(name, entry) for entry in who]
+            rows.append({**row, "host": self.gateway.name})
+        for found in self.directory.visible(self.login.user, read_only=self.login.read_only):
+            row = dict(found.peer.consoles[found.name])
+            row.setdefault("last_output", None)
+            if not found.peer.up:
+                row["state"] = reports.UNREACHABLE
+            rows.append({**row, "host": found.peer.name})
+        return sorted(rows, key=lambda r: (r["name"], r["host"]))
+
+    async def report(self, verb: str, args: list[str], command: str) -> int:
+        flags = set(args)
+        if not flags <= {"--json"}:
+            return await self.local(command)  # the local service says what is wrong
+        rows, missing, now = self.rows(), self.directory.missing(), self.gateway.clock()
+        if verb == "who":
+            who = reports.who_json(rows, missing) if flags else None
+            text = who or reports.who_table(rows, missing, now)
+        elif flags:
+            text = reports.list_json(rows, missing)
+        elif verb == "list":
+            text = reports.list_table(rows, missing, now)
+        else:
+            text = reports.status_table(rows, missing, now)
+        self.text(text)
+        return OK
+
+    # -- one console, wherever it is ---------------------------------------------------
+    def where(self, text: str) -> Found | Ambiguous | Missing | None:
+        """The peer that owns ``text`` (NAME or NAME@HOST), None for this host."""
+        name, host = split_host(text)
+        if host == self.gateway.name:
+            return None
+        here = not host and name in self.service.visible(self.login)
+        found = self.directory.lookup(self.login.user, text, read_only=self.login.read_only)
+        if not here:
+            return found
+        if isinstance(found, Missing):
+            return None
+        there = found.choices if isinstance(found, Ambiguous) else (f"{name}@{found.peer.name}",)
+        return Ambiguous(tuple(sorted((f"{name}@{self.gateway.name}", *there))))
+
+    async def named(self, words: list[str], index: int) -> int:
+        text = words[index]
+        name, host = split_host(text)
+        where = self.where(text)
+        if where is None or (isinstance(where, Missing) and not host):
+            words[index] = name
+            return await self.local(shlex.join(words))  # unknown: the service suggests
+        if isinstance(where, Missing):
+            return self.error(f"unknown console {text[:130]!r}; try: list", NOT_FOUND)
+        if isinstance(where, Ambiguous):
+            choices = ", ".join(where.choices)
+            return self.error(f"{name!r} is on several hosts: {choices}; name one as NAME@HOST",
+                              USAGE)  # fmt: skip
+        words[index] = name
+        return await self.forward(where.peer, shlex.join(words))
+
+    async def forward(
+        self,
+        peer: Peer,
+        command: str,
+        channel: Channel | None = None,
+        on_input: Callable[[Input], None] | None = None,
+    ) -> int:
+        """Run ``command`` on ``peer`` as this user, bridging the channel to it."""
+        now = self.gateway.clock()
+        if not peer.up:
+            return self.error(reports.unreachable_text(peer, now), UNREACHABLE)
+        gateway, channel = self.gateway, channel or self.channel
+        link = gateway.links[peer.name]
+        credential = gateway.minter.mint(self.login.user, link.local_address, now)
+        host, port = split_address(peer.address)
+        hop = Hop(host, port, self._peer_login(), command, credential)
+        bridge = Bridge(channel)
+        (on_input or self.on_input)(bridge)
+        terminal = channel if isinstance(channel, Terminal) else None
+        settings = gateway.link_settings
+        try:
+            conn = await open_hop(settings, hop)
+        except trio.TooSlowError:
+            return self._unreachable(peer, f"no answer within {settings.connect_timeout:g} s")
+        except asyncssh.PermissionDenied:
+            return self.error(f"{peer.name} refused this gateway's certificate for "
+                              f"{self.login.user}", DENIED)  # fmt: skip
+        except (OSError, asyncssh.Error) as exc:
+            return self._unreachable(peer, str(exc) or type(exc).__name__)
+        logger.info("fleet: %s %r on %s as %s (%s)", self.login.user, command, peer.name,
+                    hop.login, credential.key_id)  # fmt: skip
+        gateway.proxied += 1
+        gateway.active += 1
+        try:
+            with trio.fail_after(settings.connect_timeout):
+                await bridge.open(conn, hop, terminal)
+            return await bridge.wait()
+        except trio.TooSlowError:
+            return self._unreachable(peer, f"no answer within {settings.connect_timeout:g} s")
+        except (OSError, asyncssh.Error) as exc:
+            return self._unreachable(peer, str(exc) or type(exc).__name__)
+        finally:
+            gateway.active -= 1
+            conn.abort()
+
+    def _unreachable(self, peer: Peer, why: str) -> int:
+        since = f" (up since {views.iso(peer.since)})" if peer.up and peer.since else ""
+        return self.error(f"{peer.name} unreachable{since}: {why}", UNREACHABLE)
+
+    def _peer_login(self) -> str:
+        ssh = self.service.registry.config.ssh
+        return ssh.observer_login if self.login.read_only else ssh.login
+
+    # -- follow across hosts -------------------------------------------------------------
+    async def follow(self, args: list[str], command: str) -> int:
+        if len(args) != 1 or args[0].startswith("-"):
+            return await self.local(command)
+        pattern = args[0]
+        visible = self.directory.visible(self.login.user, read_only=self.login.read_only)
+        peers = sorted({f.peer.name for f in visible if fnmatch.fnmatchcase(f.name, pattern)})
+        if not peers:
+            return await self.local(command)
+        here = any(fnmatch.fnmatchcase(n, pattern) for n in self.service.visible(self.login))
+        fan = _Fanout()
+        self.on_input(fan)
+        statuses: list[int] = []
+
+        async def one(peer: Peer) -> None:
+            statuses.append(await self.forward(peer, command, _Lines(self.channel), fan.add))
+
+        async def local() -> None:
+            statuses.append(await self.local(command, _Lines(self.channel), fan.add))
+
+        async with trio.open_nursery() as nursery:
+            if here:
+                nursery.start_soon(local)
+            for name in peers:
+                nursery.start_soon(one, self.directory.peers[name])
+        return OK if OK in statuses else min(statuses)
+
+
+class _Fanout:
+    """One user's input for several readers (``follow`` over hosts): EOF ends them all."""
+
+    def __init__(self) -> None:
+        self.readers: list[Input] = []
+        self._eof = False
+
+    def add(self, reader: Input) -> None:
+        self.readers.append(reader)
+        if self._eof:
+            reader.eof()
+
+    def feed(self, data: bytes) -> None:
+        for reader in self.readers:
+            reader.feed(data)
+
+    def eof(self) -> None:
+        self._eof = True
+        for reader in self.readers:
+            reader.eof()
+
+    def drained(self) -> None:
+        for reader in self.readers:
+            reader.drained()
+
+
+class _Lines:
+    """A channel that passes only whole lines, so lines from several hosts never mix."""
+
+    MAX_PARTIAL = 4096
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self._partial = b""
+
+    def write(self, data: bytes) -> None:
+        data, self._partial = self._partial + data, b""
+        end = data.rfind(b"\n") + 1
+        if end == 0 and len(data) <= self.MAX_PARTIAL:
+            self._partial = data
+            return
+        if end:
+            data, self._partial = data[:end], data[end:]
+        self.channel.write(data)
+
+    def write_notice(self, data: bytes) -> None:
+        self.channel.write_notice(data)
+
+    def buffered(self) -> int:
+        return self.channel.buffered()
+
+    def pause_reading(self) -> None:
+        self.channel.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.channel.resume_reading()
+
+
+def _name_index(words: list[str]) -> int | None:
+    """Where the console's name is in a command line, or None if it names none."""
+    verb = words[0]
+    if verb in NAMED:
+        skip = False
+        for index, word in enumerate(words[1:], start=1):
+            if skip:
+                skip = False
+            elif word in VALUED:
+                skip = True
+            elif not word.startswith("-"):
+                return index
+        return None
+    if verb in LOCAL_ONLY or verb.startswith("-"):
+        return None
+    return 0
