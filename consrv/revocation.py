@@ -81,6 +81,17 @@ def signing_ca(key_data: bytes) -> bytes | None:
     return ca
 
 
+def certificate_key_id(key_data: bytes) -> str | None:
+    """The key id of a certificate blob (None: not a certificate). A fleet gateway's
+    certificates carry GATEWAY:SESSION there (the ``via`` of the audit log)."""
+    try:
+        cert = asyncssh.public_key.decode_ssh_certificate(key_data)
+    except (asyncssh.KeyImportError, PacketDecodeError):
+        return None
+    key_id = typing.cast(Any, cert)._key_id  # no public accessor: see Revoked.certificate
+    return key_id.decode("utf-8", "replace") if isinstance(key_id, bytes) else str(key_id)
+
+
 def parse_revoked(text: str) -> tuple[Revoked, list[tuple[int, str]]]:
     """The revocation file's entries, and (line number, problem) for each bad line."""
     keys: set[bytes] = set()

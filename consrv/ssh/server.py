@@ -25,7 +25,7 @@ from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, split_ca_line
 from consrv.console import notice_bytes
 from consrv.metrics import SshStats
-from consrv.revocation import signing_ca
+from consrv.revocation import certificate_key_id, signing_ca
 from consrv.service import Commands, Input, Login, Service
 from consrv.session import Session
 from consrv.ssh.handshake import describe_failure
@@ -166,16 +166,6 @@ def _ca_entry(line: str, user: str) -> str:
     sources, key = split_ca_line(line)
     limit = f',from="{sources}"' if sources is not None else ""
     return f'cert-authority,principals="{user}"{limit} {key}'
-
-
-def _key_id(certificate: bytes) -> str | None:
-    """The key id of an OpenSSH certificate (a fleet gateway puts GATEWAY:SESSION there)."""
-    try:
-        cert = asyncssh.import_certificate(certificate)
-    except (asyncssh.KeyImportError, ValueError):
-        return None
-    key_id = getattr(cert, "key_id", None)  # OpenSSH certificates have one, X.509 none
-    return str(key_id) if key_id is not None else None
 
 
 class _ConnLog(logging.LoggerAdapter[logging.Logger]):
@@ -340,7 +330,8 @@ class _Server(asyncssh.SSHServer):
         self.authenticated = True
         self.front.admission.authenticated(self.host)
         self.front.stats.login(self.login_name)
-        via = self.via = _key_id(self.credential) if self.certified else None  # e.g. a gateway
+        # A certificate's key id: a fleet gateway's GATEWAY:SESSION (the audit's `via`).
+        via = self.via = certificate_key_id(self.credential) if self.certified else None
         self.front.audit.record(
             "login", user=self.user, login=self.login_name, **{"from": self.peer},
             **({"via": via} if via else {}),

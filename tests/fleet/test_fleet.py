@@ -1,25 +1,366 @@
-"""The fleet through the real OpenSSH client: one namespace over many real consrv hosts."""
+"""The fleet through the real OpenSSH client: one namespace over many real consrv hosts.
+
+One fleet for the module (tests/fleet/conftest.py): PEERS real peers on 127.0.0.10...,
+two gateways on 127.0.0.50 and .51. What a user sees through a gateway is checked
+against what really happened: on procServ's side (a witness), in a peer's audit log,
+and against a direct login on the peer.
+"""
 
 from __future__ import annotations
 
-import pytest
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
 
-from tests.fleet.conftest import DUPLICATE, PEERS, SECRET, Fleet
+import pytest
+import trio
+
+from consrv.fleet.gateway import UNREACHABLE
+from tests.fleet.conftest import (
+    DUPLICATE,
+    PEERS,
+    SECRET,
+    SOFT_IOC,
+    Fleet,
+    Peer,
+    ssh_argv,
+)
+from tests.harness import Consrv
+from tests.sshclients import PtySSH
+from tests.waits import deadline, wait_until
+from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
+
+
+def rows(data: dict[str, object]) -> set[tuple[str, str]]:
+    consoles = data["consoles"]
+    assert isinstance(consoles, list)
+    return {(row["name"], row["host"]) for row in consoles}
+
+
+def pty_ssh(fleet: Fleet, user: str, login: str, *command: str, peer: Peer | None = None,
+            gateway: int = 0) -> PtySSH:  # fmt: skip
+    host, port = (
+        (peer.name, peer.port)
+        if peer
+        else (fleet.gateways[gateway].address, fleet.gateways[gateway].consrv.port)
+    )
+    return PtySSH(ssh_argv(host, port, fleet.users[user].private, login, *command, tty=True))
+
+
+# -- list / who / status ------------------------------------------------------------
 
 
 def test_list_covers_every_peer_with_a_host_column(fleet: Fleet) -> None:
     data = fleet.listing("alice")
     assert data["schema"] == 1
     assert data["missing_peers"] == []
-    rows = {(row["name"], row["host"]) for row in data["consoles"]}
+    found = rows(data)
     for index, peer in enumerate(fleet.peers):
-        assert (f"ioc-{index:02d}", peer.name) in rows
-    assert (DUPLICATE, fleet.peers[0].name) in rows
-    assert (DUPLICATE, fleet.peers[1].name) in rows
-    assert (SECRET, fleet.peers[3].name) in rows
-    assert len(rows) == PEERS + 4
-    table = fleet.ssh("alice", "list")
+        assert (f"ioc-{index:02d}", peer.name) in found
+    assert {(DUPLICATE, fleet.peers[0].name), (DUPLICATE, fleet.peers[1].name)} <= found
+    assert (SECRET, fleet.peers[3].name) in found
+    assert (SOFT_IOC, fleet.peers[2].name) in found
+    assert len(found) == PEERS + 4
+    first = data["consoles"][0]
+    assert {"name", "state", "writer", "viewers", "host", "upstream"} <= first.keys()
+    assert not {"rw", "ro", "operate"} & first.keys()  # routing data stays inside
+    table = fleet.ssh("alice", "list", gateway=1)
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == ["NAME", "HOST", "STATE", "WRITER", "VIEWERS"]
+    assert len(table.stdout.splitlines()) == PEERS + 5
+
+
+def test_consoles_a_user_has_no_role_on_stay_invisible(fleet: Fleet) -> None:
+    bob = rows(fleet.listing("bob"))
+    assert SECRET not in {name for name, _ in bob}
+    assert len(bob) == PEERS + 3
+    result = fleet.ssh("bob", "tail", SECRET)
+    assert result.returncode == 1
+    assert "unknown console" in result.stderr
+    direct = fleet.ssh("bob", "list", host=fleet.peers[3].name, port=fleet.peers[3].port)
+    assert SECRET not in direct.stdout  # the same answer as on the host itself
+
+
+def test_status_and_who_cover_the_fleet(fleet: Fleet) -> None:
+    status = fleet.ssh("olga", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert {row["host"] for row in data["consoles"]} == {p.name for p in fleet.peers}
+    assert all(row["state"] == "up" for row in data["consoles"])
+    table = fleet.ssh("olga", "status")
+    assert table.stdout.split("\n", 1)[0].split()[:3] == ["NAME", "HOST", "STATE"]
+    who = fleet.ssh("olga", "who", "--json")
+    assert json.loads(who.stdout) == {"schema": 1, "users": [], "missing_peers": []}
+
+
+async def test_who_shows_a_user_attached_through_the_gateway(fleet: Fleet) -> None:
+    peer = fleet.peers[4]
+    client = await pty_ssh(fleet, "alice", "console", "ioc-04").start()
+    try:
+        await client.expect(rb"you write")
+        seen: list[object] = []
+
+        def listed() -> bool:
+            data = json.loads(fleet.ssh("olga", "who", "--json").stdout)
+            seen[:] = [data]
+            return any(u["console"] == "ioc-04" and u["user"] == "alice" for u in data["users"])
+
+        await trio.to_thread.run_sync(
+            lambda: wait_until(listed, "alice on ioc-04 in the fleet's who", seen=lambda: seen)
+        )
+        entry = next(u for u in seen[0]["users"] if u["console"] == "ioc-04")  # type: ignore[index]
+        assert entry["host"] == peer.name
+        assert entry["mode"] == "writer"
+        assert re.fullmatch(r"127\.0\.0\.50:\d+ via gw-127\.0\.0\.50:\d+", entry["from"])
+    finally:
+        await client.aclose()
+    login = [r for r in peer.audit() if r.get("event") == "login" and r.get("user") == "alice"]
+    assert login
+    assert login[-1]["via"].startswith("gw-127.0.0.50:")
+
+
+# -- one console, wherever it is -----------------------------------------------------------
+
+
+async def test_attach_through_the_gateway_reaches_the_ioc(fleet: Fleet) -> None:
+    peer = fleet.peers[5]
+    with Witness(peer.procservs["ioc-05"].socket) as witness:
+        client = await pty_ssh(fleet, "alice", "console", "ioc-05").start()
+        try:
+            await client.expect(rb"you write")
+            await client.send(b"hello-through-the-gateway\r")
+            await witness.expect(rb"hello-through-the-gateway")
+            await client.expect(rb"hello-through-the-gateway")  # cat's echo, back to the user
+            await client.send(b"\x05c.")
+            await client.expect(rb"detached from ioc-05")
+            assert await client.wait() == 0
+        finally:
+            await client.aclose()
+
+
+async def test_observer_through_the_gateway_sends_nothing(fleet: Fleet) -> None:
+    peer = fleet.peers[6]
+    with Witness(peer.procservs["ioc-06"].socket) as witness:
+        client = await pty_ssh(fleet, "alice", "observer", "ioc-06").start()
+        try:
+            await client.expect(rb"read-only")
+            await client.send(b"must-not-arrive\r\x18")
+            await client.expect(rb"read-only: your input is not sent")
+            await client.send(b"\x05c.")
+            assert await client.wait() == 0
+        finally:
+            await client.aclose()
+        await trio.sleep(0.3)  # what was typed had its time to arrive (it must not)
+        assert b"must-not-arrive" not in witness.read()
+
+
+async def test_lock_hand_off_between_a_gateway_user_and_a_direct_user(fleet: Fleet) -> None:
+    peer = fleet.peers[7]
+    alice = await pty_ssh(fleet, "alice", "console", "ioc-07").start()
+    bob = pty_ssh(fleet, "bob", "console", "ioc-07", peer=peer)
+    try:
+        await alice.expect(rb"you write")
+        await bob.start()
+        await bob.expect(rb"alice writes")
+        await bob.send(b"\x05cf")
+        await bob.expect(rb"you now write \(forced from alice\)")
+        await alice.expect(rb"bob forced write; you now watch")
+        await alice.send(b"\x05cf")  # and back, through the gateway
+        await alice.expect(rb"you now write \(forced from bob\)")
+    finally:
+        await alice.aclose()
+        await bob.aclose()
+
+
+async def test_restart_through_the_gateway(fleet: Fleet) -> None:
+    """The console-level restart (procServ's ^X, confirmed) through the gateway: the
+    peer asks, the child is restarted (a new pid). `restart NAME` (systemd units) is
+    forwarded too: here the peer's own answer and exit status come back."""
+    peer = fleet.peers[8]
+    procserv = peer.procservs["ioc-08"]
+    before = procserv.child_pids()
+    client = await pty_ssh(fleet, "alice", "console", "ioc-08").start()
+    try:
+        await client.expect(rb"you write")
+        await client.send(b"\x18")
+        await client.expect(rb"Send \^X \(kill/restart\) to IOC ioc-08\? \[y/N\]")
+        await client.send(b"y")
+        await client.expect(rb"@@@ Restarting child", timeout=20)
+    finally:
+        await client.aclose()
+    await trio.to_thread.run_sync(
+        lambda: wait_until(
+            lambda: procserv.child_pids() not in ([], before),
+            "ioc-08's child to run again with a new pid",
+        )
+    )
+    unit = fleet.ssh("alice", "restart", "ioc-08")
+    assert unit.returncode == 1
+    assert "ioc-08 is not an IOC unit" in unit.stderr
+
+
+def test_duplicate_names_are_refused_with_both_choices(fleet: Fleet) -> None:
+    first, second = fleet.peers[0].name, fleet.peers[1].name
+    result = fleet.ssh("alice", "tail", DUPLICATE)
+    assert result.returncode == 2
+    assert f"{DUPLICATE}@{first}" in result.stderr
+    assert f"{DUPLICATE}@{second}" in result.stderr
+    picked = fleet.ssh("alice", "status", f"{DUPLICATE}@{second}")
+    assert picked.returncode == 0, picked.stderr
+    assert picked.stdout.startswith(f"console   {DUPLICATE}: up")
+    nowhere = fleet.ssh("alice", "tail", f"{DUPLICATE}@127.0.0.99")
+    assert nowhere.returncode == 1
+
+
+async def test_follow_across_hosts(fleet: Fleet) -> None:
+    """``follow`` over consoles of two hosts: each host's lines, whole and prefixed."""
+    gateway = fleet.gateways[0]
+    argv = ssh_argv(gateway.address, gateway.consrv.port, fleet.users["olga"].private,
+                    "observer", "follow", "ioc-0[56]", tty=False)  # fmt: skip
+    client = await PtySSH(argv).start()
+    try:
+        for index in (5, 6):
+            name, peer = f"ioc-{index:02d}", fleet.peers[index]
+            with deadline(
+                15, f"{name}'s output followed through the gateway", lambda: client.output
+            ):
+                while True:  # the followers attach once the command runs: say it until seen
+                    with Witness(peer.procservs[name].socket) as witness:
+                        witness.sock.sendall(f"mark-{name}\r".encode())
+                    with trio.move_on_after(0.5):
+                        await client.expect(f"{name}: mark-{name}".encode())
+                        break
+        await client.send(b"\x04")  # ^D: the end of the user's input ends the follow
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+
+
+# -- failures ----------------------------------------------------------------------------------
+
+
+def test_a_killed_peer_is_unreachable_then_back(fleet: Fleet) -> None:
+    peer = fleet.peers[9]
+    assert peer.consrv.process is not None
+    peer.consrv.process.kill()
+    peer.consrv.process.wait()
+    try:
+        seen: list[object] = []
+
+        def missing() -> bool:
+            data = fleet.listing()
+            seen[:] = [data["missing_peers"]]
+            return [m["host"] for m in data["missing_peers"]] == [peer.name]
+
+        wait_until(missing, f"{peer.name} in missing_peers", timeout=15, seen=lambda: seen)
+        data = fleet.listing()
+        states = {row["state"] for row in data["consoles"] if row["host"] == peer.name}
+        assert states == {"unreachable"}
+        start = time.monotonic()
+        result = fleet.ssh("alice", "tail", "ioc-09")
+        assert time.monotonic() - start < 5
+        assert result.returncode == UNREACHABLE
+        assert re.search(rf"{re.escape(peer.name)} unreachable since \S+Z", result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert f"# {peer.name} unreachable since" in fleet.ssh("alice", "list").stdout
+    finally:
+        peer.consrv = Consrv(peer.config_path, peer.root).start(timeout=30)
+    fleet.wait_complete(timeout=30)
+    assert fleet.ssh("alice", "tail", "ioc-09").returncode == 0
+
+
+def test_a_hung_peer_gets_an_error_within_5_seconds(fleet: Fleet) -> None:
+    peer = fleet.peers[PEERS - 1]
+    name = f"ioc-{PEERS - 1:02d}"
+    assert peer.consrv.process is not None
+    pid = peer.consrv.process.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        result = fleet.ssh("alice", "tail", name)
+        elapsed = time.monotonic() - start
+        assert result.returncode == UNREACHABLE, result.stderr
+        assert elapsed < 5.5  # the gateway's deadline is 4 s; ssh's own start-up on top
+        assert peer.name in result.stderr
+        wait_until(lambda: peer.name in [m["host"] for m in fleet.listing()["missing_peers"]],
+                   f"{peer.name} (stopped) in missing_peers", timeout=15)  # fmt: skip
+        start = time.monotonic()
+        again = fleet.ssh("alice", "tail", name)
+        assert again.returncode == UNREACHABLE
+        assert time.monotonic() - start < 2  # known down: answered at once
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    fleet.wait_complete(timeout=30)
+
+
+def test_a_restarted_gateway_rebuilds_its_directory(fleet: Fleet) -> None:
+    gateway = fleet.gateways[1]
+    gateway.consrv.stop()
+    start = time.monotonic()
+    gateway.consrv = Consrv(gateway.consrv.config, gateway.root).start(timeout=30)
+    fleet.wait_complete(gateway=1, timeout=30)
+    rebuilt = time.monotonic() - start
+    assert rebuilt < 20, f"directory rebuilt in {rebuilt:.1f} s"
+    assert len(rows(fleet.listing(gateway=1))) == PEERS + 4
+
+
+async def test_a_user_removed_on_the_peer_loses_the_session(fleet: Fleet) -> None:
+    peer = fleet.peers[PEERS - 2]
+    name = f"ioc-{PEERS - 2:02d}"
+    client = await pty_ssh(fleet, "bob", "console", name).start()
+    original = json.loads(json.dumps(peer.config))
+    try:
+        await client.expect(rb"you write")
+        del peer.config["users"]["bob"]
+        peer.config["defaults"]["rw"] = ["alice"]
+        peer.write()
+        assert peer.consrv.process is not None
+        peer.consrv.process.send_signal(signal.SIGHUP)
+        await client.expect(rb"removed from consrv's config")
+        assert await client.wait() != 0
+    finally:
+        await client.aclose()
+        peer.config = original
+        peer.write()
+        assert peer.consrv.process is not None
+        peer.consrv.process.send_signal(signal.SIGHUP)
+    await trio.to_thread.run_sync(
+        lambda: wait_until(
+            lambda: fleet.ssh("bob", "tail", name).returncode == 0,
+            f"bob back on {name} after the config is restored",
+        )
+    )
+
+
+def sign(ca: Path, key: Path, principal: str) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "forged", "-n", principal,
+                    "-V", "-5m:+1h", str(key) + ".pub"], check=True, timeout=20)  # fmt: skip
+
+
+def test_a_certificate_from_a_non_gateway_address_is_refused(fleet: Fleet, tmp_path: Path) -> None:
+    """The gateways' CA signs a certificate (as a thief of the CA key could): it is refused
+    from any address but the gateways' (``from=`` on the peer's trusted CA line)."""
+    peer = fleet.peers[2]
+    key = tmp_path / "id_forged"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    sign(fleet.ca, key, "alice")
+    argv = ssh_argv(peer.name, peer.port, key, "console", "list", tty=False)
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+    assert refused.returncode == 255
+    assert "Permission denied" in refused.stderr
+    from_gateway = ["ssh", "-b", fleet.gateways[0].address, *argv[1:]]
+    accepted = subprocess.run(from_gateway, capture_output=True, text=True, timeout=20, check=False)
+    assert accepted.returncode == 0, accepted.stderr  # the same certificate, the right address
+
+
+def test_the_feed_is_for_gateway_users_only(fleet: Fleet) -> None:
+    peer = fleet.peers[0]
+    result = fleet.ssh("alice", "watch", "--json", host=peer.name, port=peer.port)
+    assert result.returncode == 3
+    assert "fleet gateways" in result.stderr
