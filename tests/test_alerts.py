@@ -17,7 +17,9 @@ import yaml
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from consrv.fleet.metrics import FleetCollector
 from consrv.metrics import metrics_registry
+from tests.fleet.offline import offline_gateway
 from tests.test_metrics import busy_collectors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +84,8 @@ def test_every_alert_waits_has_a_severity_and_says_what_to_do() -> None:
 
 
 def test_the_rules_use_only_metrics_consrv_exports() -> None:
-    text = generate_latest(metrics_registry(*busy_collectors())).decode()
+    collectors = [*busy_collectors(), FleetCollector(offline_gateway())]
+    text = generate_latest(metrics_registry(*collectors)).decode()
     exported = {
         sample.name for family in text_string_to_metric_families(text) for sample in family.samples
     }

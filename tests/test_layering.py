@@ -128,7 +128,17 @@ def test_layer_checker_sees_relative_and_aliased_imports() -> None:
     assert layer_of(CONSRV_DIR / "registry.py") == "core"
     assert layer_of(CONSRV_DIR / "ssh" / "server.py") == "ssh"
     assert layer_of(CONSRV_DIR / "daemon.py") == "edge"
+    assert layer_of(CONSRV_DIR / "fleet" / "gateway.py") == "fleet"
+    assert layer_of(CONSRV_DIR / "config" / "fleet.py") == "core"  # settings, not the front
     assert package_of(CONSRV_DIR / "ssh" / "server.py") == ("consrv", "ssh")
     source = "from ..web import app\nfrom . import keys\nimport consrv.fleet.peers as p\n"
     assert {"consrv.web", "consrv.ssh", "consrv.fleet"} <= consrv_imports(source, ("consrv", "ssh"))
     assert consrv_imports("from .console import Console\n", ("consrv",)) == {"consrv.console"}
+
+
+def test_every_front_that_exists_is_checked() -> None:
+    """The fleet front is there, so the walk above covers it (and the SSH front reaches
+    it only through ``service.Commands``, wired in daemon.py)."""
+    present = {p.relative_to(CONSRV_DIR).parts[0] for p in consrv_modules()} & set(FRONTS)
+    assert {"ssh", "fleet"} <= present
+    assert any(layer_of(p) == "fleet" for p in consrv_modules())

@@ -79,13 +79,26 @@ class Fleet:
     def peer(self, index: int) -> Peer:
         return self.peers[index]
 
-    def ssh(self, user: str, *command: str, gateway: int = 0, login: str = "console",
-            host: str | None = None, port: int | None = None,
-            timeout: float = 20) -> subprocess.CompletedProcess[str]:  # fmt: skip
+    def ssh(
+        self,
+        user: str,
+        *command: str,
+        gateway: int = 0,
+        login: str = "console",
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float = 20,
+    ) -> subprocess.CompletedProcess[str]:
         """The real OpenSSH client, as a user runs it (no pty)."""
         gw = self.gateways[gateway]
-        argv = ssh_argv(host or gw.address, port or gw.consrv.port, self.users[user].private,
-                        login, *command, tty=False)  # fmt: skip
+        argv = ssh_argv(
+            host or gw.address,
+            port or gw.consrv.port,
+            self.users[user].private,
+            login,
+            *command,
+            tty=False,
+        )
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
     def listing(self, user: str = "alice", gateway: int = 0) -> dict[str, Any]:
@@ -103,14 +116,27 @@ class Fleet:
             seen[:] = [data["missing_peers"]]
             return not data["missing_peers"]
 
-        wait_until(complete, f"gateway {gateway} to know all {len(self.peers)} peers",
-                   timeout=timeout, interval=0.3, seen=lambda: seen)  # fmt: skip
+        wait_until(
+            complete,
+            f"gateway {gateway} to know all {len(self.peers)} peers",
+            timeout=timeout,
+            interval=0.3,
+            seen=lambda: seen,
+        )
 
 
-def ssh_argv(host: str, port: int, key: Path, login: str, *command: str,
-             tty: bool) -> list[str]:  # fmt: skip
-    return ["ssh", "-tt" if tty else "-T", "-p", str(port), "-i", str(key), *SSH_OPTIONS,
-            f"{login}@{host}", *command]  # fmt: skip
+def ssh_argv(host: str, port: int, key: Path, login: str, *command: str, tty: bool) -> list[str]:
+    return [
+        "ssh",
+        "-tt" if tty else "-T",
+        "-p",
+        str(port),
+        "-i",
+        str(key),
+        *SSH_OPTIONS,
+        f"{login}@{host}",
+        *command,
+    ]
 
 
 def free_port(host: str) -> int:
@@ -121,8 +147,18 @@ def free_port(host: str) -> int:
 
 def fleet_init(directory: Path) -> str:
     """The real `consrv fleet init`; its printed lines."""
-    argv = [sys.executable, "-m", "consrv", "fleet", "init", "--dir", str(directory),
-            "--name", "gw", *(f"--gateway-address={a}" for a in GATEWAYS)]  # fmt: skip
+    argv = [
+        sys.executable,
+        "-m",
+        "consrv",
+        "fleet",
+        "init",
+        "--dir",
+        str(directory),
+        "--name",
+        "gw",
+        *(f"--gateway-address={a}" for a in GATEWAYS),
+    ]
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
 
 
@@ -133,31 +169,45 @@ def peer_section(printed: str) -> dict[str, Any]:
     return data
 
 
-def peer_config(peer_root: Path, address: str, port: int, users: dict[str, UserKey],
-                section: dict[str, Any], consoles: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def peer_config(
+    peer_root: Path,
+    address: str,
+    port: int,
+    users: dict[str, UserKey],
+    section: dict[str, Any],
+    consoles: dict[str, Any],
+) -> dict[str, Any]:
     return {
-        "ssh": {"listen": [f"{address}:{port}"], "host_key": str(peer_root / "host_key"),
-                "trusted_user_ca_keys": section["ssh"]["trusted_user_ca_keys"]},
+        "ssh": {
+            "listen": [f"{address}:{port}"],
+            "host_key": str(peer_root / "host_key"),
+            "trusted_user_ca_keys": section["ssh"]["trusted_user_ca_keys"],
+        },
         "log_dir": str(peer_root / "logs"),
         "audit_log": str(peer_root / "audit.log"),
-        "users": {**{k.name: {"keys": [k.public]} for k in users.values()},
-                  **section["users"]},
+        "users": {**{k.name: {"keys": [k.public]} for k in users.values()}, **section["users"]},
         "defaults": {"rw": ["alice", "bob"], "ro": ["*"], "viewer_buffer": "64K"},
         "consoles": consoles,
         "fleet": section["fleet"],
-    }  # fmt: skip
+    }
 
 
-def gateway_config(root: Path, address: str, users: dict[str, UserKey], keys: Path,
-                   peers: list[Peer]) -> dict[str, Any]:  # fmt: skip
+def gateway_config(
+    root: Path, address: str, users: dict[str, UserKey], keys: Path, peers: list[Peer]
+) -> dict[str, Any]:
     return {
         "ssh": {"listen": [f"{address}:0"], "host_key": str(root / "host_key")},
         "log_dir": str(root / "logs"),
         "users": {k.name: {"keys": [k.public]} for k in users.values()},
-        "fleet": {"name": f"gw-{address}", "peers": [f"{p.name}:{p.port}" for p in peers],
-                  "known_hosts": str(keys / "known_hosts"), "key": str(keys / "gateway_key"),
-                  "ca_key": str(keys / "gateway_ca"), "bind": address},
-    }  # fmt: skip
+        "fleet": {
+            "name": f"gw-{address}",
+            "peers": [f"{p.name}:{p.port}" for p in peers],
+            "known_hosts": str(keys / "known_hosts"),
+            "key": str(keys / "gateway_key"),
+            "ca_key": str(keys / "gateway_ca"),
+            "bind": address,
+        },
+    }
 
 
 def consoles_of(index: int) -> dict[str, list[str] | None]:
@@ -172,8 +222,9 @@ def consoles_of(index: int) -> dict[str, list[str] | None]:
     return consoles
 
 
-def start_peers(root: Path, users: dict[str, UserKey], section: dict[str, Any],
-                known_hosts: Path) -> list[Peer]:  # fmt: skip
+def start_peers(
+    root: Path, users: dict[str, UserKey], section: dict[str, Any], known_hosts: Path
+) -> list[Peer]:
     peers: list[Peer] = []
     lines = []
     for index in range(PEERS):
@@ -193,8 +244,14 @@ def start_peers(root: Path, users: dict[str, UserKey], section: dict[str, Any],
             if name == SECRET:
                 consoles[name].update(rw=["alice"], ro=["alice"])
         config = peer_config(peer_root, address, port, users, section, consoles)
-        peer = Peer(address, port, peer_root, Consrv(peer_root / "consrv.yaml", peer_root),
-                    config, procservs)  # fmt: skip
+        peer = Peer(
+            address,
+            port,
+            peer_root,
+            Consrv(peer_root / "consrv.yaml", peer_root),
+            config,
+            procservs,
+        )
         peer.write()
         peers.append(peer)
     known_hosts.write_text("\n".join(lines) + "\n")
@@ -226,8 +283,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for address in GATEWAYS:
             gw_root = root / f"gw-{address}"
             gw_root.mkdir()
-            config = write_config(gw_root / "consrv.yaml",
-                                  gateway_config(gw_root, address, users, keys, peers))  # fmt: skip
+            config = write_config(
+                gw_root / "consrv.yaml", gateway_config(gw_root, address, users, keys, peers)
+            )
             gateways.append(Gateway(address, gw_root, Consrv(config, gw_root)))
         for gateway in gateways:
             start_gateway(gateway)

@@ -43,8 +43,9 @@ def rows(data: dict[str, object]) -> set[tuple[str, str]]:
     return {(row["name"], row["host"]) for row in consoles}
 
 
-def pty_ssh(fleet: Fleet, user: str, login: str, *command: str, peer: Peer | None = None,
-            gateway: int = 0) -> PtySSH:  # fmt: skip
+def pty_ssh(
+    fleet: Fleet, user: str, login: str, *command: str, peer: Peer | None = None, gateway: int = 0
+) -> PtySSH:
     host, port = (
         (peer.name, peer.port)
         if peer
@@ -221,8 +222,15 @@ def test_duplicate_names_are_refused_with_both_choices(fleet: Fleet) -> None:
 async def test_follow_across_hosts(fleet: Fleet) -> None:
     """``follow`` over consoles of two hosts: each host's lines, whole and prefixed."""
     gateway = fleet.gateways[0]
-    argv = ssh_argv(gateway.address, gateway.consrv.port, fleet.users["olga"].private,
-                    "observer", "follow", "ioc-0[56]", tty=False)  # fmt: skip
+    argv = ssh_argv(
+        gateway.address,
+        gateway.consrv.port,
+        fleet.users["olga"].private,
+        "observer",
+        "follow",
+        "ioc-0[56]",
+        tty=False,
+    )
     client = await PtySSH(argv).start()
     try:
         for index in (5, 6):
@@ -288,8 +296,11 @@ def test_a_hung_peer_gets_an_error_within_5_seconds(fleet: Fleet) -> None:
         assert result.returncode == UNREACHABLE, result.stderr
         assert elapsed < 5.5  # the gateway's deadline is 4 s; ssh's own start-up on top
         assert peer.name in result.stderr
-        wait_until(lambda: peer.name in [m["host"] for m in fleet.listing()["missing_peers"]],
-                   f"{peer.name} (stopped) in missing_peers", timeout=15)  # fmt: skip
+        wait_until(
+            lambda: peer.name in [m["host"] for m in fleet.listing()["missing_peers"]],
+            f"{peer.name} (stopped) in missing_peers",
+            timeout=15,
+        )
         start = time.monotonic()
         again = fleet.ssh("alice", "tail", name)
         assert again.returncode == UNREACHABLE
@@ -339,8 +350,23 @@ async def test_a_user_removed_on_the_peer_loses_the_session(fleet: Fleet) -> Non
 
 
 def sign(ca: Path, key: Path, principal: str) -> None:
-    subprocess.run(["ssh-keygen", "-q", "-s", str(ca), "-I", "forged", "-n", principal,
-                    "-V", "-5m:+1h", str(key) + ".pub"], check=True, timeout=20)  # fmt: skip
+    subprocess.run(
+        [
+            "ssh-keygen",
+            "-q",
+            "-s",
+            str(ca),
+            "-I",
+            "forged",
+            "-n",
+            principal,
+            "-V",
+            "-5m:+1h",
+            str(key) + ".pub",
+        ],
+        check=True,
+        timeout=20,
+    )
 
 
 def test_a_certificate_from_a_non_gateway_address_is_refused(fleet: Fleet, tmp_path: Path) -> None:

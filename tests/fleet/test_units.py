@@ -1,0 +1,324 @@
+"""The fleet's pure parts: the feed's diffs, the directory, routing words, reports, metrics,
+the ``fleet:`` config section, certificates and ``fleet init``. No network."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncssh
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from consrv.access import Role
+from consrv.config import ConfigError, parse_config
+from consrv.feed import Feed
+from consrv.fleet.directory import Ambiguous, Directory, FeedError, Found, Missing
+from consrv.fleet.gateway import UNREACHABLE, _name_index
+from consrv.fleet.identity import VALIDITY, Minter
+from consrv.fleet.metrics import FleetCollector
+from consrv.metrics import metrics_registry
+from consrv.service import Login
+from tests.fleet.offline import entry, line, offline_gateway
+from tests.test_service import FakeChannel
+
+ALICE = Login("alice", frozenset(), read_only=False, login="console")
+BOB = Login("bob", frozenset(), read_only=False, login="console")
+
+# -- the feed (peer side) ---
+
+
+def decode(data: bytes) -> list[dict[str, object]]:
+    return [json.loads(text) for text in data.splitlines()]
+
+
+def test_the_feed_sends_a_snapshot_then_only_changes() -> None:
+    feed = Feed()
+    first = decode(feed.update({"alice": []}, {"a": entry("a"), "b": entry("b")}))
+    assert [m["type"] for m in first] == ["hello", "console", "console", "sync"]
+    assert all(m["schema"] == 1 for m in first)
+    assert feed.update({"alice": []}, {"a": entry("a"), "b": entry("b")}) == b""
+    changed = decode(feed.update({"alice": ["ops"]}, {"a": entry("a", viewers=1)}))
+    assert [(m["type"], m.get("name")) for m in changed] == [
+        ("hello", None),
+        ("removed", "b"),
+        ("console", None),
+    ]
+    assert changed[2]["console"] == entry("a", viewers=1)
+
+
+# -- the directory (gateway side) ---
+
+
+def fed(*messages: bytes) -> Directory:
+    directory = Directory([("h1", "127.0.0.11:22"), ("h2", "127.0.0.12:22")])
+    for name in ("h1", "h2"):
+        peer = directory.peers[name]
+        directory.connected(peer, 1.0)
+        for message in messages:
+            directory.receive(peer, message, 1.0)
+    return directory
+
+
+def test_a_new_feed_replaces_the_old_picture_only_at_sync() -> None:
+    directory = fed(
+        line(type="hello", users={"alice": []}),
+        line(type="console", console=entry("a")),
+        line(type="sync"),
+    )
+    peer = directory.peers["h1"]
+    assert peer.up
+    directory.connected(peer, 2.0)
+    directory.receive(peer, line(type="console", console=entry("b")), 2.0)
+    assert set(peer.consoles) == {"a"}  # still the last whole picture
+    directory.receive(peer, line(type="sync"), 2.0)
+    assert set(peer.consoles) == {"b"}
+
+
+def test_a_lost_peer_keeps_its_consoles_as_unreachable_and_says_since_when() -> None:
+    directory = fed(
+        line(type="hello", users={"alice": []}),
+        line(type="console", console=entry("a")),
+        line(type="sync"),
+    )
+    peer = directory.peers["h1"]
+    directory.lost(peer, 5.0, "connection reset")
+    directory.lost(peer, 9.0, "still down")  # since: when it went down, not the last try
+    assert (peer.up, peer.since, peer.error) == (False, 5.0, "still down")
+    assert directory.missing() == [peer]
+    assert Found(peer, "a") in directory.visible("alice", read_only=False)
+
+
+def test_what_a_user_sees_follows_the_owning_peers_rules() -> None:
+    secret = entry("secret", rw=["@ops"], ro=[])
+    directory = fed(
+        line(type="hello", users={"alice": ["ops"], "bob": []}),
+        line(type="console", console=secret),
+        line(type="sync"),
+    )
+    peer = directory.peers["h1"]
+    assert peer.role("alice", "secret", read_only=False) is Role.RW
+    assert peer.role("alice", "secret", read_only=True) is Role.RO
+    assert peer.role("bob", "secret", read_only=False) is None
+    assert peer.role("mallory", "secret", read_only=False) is None  # no user there
+    assert directory.visible("bob", read_only=False) == []
+
+
+def test_lookup_by_name_and_by_name_at_host() -> None:
+    directory = fed(
+        line(type="hello", users={"alice": []}),
+        line(type="console", console=entry("dup")),
+        line(type="sync"),
+    )
+    assert directory.lookup("alice", "dup", read_only=False) == Ambiguous(("dup@h1", "dup@h2"))
+    found = directory.lookup("alice", "dup@h2", read_only=False)
+    assert isinstance(found, Found)
+    assert found.peer.name == "h2"
+    assert directory.lookup("alice", "dup@h9", read_only=False) == Missing()
+    assert directory.lookup("alice", "nope", read_only=False) == Missing()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"not json",
+        b'{"schema": 2, "type": "sync"}',
+        b'{"schema": 1, "type": "what"}',
+        b'{"schema": 1, "type": "console"}',
+        b"[1]",
+    ],
+)
+def test_a_broken_feed_line_is_an_error(data: bytes) -> None:
+    directory = Directory([("h1", "127.0.0.11:22")])
+    with pytest.raises(FeedError):
+        directory.receive(directory.peers["h1"], data, 1.0)
+
+
+# -- the gateway: routing words, reports ---
+
+
+@pytest.mark.parametrize(
+    ("command", "index"),
+    [
+        ("my-ioc", 0),
+        ("my-ioc --ro", 0),
+        ("attach --force my-ioc", 2),
+        ("tail -n 5 my-ioc", 3),
+        ("tail my-ioc -f", 1),
+        ("restart my-ioc", 1),
+        ("status my-ioc", 1),
+        ("status", None),
+        ("who --json", None),
+        ("list", None),
+        ("help", None),
+        ("follow x*", None),
+    ],
+)
+def test_where_the_console_name_is(command: str, index: int | None) -> None:
+    assert _name_index(command.split()) == index
+
+
+async def test_fleet_list_has_hosts_and_names_the_missing_peers() -> None:
+    gateway = offline_gateway()
+    channel = FakeChannel()
+    status = await gateway.handle(
+        ALICE, "list --json", channel, pty=False, on_input=channel.on_input
+    )
+    assert status == 0
+    data = json.loads(channel.stdout)
+    assert [(row["name"], row["host"]) for row in data["consoles"]] == [("ioc-a", "iochost-17")]
+    assert [m["host"] for m in data["missing_peers"]] == ["iochost-18"]
+    table = FakeChannel()
+    await gateway.handle(ALICE, "list", table, pty=False, on_input=table.on_input)
+    assert table.stdout.splitlines()[-1] == "# iochost-18 not reached yet"
+
+
+async def test_a_console_on_a_down_peer_is_one_line_and_status_5() -> None:
+    gateway = offline_gateway(now=1000.0)
+    gateway.directory.lost(gateway.directory.peers["iochost-17"], 940.0, "connection refused")
+    channel = FakeChannel()
+    status = await gateway.handle(
+        ALICE, "tail ioc-a", channel, pty=False, on_input=channel.on_input
+    )
+    assert status == UNREACHABLE == 5
+    assert channel.notices.decode() == (
+        "consrv: iochost-17 unreachable since 1970-01-01T00:15:40Z (1m ago): connection refused\n"
+    )
+    listed = FakeChannel()
+    await gateway.handle(ALICE, "list --json", listed, pty=False, on_input=listed.on_input)
+    assert json.loads(listed.stdout)["consoles"][0]["state"] == "unreachable"
+
+
+async def test_an_unknown_name_gets_the_hosts_own_answer() -> None:
+    channel = FakeChannel()
+    status = await offline_gateway().handle(
+        BOB, "tail nope", channel, pty=False, on_input=channel.on_input
+    )
+    assert status == 1
+    assert "unknown console 'nope'" in channel.notices.decode()
+
+
+def test_the_gateways_metrics() -> None:
+    text = generate_latest(metrics_registry(FleetCollector(offline_gateway()))).decode()
+    samples = {
+        (s.name, s.labels.get("peer")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("consrv_fleet_peer_up", "iochost-17")] == 1
+    assert samples[("consrv_fleet_peer_up", "iochost-18")] == 0
+    assert samples[("consrv_fleet_peer_consoles", "iochost-17")] == 1
+    assert samples[("consrv_fleet_directory_consoles", None)] == 1
+    assert samples[("consrv_fleet_proxied_sessions_total", None)] == 0
+
+
+# -- certificates ---
+
+
+def test_a_minted_certificate_names_one_user_briefly_without_forwarding(tmp_path: Path) -> None:
+    """Read back by OpenSSH's own ``ssh-keygen -L``."""
+    ca = asyncssh.generate_private_key("ssh-ed25519")
+    credential = Minter(ca, "gw1").mint("alice", "127.0.0.50", now=1_000_000.0)
+    assert credential.key_id.startswith("gw1:")
+    path = tmp_path / "id-cert.pub"
+    path.write_bytes(credential.certificate.export_certificate())
+    shown = subprocess.run(
+        ["ssh-keygen", "-L", "-f", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
+    ).stdout
+    fields = " ".join(shown.split())
+    assert f'Key ID: "{credential.key_id}"' in fields
+    assert "Principals: alice Critical Options: source-address 127.0.0.50/32" in fields
+    assert fields.endswith("Extensions: permit-pty no-touch-required")  # no forwarding, no rc
+    valid = shown.split("Valid: from ")[1].split("\n")[0].split(" to ")
+    assert [t[-8:] for t in valid] == ["13:45:40", "13:48:40"]  # 1e6 - 60 s .. 1e6 + VALIDITY
+    assert VALIDITY == 120
+
+
+# -- the fleet: config section ---
+
+
+def problems(data: dict[str, object], tmp_path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, tmp_path)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_fleet_settings_errors_name_the_key(tmp_path: Path) -> None:
+    assert problems({"fleet": {"peers": ["iochost"]}}, tmp_path)[0].startswith("fleet.peers[0]:")
+    assert problems({"fleet": {"peers": ["iochost:22"]}}, tmp_path) == [
+        "fleet: a gateway (peers) needs known_hosts, key, ca_key (consrv fleet init makes them)"
+    ]
+    assert problems({"fleet": {"connect_timeout": "9s"}}, tmp_path)[0].startswith(
+        "fleet.connect_timeout: must be more than 0 and at most 4.5 s"
+    )
+    assert problems({"fleet": {"gateway_users": ["gateway"]}}, tmp_path) == [
+        "fleet.gateway_users[0]: unknown user 'gateway' (not in users:)"
+    ]
+    assert problems({"fleet": {"peerz": []}}, tmp_path)[0].startswith("fleet.peerz: unknown key")
+    assert problems({"fleet": {"bind": "gw"}}, tmp_path)[0].startswith("fleet.bind:")
+
+
+def test_peers_come_from_a_file_with_line_numbers_in_errors(tmp_path: Path) -> None:
+    (tmp_path / "peers").write_text("# from config management\niochost-1:22\n\nbad\niochost-1:22\n")
+    gateway = {"peers_file": "peers", "known_hosts": "kh", "key": "k", "ca_key": "ca"}
+    found = problems({"fleet": gateway}, tmp_path)
+    assert found[0].startswith(f"fleet.peers_file: {tmp_path / 'peers'}:4:")
+    assert "is listed twice" in found[1]
+    (tmp_path / "peers").write_text("iochost-1:22\niochost-2:2222\n10.0.0.7:22 # a comment\n")
+    config = parse_config({"fleet": gateway}, tmp_path)
+    assert config.fleet is not None
+    assert [p.name for p in config.fleet.peers] == ["iochost-1", "iochost-2", "10.0.0.7"]
+    assert config.fleet.key == tmp_path / "k"
+
+
+def test_a_trusted_ca_may_be_limited_to_some_addresses(tmp_path: Path) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+    config = parse_config(
+        {"ssh": {"trusted_user_ca_keys": [f'from="10.0.0.1,10.0.1.0/24" {key} gw-ca']}}, tmp_path
+    )
+    assert config.ssh.trusted_user_ca_keys == (
+        f'from="10.0.0.1,10.0.1.0/24" {" ".join(key.split()[:2])}',
+    )
+    bad = problems({"ssh": {"trusted_user_ca_keys": [f'from="a b" {key}']}}, tmp_path)
+    assert bad[0].startswith("ssh.trusted_user_ca_keys[0]: from=:")
+
+
+def test_fleet_init_prints_lines_that_check_config_accepts(tmp_path: Path) -> None:
+    argv = [
+        sys.executable,
+        "-m",
+        "consrv",
+        "fleet",
+        "init",
+        "--dir",
+        str(tmp_path / "keys"),
+        "--gateway-address",
+        "10.0.0.1",
+        "--name",
+        "gw1",
+    ]
+    first = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    again = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    assert "# created" in first
+    assert "# kept" in again
+    assert first.split("fleet:", 1)[1] == again.split("fleet:", 1)[1]  # the same keys again
+    (tmp_path / "keys" / "peers").write_text("iochost-1:22\n")
+    gateway_part, peer_part = first.split("# --- every peer's config")
+    (tmp_path / "gw.yaml").write_text(gateway_part.split("\n", 3)[3])
+    (tmp_path / "peer.yaml").write_text(peer_part.split("\n", 1)[1])
+    for name in ("gw.yaml", "peer.yaml"):
+        checked = subprocess.run(
+            [sys.executable, "-m", "consrv", "check-config", "--config", str(tmp_path / name)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert checked.returncode == 0, (name, checked.stderr)
