@@ -30,7 +30,7 @@ GROUP_NAME_RE = USER_NAME_RE
 RESERVED_WORDS = frozenset(
     {
         "attach", "follow", "help", "list", "restart", "start", "status",
-        "stop", "tail", "version", "who",
+        "stop", "tail", "version", "watch", "who",
     }
 )  # fmt: skip
 
