@@ -145,20 +145,11 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def fleet_init(directory: Path) -> str:
+def fleet_init(directory: Path, name: str = "gw", addresses: tuple[str, ...] = GATEWAYS) -> str:
     """The real `consrv fleet init`; its printed lines."""
-    argv = [
-        sys.executable,
-        "-m",
-        "consrv",
-        "fleet",
-        "init",
-        "--dir",
-        str(directory),
-        "--name",
-        "gw",
-        *(f"--gateway-address={a}" for a in GATEWAYS),
-    ]
+    gateways = [f"--gateway-address={address}" for address in addresses]
+    argv = [sys.executable, "-m", "consrv", "fleet", "init", "--dir", str(directory)]
+    argv += ["--name", name, *gateways]
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
 
 

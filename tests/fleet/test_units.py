@@ -22,6 +22,7 @@ from consrv.fleet.identity import VALIDITY, Minter
 from consrv.fleet.metrics import FleetCollector
 from consrv.metrics import metrics_registry
 from consrv.service import Login
+from tests.fleet.conftest import fleet_init
 from tests.fleet.offline import entry, line, offline_gateway
 from tests.test_service import FakeChannel
 
@@ -291,21 +292,8 @@ def test_a_trusted_ca_may_be_limited_to_some_addresses(tmp_path: Path) -> None:
 
 
 def test_fleet_init_prints_lines_that_check_config_accepts(tmp_path: Path) -> None:
-    argv = [
-        sys.executable,
-        "-m",
-        "consrv",
-        "fleet",
-        "init",
-        "--dir",
-        str(tmp_path / "keys"),
-        "--gateway-address",
-        "10.0.0.1",
-        "--name",
-        "gw1",
-    ]
-    first = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
-    again = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    first = fleet_init(tmp_path / "keys", "gw1", ("10.0.0.1",))
+    again = fleet_init(tmp_path / "keys", "gw1", ("10.0.0.1",))
     assert "# created" in first
     assert "# kept" in again
     assert first.split("fleet:", 1)[1] == again.split("fleet:", 1)[1]  # the same keys again
