@@ -67,7 +67,7 @@ async def serve(
         gateway = build_gateway(config, service)  # fleet.peers: one namespace (docs/fleet.md)
         if gateway is not None:
             await nursery.start(gateway.run)
-        front = SSHFront(config, service, ssh_stats, audit, commands=gateway)
+        front = SSHFront(config, service, ssh_stats, audit, commands=gateway, tunnels=gateway)
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
         if reloads is not None:

@@ -73,6 +73,14 @@ class Gateway:
                 nursery.start_soon(link.run, name=f"fleet:{name}")
             task_status.started()
 
+    def allows_tunnel(self, host: str, port: int) -> bool:
+        """``ssh -J``: only to a peer of the directory, by its name or its address."""
+        return any(
+            port == split_address(peer.address)[1]
+            and host in (peer.name, split_address(peer.address)[0])
+            for peer in self.directory.peers.values()
+        )
+
     # -- service.Commands ------------------------------------------------------------
     async def handle(
         self,

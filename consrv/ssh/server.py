@@ -51,6 +51,13 @@ OUTPUT_LIMIT = 1 << 20
 PENDING_LIMIT = 64 << 10
 
 
+class Tunnels(typing.Protocol):
+    """Where a user may open a TCP tunnel through this server (``ssh -J``): a fleet
+    gateway allows its directory's peers (wired in daemon.py); nothing else does."""
+
+    def allows_tunnel(self, host: str, port: int) -> bool: ...
+
+
 class SSHFront:
     """Listens on every ``ssh.listen`` address; one trio task per SSH session."""
 
@@ -61,9 +68,11 @@ class SSHFront:
         stats: SshStats | None = None,
         audit: AuditLog = NO_AUDIT,
         commands: Commands | None = None,
+        tunnels: Tunnels | None = None,
     ) -> None:
         self.config, self.service, self.audit = config, service, audit
         self.commands: Commands = commands or service  # a fleet gateway, or the service
+        self.tunnels = tunnels  # ssh -J to a fleet gateway's peers; None: no tunnels
         self.ca_keys = _ca_entries(config)
         self.stats = stats or SshStats((config.ssh.login, config.ssh.observer_login))
         self.connections: set[asyncssh.SSHServerConnection] = set()
@@ -338,6 +347,20 @@ class _Server(asyncssh.SSHServer):
         )  # fmt: skip
         self.log.info("login %s as %s from %s%s", self.user, self.login_name, self.peer,
                       f" via {via}" if via else "")  # fmt: skip
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        """``ssh -J``: a tunnel, only to a fleet gateway's peers (the peer then
+        authenticates the user end to end). Everything else is refused."""
+        tunnels, where = self.front.tunnels, f"{dest_host[:64]}:{dest_port}"
+        allowed = tunnels is not None and tunnels.allows_tunnel(dest_host, dest_port)
+        self.front.audit.record(
+            "tunnel", user=self.user, to=where, result="opened" if allowed else "refused",
+            **{"from": self.peer},
+        )  # fmt: skip
+        self.log.info("%s: tunnel to %s %s", self.user, where, "opened" if allowed else "refused")
+        return allowed
 
     def session_requested(self) -> _SSHSession | bool:
         assert self.user is not None

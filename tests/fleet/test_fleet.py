@@ -390,3 +390,22 @@ def test_the_feed_is_for_gateway_users_only(fleet: Fleet) -> None:
     result = fleet.ssh("alice", "watch", "--json", host=peer.name, port=peer.port)
     assert result.returncode == 3
     assert "fleet gateways" in result.stderr
+
+
+def test_proxyjump_reaches_a_peer_end_to_end_and_nothing_else(fleet: Fleet) -> None:
+    """``ssh -J console@gw console@peer``: the gateway opens tunnels to its peers only;
+    the user logs in to the peer with their own key (OpenSSH's -W, which -J runs)."""
+    gateway, peer, key = fleet.gateways[0], fleet.peers[1], fleet.users["bob"].private
+    jump = " ".join(ssh_argv(gateway.address, gateway.consrv.port, key, "console", tty=False))
+    proxy = ["-o", f"ProxyCommand={jump} -W %h:%p"]
+    argv = ssh_argv(peer.name, peer.port, key, "console", "list", tty=False)
+    result = subprocess.run([argv[0], *proxy, *argv[1:]], capture_output=True, text=True,
+                            timeout=20, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split() == ["NAME", "STATE", "WRITER", "VIEWERS"]
+    assert "ioc-01" in result.stdout  # the peer's own list: no HOST column
+    elsewhere = ssh_argv("127.0.0.1", gateway.consrv.port, key, "console", "list", tty=False)
+    refused = subprocess.run([elsewhere[0], *proxy, *elsewhere[1:]], capture_output=True,
+                             text=True, timeout=20, check=False)  # fmt: skip
+    assert refused.returncode == 255
+    gateway.consrv.wait_for_log(rb"bob: tunnel to 127\.0\.0\.1:\d+ refused")
