@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from consrv.access import Role
 from consrv.config import ConfigError, parse_config
 from consrv.feed import Feed
+from consrv.fleet.bridge import HIGH_WATER, Bridge
 from consrv.fleet.directory import Ambiguous, Directory, FeedError, Found, Missing
 from consrv.fleet.gateway import UNREACHABLE, _name_index
 from consrv.fleet.identity import VALIDITY, Minter
@@ -310,3 +311,54 @@ def test_fleet_init_prints_lines_that_check_config_accepts(tmp_path: Path) -> No
             timeout=60,
         )
         assert checked.returncode == 0, (name, checked.stderr)
+
+
+# -- the bridge: what crosses the hop ---
+
+
+class FakePeerChannel:
+    """The peer's side of a bridge, as asyncssh's client channel: records what it is told."""
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.calls: list[tuple[object, ...]] = []
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def write_eof(self) -> None:
+        self.calls.append(("eof",))
+
+    def change_terminal_size(self, width: int, height: int, pw: int, ph: int) -> None:
+        self.calls.append(("size", width, height, pw, ph))
+
+    def send_break(self, msec: int) -> None:
+        self.calls.append(("break", msec))
+
+    def pause_reading(self) -> None:
+        self.calls.append(("pause",))
+
+    def resume_reading(self) -> None:
+        self.calls.append(("resume",))
+
+
+def test_the_bridge_passes_input_pty_events_and_flow_control() -> None:
+    channel = FakeChannel()
+    bridge = Bridge(channel)
+    peer = FakePeerChannel()
+    bridge.peer = peer  # type: ignore[assignment]
+    bridge.feed(b"\x05c.\x00\xff")  # escapes and any byte: passed, not interpreted
+    bridge.resized(132, 43, 0, 0)
+    bridge.break_received(250)
+    bridge.eof()
+    assert bytes(peer.written) == b"\x05c.\x00\xff"
+    assert peer.calls == [("size", 132, 43, 0, 0), ("break", 250), ("eof",)]
+    bridge.from_peer(b"out", stderr=False)
+    bridge.from_peer(b"[consrv: note]\n", stderr=True)
+    assert bytes(channel.out) == b"out"
+    assert bytes(channel.notices) == b"[consrv: note]\n"
+    channel.stalled = True  # the user stops reading: the peer is paused, then resumed
+    bridge.from_peer(b"x" * (HIGH_WATER + 1), stderr=False)
+    assert peer.calls[-1] == ("pause",)
+    bridge.drained()
+    assert peer.calls[-1] == ("resume",)
