@@ -1,6 +1,6 @@
 """The fleet through the real OpenSSH client: one namespace over many real consrv hosts.
 
-One fleet for the module (tests/fleet/conftest.py): PEERS real peers on 127.0.0.10...,
+One fleet for the module (tests/fleet/sim.py): PEERS real peers on 127.1.0.10...,
 two gateways on 127.0.0.50 and .51. What a user sees through a gateway is checked
 against what really happened: on procServ's side (a witness), in a peer's audit log,
 and against a direct login on the peer.
@@ -20,7 +20,7 @@ import pytest
 import trio
 
 from consrv.fleet.gateway import UNREACHABLE
-from tests.fleet.conftest import (
+from tests.fleet.sim import (
     DUPLICATE,
     PEERS,
     SECRET,

@@ -23,8 +23,8 @@ from consrv.fleet.identity import VALIDITY, Minter
 from consrv.fleet.metrics import FleetCollector
 from consrv.metrics import metrics_registry
 from consrv.service import Login
-from tests.fleet.conftest import fleet_init
 from tests.fleet.offline import entry, line, offline_gateway
+from tests.fleet.sim import fleet_init
 from tests.test_service import FakeChannel
 
 ALICE = Login("alice", frozenset(), read_only=False, login="console")
