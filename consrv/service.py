@@ -255,18 +255,24 @@ class _Run:
         return OK
 
     async def watch(self, args: list[str]) -> int:
-        """The change feed for fleet gateways (consrv/feed.py); only `fleet.gateway_users`."""
+        """The change feed for fleet gateways (consrv/feed.py): only `fleet.gateway_users`,
+        judged again all along (a reload that takes the user out ends the feed)."""
         _, flags = _options("watch", args, {"--json"}, max_positional=0)
         if "--json" not in flags:
             raise UsageError("usage: watch --json (the change feed for fleet gateways)")
-        fleet = self.registry.config.fleet
-        if fleet is None or self.login.user not in fleet.gateway_users:
+        if not self._may_read_feed():
             return self.error("watch is for fleet gateways (fleet.gateway_users)", DENIED)
         done = _EofWaiter()
         self.on_input(done)
-        if not await feed.run_feed(self.service, self.channel, done.is_set):
+        if not await feed.run_feed(
+            self.service, self.channel, lambda: done.is_set() or not self._may_read_feed()
+        ):
             return self.error("watch: the reader fell too far behind", FAILED)
-        return OK
+        return OK if self._may_read_feed() else DENIED
+
+    def _may_read_feed(self) -> bool:
+        fleet = self.registry.config.fleet
+        return fleet is not None and self.login.user in fleet.gateway_users
 
     async def list_(self, args: list[str]) -> int:
         _, flags = _options("list", args, {"--json"}, max_positional=0)
