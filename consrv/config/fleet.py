@@ -8,7 +8,8 @@ comments: what config management writes), ``known_hosts`` (the peers' host keys,
 key: its identity on every peer; required), ``ca_key`` (the private key of the CA
 that signs the users' per-hop certificates; required), ``bind`` (the local address
 to connect from), ``connect_timeout``, ``keepalive_interval``,
-``keepalive_count_max``.
+``keepalive_count_max``; ``prometheus`` (``url``, ``job``, ``ssh_port``,
+``interval``): more peers, the targets of one job of the facility's Prometheus.
 
 Peer side: ``gateway_users``: the users (configured in ``users:`` with a gateway's
 public key) who may read this host's change feed (``watch --json``). The gateway's
@@ -48,6 +49,16 @@ class PeerAddress:
 
 
 @dataclasses.dataclass(frozen=True)
+class PrometheusPeers:
+    """Peers from Prometheus: the targets of one job (fleet/targets.py)."""
+
+    url: str
+    job: str
+    ssh_port: int = 22
+    interval: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
 class FleetConfig:
     name: str = ""
     peers: tuple[PeerAddress, ...] = ()
@@ -59,11 +70,12 @@ class FleetConfig:
     keepalive_interval: float = 2.0
     keepalive_count_max: int = 2
     gateway_users: tuple[str, ...] = ()
+    prometheus: PrometheusPeers | None = None
 
     @property
     def gateway(self) -> bool:
-        """True if this consrv is a gateway (it has peers)."""
-        return bool(self.peers)
+        """True if this consrv is a gateway (it has peers, or reads them from Prometheus)."""
+        return bool(self.peers) or self.prometheus is not None
 
 
 def _address(value: object) -> str:
@@ -78,6 +90,23 @@ def _timeout(value: object) -> float:
         raise ValueError(f"must be more than 0 and at most {MAX_CONNECT_TIMEOUT:g} s "
                          "(a user is answered within 5 s)")  # fmt: skip
     return seconds
+
+
+def _url(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise ValueError("expected an http:// or https:// URL (Prometheus' base URL)")
+    if any(c.isspace() for c in value):
+        raise ValueError("a URL has no spaces")
+    return value
+
+
+class RawPrometheus(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    url: Annotated[str, checked(_url)]
+    job: Annotated[str, Field(min_length=1, max_length=200)]
+    ssh_port: Annotated[StrictInt, Field(ge=1, le=65535)] = 22
+    interval: Duration = 30.0
 
 
 class RawFleet(pydantic.BaseModel):
@@ -99,10 +128,11 @@ class RawFleet(pydantic.BaseModel):
     keepalive_interval: Duration = 2.0
     keepalive_count_max: Annotated[StrictInt, Field(ge=1, le=100)] = 2
     gateway_users: tuple[UserName, ...] = ()
+    prometheus: RawPrometheus | None = None
 
     @pydantic.model_validator(mode="after")
     def _gateway_needs(self) -> "RawFleet":
-        if self.peers or self.peers_file:
+        if self.peers or self.peers_file or self.prometheus:
             missing = [k for k in ("known_hosts", "key", "ca_key") if getattr(self, k) is None]
             if missing:
                 fail(f"a gateway (peers) needs {', '.join(missing)} (consrv fleet init makes them)")
@@ -141,6 +171,7 @@ def resolve_fleet(
         bind=raw.bind, connect_timeout=raw.connect_timeout,
         keepalive_interval=raw.keepalive_interval, keepalive_count_max=raw.keepalive_count_max,
         gateway_users=raw.gateway_users,
+        prometheus=PrometheusPeers(**raw.prometheus.model_dump()) if raw.prometheus else None,
     )  # fmt: skip
     return config, problems
 

@@ -13,6 +13,7 @@ from consrv.config import Config
 from consrv.fleet.gateway import Gateway
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings
+from consrv.fleet.targets import TargetSource
 from consrv.service import Service
 
 __all__ = ["Gateway", "build_gateway"]
@@ -37,4 +38,8 @@ def build_gateway(config: Config, service: Service) -> Gateway | None:
     )
     minter = Minter(asyncssh.read_private_key(fleet.ca_key), fleet.name)
     peers = [(peer.name, peer.address) for peer in fleet.peers]
-    return Gateway(service, fleet.name, peers, settings, minter)
+    gateway = Gateway(service, fleet.name, peers, settings, minter)
+    if fleet.prometheus is not None:
+        p = fleet.prometheus
+        gateway.source = TargetSource(p.url, p.job, p.ssh_port, p.interval)
+    return gateway

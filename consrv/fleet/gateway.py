@@ -30,6 +30,7 @@ from consrv.fleet.bridge import Bridge, Hop, Terminal, open_hop
 from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, split_host
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings, PeerLink, split_address
+from consrv.fleet.targets import TargetSource, read_peers
 from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Input, Login, Service
 from consrv.session import Channel
 
@@ -63,15 +64,51 @@ class Gateway:
             peer.name: PeerLink(peer, self.directory, link_settings, clock)
             for peer in self.directory.peers.values()
         }
+        self.static = frozenset(self.links)  # from the config: never dropped
+        self.source: TargetSource | None = None  # more peers from Prometheus
         self.proxied = 0  # sessions carried to a peer, ever
         self.active = 0  # carried now
+        self._nursery: trio.Nursery | None = None
+        self._scopes: dict[str, trio.CancelScope] = {}
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a link to every peer, forever (each its own task: none waits for another)."""
         async with trio.open_nursery() as nursery:
-            for name, link in self.links.items():
-                nursery.start_soon(link.run, name=f"fleet:{name}")
+            self._nursery = nursery
+            for name in self.links:
+                self._start(name)
+            if self.source is not None:
+                nursery.start_soon(self._follow_targets, self.source)
             task_status.started()
+
+    def _start(self, name: str) -> None:
+        assert self._nursery is not None
+        scope = self._scopes[name] = trio.CancelScope()
+        self._nursery.start_soon(_run_link, self.links[name], scope, name=f"fleet:{name}")
+
+    def update_peers(self, found: list[tuple[str, str]]) -> None:
+        """Peers read from Prometheus: new ones linked, gone ones dropped (not the config's)."""
+        wanted = dict(found)
+        for name in list(self.directory.peers):
+            peer = self.directory.peers[name]
+            if name not in self.static and wanted.get(name) != peer.address:
+                self._scopes.pop(name).cancel()
+                del self.directory.peers[name], self.links[name]
+                logger.info("fleet: peer %s dropped (no longer a target)", name)
+        for name, address in found:
+            if name not in self.directory.peers:
+                peer = self.directory.add_peer(name, address)
+                self.links[name] = PeerLink(peer, self.directory, self.link_settings, self.clock)
+                self._start(name)
+                logger.info("fleet: peer %s (%s) added from Prometheus", name, address)
+
+    async def _follow_targets(self, source: TargetSource) -> None:
+        while True:
+            try:
+                self.update_peers(await read_peers(source))
+            except (OSError, ValueError, KeyError, TypeError, trio.TooSlowError) as exc:
+                logger.warning("fleet: cannot read peers from %s: %s", source.url, exc)
+            await trio.sleep(source.interval)
 
     def allows_tunnel(self, host: str, port: int) -> bool:
         """``ssh -J``: only to a peer of the directory, by its name or its address."""
@@ -107,6 +144,11 @@ class Gateway:
         if index is None:
             return await run.local(command)
         return await run.named(words, index)
+
+
+async def _run_link(link: PeerLink, scope: trio.CancelScope) -> None:
+    with scope:
+        await link.run()
 
 
 class _Run:

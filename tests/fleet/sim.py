@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,13 +108,15 @@ class Fleet:
         return data
 
     def wait_complete(self, gateway: int = 0, timeout: float = 30) -> None:
-        """Until the gateway's directory has every peer (no missing peers)."""
+        """Until the gateway's directory has every peer: none missing, each one's consoles."""
         seen: list[object] = []
+        every = {peer.name for peer in self.peers}
 
         def complete() -> bool:
             data = self.listing(gateway=gateway)
-            seen[:] = [data["missing_peers"]]
-            return not data["missing_peers"]
+            hosts = {row["host"] for row in data["consoles"]}
+            seen[:] = [data["missing_peers"], every - hosts]
+            return not data["missing_peers"] and hosts == every
 
         wait_until(
             complete,
@@ -184,7 +186,7 @@ def peer_config(
 
 
 def gateway_config(
-    root: Path, address: str, users: dict[str, UserKey], keys: Path, peers: list[Peer]
+    root: Path, address: str, users: dict[str, UserKey], keys: Path
 ) -> dict[str, Any]:
     return {
         "ssh": {"listen": [f"{address}:0"], "host_key": str(root / "host_key")},
@@ -192,7 +194,6 @@ def gateway_config(
         "users": {k.name: {"keys": [k.public]} for k in users.values()},
         "fleet": {
             "name": f"gw-{address}",
-            "peers": [f"{p.name}:{p.port}" for p in peers],
             "known_hosts": str(keys / "known_hosts"),
             "key": str(keys / "gateway_key"),
             "ca_key": str(keys / "gateway_ca"),
@@ -262,10 +263,25 @@ def start_peers(
     return peers
 
 
+PeerSource = Callable[[list[Peer]], dict[str, Any]]
+
+
+def listed(peers: list[Peer]) -> dict[str, Any]:
+    """The gateways' peers as a list in their config."""
+    return {"peers": [f"{p.name}:{p.port}" for p in peers]}
+
+
 @contextlib.contextmanager
-def running_fleet(root: Path, peers: int = PEERS, gateways: tuple[str, ...] = GATEWAYS,
-                  ) -> Iterator[Fleet]:  # fmt: skip
-    """``peers`` real peers and a real gateway on each of ``gateways``, all stopped at the end."""
+def running_fleet(
+    root: Path,
+    peers: int = PEERS,
+    gateways: tuple[str, ...] = GATEWAYS,
+    source: PeerSource = listed,
+) -> Iterator[Fleet]:
+    """``peers`` real peers and a real gateway on each of ``gateways``, all stopped at the end.
+
+    ``source(peers)``: how the gateways learn their peers (keys of their ``fleet:``
+    section), called once the peers are up."""
     users = {name: make_key(root, name) for name in ("alice", "bob", "olga")}
     keys = root / "gateway-keys"
     section = peer_section(fleet_init(keys, addresses=gateways))
@@ -276,7 +292,8 @@ def running_fleet(root: Path, peers: int = PEERS, gateways: tuple[str, ...] = GA
         for address in gateways:
             gw_root = root / f"gw-{address}"
             gw_root.mkdir()
-            settings = gateway_config(gw_root, address, users, keys, started)
+            settings = gateway_config(gw_root, address, users, keys)
+            settings["fleet"].update(source(started))
             config = write_config(gw_root / "consrv.yaml", settings)
             fronts.append(Gateway(address, gw_root, Consrv(config, gw_root)))
         for gateway in fronts:

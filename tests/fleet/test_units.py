@@ -21,6 +21,7 @@ from consrv.fleet.directory import Ambiguous, Directory, FeedError, Found, Missi
 from consrv.fleet.gateway import UNREACHABLE, _name_index
 from consrv.fleet.identity import VALIDITY, Minter
 from consrv.fleet.metrics import FleetCollector
+from consrv.fleet.targets import peers_of, targets_url
 from consrv.metrics import metrics_registry
 from consrv.service import Login
 from tests.fleet.offline import entry, line, offline_gateway
@@ -362,3 +363,51 @@ def test_the_bridge_passes_input_pty_events_and_flow_control() -> None:
     assert peer.calls[-1] == ("pause",)
     bridge.drained()
     assert peer.calls[-1] == ("resume",)
+
+
+# -- peers from Prometheus ---
+
+
+def answer(*targets: dict[str, str]) -> dict[str, object]:
+    return {
+        "status": "success",
+        "data": {"activeTargets": [{"labels": labels} for labels in targets]},
+    }
+
+
+def test_peers_are_the_jobs_targets_with_their_ssh_port() -> None:
+    data = answer(
+        {"job": "consrv", "instance": "iochost-17:9108"},
+        {"job": "consrv", "instance": "iochost-18:9108", "ssh_port": "2222"},
+        {"job": "consrv", "instance": "[2001:db8::7]:9108"},
+        {"job": "consrv", "instance": "iochost-17:9109"},  # the same host twice: one peer
+        {"job": "node", "instance": "iochost-19:9100"},
+    )
+    assert peers_of(data, "consrv", 22) == [
+        ("2001:db8::7", "[2001:db8::7]:22"),
+        ("iochost-17", "iochost-17:22"),
+        ("iochost-18", "iochost-18:2222"),
+    ]
+    with pytest.raises(ValueError, match="not a successful"):
+        peers_of({"status": "error"}, "consrv", 22)
+    with pytest.raises(ValueError, match="bad ssh_port"):
+        peers_of(answer({"job": "consrv", "instance": "h:1", "ssh_port": "0"}), "consrv", 22)
+    assert targets_url("http://prom:9090/") == "http://prom:9090/api/v1/targets?state=active"
+    with pytest.raises(ValueError, match="http"):
+        targets_url("file:///etc/passwd")
+
+
+def test_prometheus_as_a_peer_source_is_validated(tmp_path: Path) -> None:
+    keys = {"known_hosts": "kh", "key": "k", "ca_key": "ca"}
+    source = {"url": "http://prom:9090", "job": "consrv"}
+    config = parse_config({"fleet": {"prometheus": source, **keys}}, tmp_path)
+    assert config.fleet is not None
+    assert config.fleet.gateway
+    assert config.fleet.prometheus is not None
+    assert (config.fleet.prometheus.ssh_port, config.fleet.prometheus.interval) == (22, 30.0)
+    assert problems({"fleet": {"prometheus": {**source, "url": "prom:9090"}, **keys}}, tmp_path)[
+        0
+    ].startswith("fleet.prometheus.url: expected an http")
+    assert problems({"fleet": {"prometheus": source}}, tmp_path) == [
+        "fleet: a gateway (peers) needs known_hosts, key, ca_key (consrv fleet init makes them)"
+    ]
