@@ -31,6 +31,7 @@ from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, s
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings, PeerLink, split_address
 from consrv.fleet.targets import TargetSource, read_peers
+from consrv.menu import LineReader, pick
 from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Input, Login, Service
 from consrv.session import Channel
 
@@ -134,7 +135,7 @@ class Gateway:
         except ValueError:
             words = []
         if not words:
-            return await run.local(command)
+            return await (run.menu() if pty and command.strip() == "" else run.local(command))
         verb, args = words[0], words[1:]
         if verb in REPORTS and _name_index(words) is None:
             return await run.report(verb, args, command)
@@ -213,6 +214,33 @@ class _Run:
             text = reports.status_table(rows, missing, now)
         self.text(text)
         return OK
+
+    # -- the menu, over the fleet -------------------------------------------------------
+    async def menu(self) -> int:
+        """``ssh -t console@gw``: every console the user may see, picked by number or name."""
+        rows = self.rows()
+        if not rows:
+            return await self.local("")  # the service says there is none
+        self.text(reports.list_table(rows, self.directory.missing(), self.gateway.clock(),
+                                     numbered=True))  # fmt: skip
+        choices = [f"{row['name']}@{row['host']}" for row in rows]
+        reader = LineReader(self.channel)
+        self.on_input(reader)
+        while True:
+            self.channel.write_notice(b"console (number or name, empty to quit): ")
+            line = await reader.read_line()
+            if not line:
+                return OK
+            choice = pick(line, choices)
+            if isinstance(choice, str):
+                name, host = split_host(choice)
+                command = shlex.join(["attach", name])
+                peer = self.directory.peers.get(host)
+                if host == self.gateway.name or peer is None:
+                    return await self.local(command)
+                return await self.forward(peer, command)
+            text = ", ".join(choice[:10]) if choice else "no such console"
+            self.text(f"{line[:40]!r}: {text}\n")
 
     # -- one console, wherever it is ---------------------------------------------------
     def where(self, text: str) -> Found | Ambiguous | Missing | None:

@@ -40,10 +40,15 @@ def _writer(row: dict[str, Any]) -> str:
     return "(shared)" if row.get("write") == "shared" else (row.get("writer") or "-")
 
 
-def list_table(rows: Sequence[dict[str, Any]], missing: Sequence[Peer], now: float) -> str:
-    """NAME HOST STATE WRITER VIEWERS, then a line per missing peer."""
-    lines = [("NAME", "HOST", "STATE", "WRITER", "VIEWERS")]
-    lines += [(r["name"], r["host"], r["state"], _writer(r), str(r["viewers"])) for r in rows]
+def list_table(
+    rows: Sequence[dict[str, Any]], missing: Sequence[Peer], now: float, *, numbered: bool = False
+) -> str:
+    """NAME HOST STATE WRITER VIEWERS (numbered for the menu), then a line per missing peer."""
+    lines = [("#",) * numbered + ("NAME", "HOST", "STATE", "WRITER", "VIEWERS")]
+    lines += [
+        (str(index),) * numbered + (r["name"], r["host"], r["state"], _writer(r), str(r["viewers"]))
+        for index, r in enumerate(rows, start=1)
+    ]
     return views.table(lines) + missing_text(missing, now)
 
 

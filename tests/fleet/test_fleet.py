@@ -409,3 +409,22 @@ def test_proxyjump_reaches_a_peer_end_to_end_and_nothing_else(fleet: Fleet) -> N
                              text=True, timeout=20, check=False)  # fmt: skip
     assert refused.returncode == 255
     gateway.consrv.wait_for_log(rb"bob: tunnel to 127\.0\.0\.1:\d+ refused")
+
+
+async def test_the_menu_covers_the_fleet(fleet: Fleet) -> None:
+    peer = fleet.peers[3]
+    client = await pty_ssh(fleet, "alice", "console").start()
+    try:
+        await client.expect(rb"#\s+NAME\s+HOST\s+STATE")
+        await client.expect(rb"console \(number or name, empty to quit\): ")
+        await client.send(b"dup\r")  # a prefix of two consoles on two hosts
+        await client.expect(rb"dup-ioc@127\.1\.0\.10, dup-ioc@127\.1\.0\.11")
+        await client.send(f"{SECRET}\r".encode())
+        await client.expect(rb"you write")
+        await client.send(b"\x05ci")
+        await client.expect(rf"console   {SECRET}: up".encode())
+        await client.send(b"\x05c.")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+    assert SECRET in [r["console"] for r in peer.audit() if r.get("event") == "attach"]
