@@ -28,6 +28,7 @@ from consrv.console import text_bytes
 from consrv.fleet import reports
 from consrv.fleet.bridge import Bridge, Hop, Terminal, open_hop
 from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, split_host
+from consrv.fleet.fanout import Fanout, Lines
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings, PeerLink, split_address
 from consrv.fleet.targets import TargetSource, read_peers
@@ -336,15 +337,15 @@ class _Run:
         if not peers:
             return await self.local(command)
         here = any(fnmatch.fnmatchcase(n, pattern) for n in self.service.visible(self.login))
-        fan = _Fanout()
+        fan = Fanout()
         self.on_input(fan)
         statuses: list[int] = []
 
         async def one(peer: Peer) -> None:
-            statuses.append(await self.forward(peer, command, _Lines(self.channel), fan.add))
+            statuses.append(await self.forward(peer, command, Lines(self.channel), fan.add))
 
         async def local() -> None:
-            statuses.append(await self.local(command, _Lines(self.channel), fan.add))
+            statuses.append(await self.local(command, Lines(self.channel), fan.add))
 
         async with trio.open_nursery() as nursery:
             if here:
@@ -352,64 +353,6 @@ class _Run:
             for name in peers:
                 nursery.start_soon(one, self.directory.peers[name])
         return OK if OK in statuses else min(statuses)
-
-
-class _Fanout:
-    """One user's input for several readers (``follow`` over hosts): EOF ends them all."""
-
-    def __init__(self) -> None:
-        self.readers: list[Input] = []
-        self._eof = False
-
-    def add(self, reader: Input) -> None:
-        self.readers.append(reader)
-        if self._eof:
-            reader.eof()
-
-    def feed(self, data: bytes) -> None:
-        for reader in self.readers:
-            reader.feed(data)
-
-    def eof(self) -> None:
-        self._eof = True
-        for reader in self.readers:
-            reader.eof()
-
-    def drained(self) -> None:
-        for reader in self.readers:
-            reader.drained()
-
-
-class _Lines:
-    """A channel that passes only whole lines, so lines from several hosts never mix."""
-
-    MAX_PARTIAL = 4096
-
-    def __init__(self, channel: Channel) -> None:
-        self.channel = channel
-        self._partial = b""
-
-    def write(self, data: bytes) -> None:
-        data, self._partial = self._partial + data, b""
-        end = data.rfind(b"\n") + 1
-        if end == 0 and len(data) <= self.MAX_PARTIAL:
-            self._partial = data
-            return
-        if end:
-            data, self._partial = data[:end], data[end:]
-        self.channel.write(data)
-
-    def write_notice(self, data: bytes) -> None:
-        self.channel.write_notice(data)
-
-    def buffered(self) -> int:
-        return self.channel.buffered()
-
-    def pause_reading(self) -> None:
-        self.channel.pause_reading()
-
-    def resume_reading(self) -> None:
-        self.channel.resume_reading()
 
 
 def _name_index(words: list[str]) -> int | None:
