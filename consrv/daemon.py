@@ -244,6 +244,11 @@ def run(config: Config, path: Path | None = None) -> int:
     """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`)."""
     for warning in exposure.warnings(config):
         logger.warning("%s", warning)
+    refused = exposure.fleet_refusals(config)  # the host key is refused by the SSH front
+    for problem in refused:
+        logger.error("cannot serve: %s", problem)
+    if refused:
+        return 1
     raise_descriptor_limit()
     failures: list[OSError] = []
     try:

@@ -1,10 +1,10 @@
 """Settings that expose consrv more than they should: what check-config and serve say about them.
 
 Owns two lists over a loaded config: `refusals` (consrv will not run with these:
-a host key other users may read, as sshd's StrictModes refuses an "UNPROTECTED
-PRIVATE KEY FILE") and `warnings` (allowed, but said on every start and by
-check-config: ``/metrics`` listening beyond loopback, which docs/security.md
-asks to keep on a management network).
+a host key, or a fleet gateway's key or CA key, other users may read, as sshd's
+StrictModes refuses an "UNPROTECTED PRIVATE KEY FILE") and `warnings` (allowed,
+but said on every start and by check-config: ``/metrics`` listening beyond
+loopback, which docs/security.md asks to keep on a management network).
 """
 
 from __future__ import annotations
@@ -18,7 +18,17 @@ from consrv.ssh.keys import key_file_problem
 def refusals(config: Config) -> list[str]:
     """Why consrv must not serve with ``config`` (empty: it may)."""
     problem = key_file_problem(config.ssh.host_key)
-    return [f"ssh.host_key: {problem}"] if problem is not None else []
+    return ([f"ssh.host_key: {problem}"] if problem is not None else []) + fleet_refusals(config)
+
+
+def fleet_refusals(config: Config) -> list[str]:
+    """A fleet gateway's key or CA key that others may read (the CA key signs for anyone)."""
+    fleet = config.fleet
+    if fleet is None or not fleet.gateway:
+        return []
+    keys = (("fleet.key", fleet.key), ("fleet.ca_key", fleet.ca_key))
+    found = [(name, key_file_problem(path)) for name, path in keys if path is not None]
+    return [f"{name}: {problem}" for name, problem in found if problem is not None]
 
 
 def warnings(config: Config) -> list[str]:

@@ -411,3 +411,19 @@ def test_prometheus_as_a_peer_source_is_validated(tmp_path: Path) -> None:
     assert problems({"fleet": {"prometheus": source}}, tmp_path) == [
         "fleet: a gateway (peers) needs known_hosts, key, ca_key (consrv fleet init makes them)"
     ]
+
+
+def test_a_gateway_key_others_may_read_is_refused(tmp_path: Path) -> None:
+    fleet_init(tmp_path / "keys", "gw1", ("10.0.0.1",))
+    ca_key = tmp_path / "keys" / "gateway_ca"
+    ca_key.chmod(0o644)
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "fleet:\n  peers: [iochost-1:22]\n  known_hosts: keys/known_hosts\n"
+        "  key: keys/gateway_key\n  ca_key: keys/gateway_ca\n"
+    )
+    for command in ("check-config", "serve"):
+        argv = [sys.executable, "-m", "consrv", command, "--config", str(config)]
+        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
+        assert result.returncode in (1, 2), result.stderr
+        assert f"fleet.ca_key: {ca_key}: UNPROTECTED PRIVATE KEY FILE" in result.stderr
