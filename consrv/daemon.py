@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
-from consrv.fleet import build_gateway
+from consrv.fleet import Gateway, GatewayKeyError, build_gateway, prepare_reload
 from consrv.fleet.metrics import FleetCollector
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.metrics import (
@@ -71,7 +71,7 @@ async def serve(
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
         if reloads is not None:
-            reloader = _Reloader(registry, front, reload_stats, notifier, audit)
+            reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
             nursery.start_soon(reloader.serve, reloads)
         if config.metrics_listen is not None:
             collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
@@ -101,9 +101,10 @@ class _Reloader:
         stats: ReloadStats,
         notifier: Notifier,
         audit: AuditLog,
+        gateway: Gateway | None = None,
     ) -> None:
         self.registry, self.front, self.stats, self.notifier = registry, front, stats, notifier
-        self.audit = audit
+        self.audit, self.gateway = audit, gateway
 
     async def serve(self, requests: trio.MemoryReceiveChannel[Path]) -> None:
         async for path in requests:
@@ -114,18 +115,28 @@ class _Reloader:
     def reload(self, path: Path) -> None:
         try:
             config = load_config(path)
+            refused = exposure.fleet_refusals(config) if self.gateway else []
+            if refused:
+                raise GatewayKeyError("; ".join(refused))
+            apply_fleet = prepare_reload(self.gateway, config)  # fleet.peers, keys
         except ConfigError as exc:
-            problems = "; ".join(str(problem) for problem in exc.problems)
-            logger.error("reload failed, the running config stays: %s: %s", path, problems)
-            self.stats.reload(ok=False)
-            self.audit.record("reload", result="failed", path=str(path), problems=problems)
+            self._failed(path, "; ".join(str(problem) for problem in exc.problems))
+            return
+        except GatewayKeyError as exc:
+            self._failed(path, str(exc))
             return
         _warn_restart_only(self.registry.config, config)
         changes = self.registry.reload(config)
         self.front.reconfigure(config)
+        apply_fleet()
         self.stats.reload(ok=True)
         self.audit.record("reload", result="done", path=str(path), changes=str(changes))
         logger.info("reloaded %s: %s", path, changes)
+
+    def _failed(self, path: Path, problems: str) -> None:
+        logger.error("reload failed, the running config stays: %s: %s", path, problems)
+        self.stats.reload(ok=False)
+        self.audit.record("reload", result="failed", path=str(path), problems=problems)
 
 
 def _warn_restart_only(old: Config, new: Config) -> None:
@@ -138,7 +149,6 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("metrics.listen", old.metrics_listen, new.metrics_listen),
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
-        ("fleet.peers", old.fleet and old.fleet.peers, new.fleet and new.fleet.peers),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)

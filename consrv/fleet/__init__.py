@@ -2,33 +2,46 @@
 
 A front like ``ssh/``: it stands on the core (service, views, config) and never
 imports another front. daemon.py wires a `Gateway` in as the SSH front's
-``service.Commands`` when the config has peers.
+``service.Commands`` when the config has peers, and hands it each reloaded config
+(`Identity` read first, so a key that cannot be read fails the reload whole).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
 import asyncssh
 
 from consrv.config import Config
-from consrv.fleet.gateway import Gateway
+from consrv.config.fleet import FleetConfig
+from consrv.fleet.gateway import Gateway, Identity
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings
 from consrv.fleet.targets import TargetSource
 from consrv.service import Service
 
-__all__ = ["Gateway", "build_gateway"]
+__all__ = ["Gateway", "GatewayKeyError", "Identity", "build_gateway", "prepare_reload"]
+
+logger = logging.getLogger(__name__)
 
 
-def build_gateway(config: Config, service: Service) -> Gateway | None:
-    """The gateway the config asks for (``fleet.peers``), or None. Reads its keys now."""
+class GatewayKeyError(ValueError):
+    """A gateway key or CA key that cannot be read (or others may read): named, with why."""
+
+
+def read_identity(config: Config) -> Identity:
+    """The gateway's key, CA and link settings from ``config``; GatewayKeyError names a
+    key that cannot be read (a reload keeps what it has)."""
     fleet = config.fleet
-    if fleet is None or not fleet.gateway:
-        return None
+    assert fleet is not None
+    assert fleet.gateway
     assert fleet.key is not None
     assert fleet.ca_key is not None
     assert fleet.known_hosts is not None
     settings = LinkSettings(
-        key=asyncssh.read_private_key(fleet.key),
+        key=_read_key("fleet.key", fleet.key),
         known_hosts=fleet.known_hosts,
         login=config.ssh.observer_login,
         bind=fleet.bind,
@@ -36,10 +49,55 @@ def build_gateway(config: Config, service: Service) -> Gateway | None:
         keepalive_interval=fleet.keepalive_interval,
         keepalive_count_max=fleet.keepalive_count_max,
     )
-    minter = Minter(asyncssh.read_private_key(fleet.ca_key), fleet.name)
-    peers = [(peer.name, peer.address) for peer in fleet.peers]
-    gateway = Gateway(service, fleet.name, peers, settings, minter)
-    if fleet.prometheus is not None:
-        p = fleet.prometheus
-        gateway.source = TargetSource(p.url, p.job, p.ssh_port, p.interval)
+    return Identity(settings, Minter(_read_key("fleet.ca_key", fleet.ca_key), fleet.name))
+
+
+def _read_key(name: str, path: Path) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.read_private_key(path)
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    except asyncssh.KeyImportError as exc:
+        why = str(exc)
+    raise GatewayKeyError(f"{name}: {path}: {why}")
+
+
+def build_gateway(config: Config, service: Service) -> Gateway | None:
+    """The gateway the config asks for (``fleet.peers``), or None. Reads its keys now."""
+    fleet = config.fleet
+    if fleet is None or not fleet.gateway:
+        return None
+    identity = read_identity(config)
+    gateway = Gateway(service, fleet.name, static_peers(fleet), identity.settings, identity.minter)
+    gateway.source = _source(fleet)
     return gateway
+
+
+def prepare_reload(gateway: Gateway | None, config: Config) -> Callable[[], None]:
+    """What a reload to ``config`` does to the gateway: checked (its keys read) now,
+    applied when the returned function is called. Raises GatewayKeyError."""
+    fleet = config.fleet
+    wants = fleet is not None and fleet.gateway
+    if gateway is None or fleet is None or not wants:
+        if (gateway is None) == wants:
+            change = "becomes a gateway" if wants else "stops being a gateway"
+            logger.warning("reload: fleet: this consrv %s when it restarts", change)
+        return lambda: None
+    identity = read_identity(config)
+    if fleet.name != gateway.name or _source(fleet) != gateway.source:
+        logger.warning("reload: fleet.name or fleet.prometheus changed: it takes effect "
+                       "when consrv restarts")  # fmt: skip
+    peers = static_peers(fleet)
+    return lambda: gateway.reconfigure(peers, identity)
+
+
+def static_peers(fleet: FleetConfig) -> list[tuple[str, str]]:
+    """``fleet.peers`` and ``peers_file``: (name, HOST:PORT) each."""
+    return [(peer.name, peer.address) for peer in fleet.peers]
+
+
+def _source(fleet: FleetConfig) -> TargetSource | None:
+    p = fleet.prometheus
+    if p is None:
+        return None
+    return TargetSource(p.url, p.job, p.ssh_port, p.interval)

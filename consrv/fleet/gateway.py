@@ -18,6 +18,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncssh
@@ -43,6 +44,15 @@ REPORTS = ("list", "who", "status")
 NAMED = ("attach", "tail", "status", "who", "start", "stop", "restart")
 LOCAL_ONLY = ("help", "version", "watch", "list", "follow", "web", "log")
 VALUED = ("-n",)  # options whose value is the next word
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the gateway is on its peers: its link settings (its key, ``known_hosts``,
+    deadlines) and its CA's minter. Swapped whole by a reload."""
+
+    settings: LinkSettings
+    minter: Minter
 
 
 class Gateway:
@@ -88,21 +98,53 @@ class Gateway:
         scope = self._scopes[name] = trio.CancelScope()
         self._nursery.start_soon(_run_link, self.links[name], scope, name=f"fleet:{name}")
 
+    def _add(self, name: str, address: str, why: str) -> None:
+        peer = self.directory.add_peer(name, address)
+        self.links[name] = PeerLink(peer, self.directory, self.link_settings, self.clock)
+        if self._nursery is not None:
+            self._start(name)
+        logger.info("fleet: peer %s (%s) added (%s)", name, address, why)
+
+    def _drop(self, name: str, why: str) -> None:
+        """The peer's link closed and its entries gone from the directory, at once."""
+        scope = self._scopes.pop(name, None)
+        if scope is not None:
+            scope.cancel()
+        del self.directory.peers[name], self.links[name]
+        logger.info("fleet: peer %s dropped (%s)", name, why)
+
     def update_peers(self, found: list[tuple[str, str]]) -> None:
         """Peers read from Prometheus: new ones linked, gone ones dropped (not the config's)."""
         wanted = dict(found)
         for name in list(self.directory.peers):
             peer = self.directory.peers[name]
             if name not in self.static and wanted.get(name) != peer.address:
-                self._scopes.pop(name).cancel()
-                del self.directory.peers[name], self.links[name]
-                logger.info("fleet: peer %s dropped (no longer a target)", name)
+                self._drop(name, "no longer a target")
         for name, address in found:
             if name not in self.directory.peers:
-                peer = self.directory.add_peer(name, address)
-                self.links[name] = PeerLink(peer, self.directory, self.link_settings, self.clock)
-                self._start(name)
-                logger.info("fleet: peer %s (%s) added from Prometheus", name, address)
+                self._add(name, address, "from Prometheus")
+
+    def reconfigure(self, peers: list[tuple[str, str]], identity: Identity) -> None:
+        """A reload: the config's peers (``fleet.peers``, ``peers_file``) and identity.
+
+        A peer no longer listed (or listed at another address) is dropped, a new
+        one linked; the others keep their links. New connections, to a peer or for
+        a user's session, use the new key, CA and ``known_hosts``; open ones stay.
+        """
+        wanted = dict(peers)
+        self.link_settings, self.minter = identity.settings, identity.minter
+        for link in self.links.values():
+            link.settings = identity.settings
+        for name in sorted(self.static):
+            if wanted.get(name) != self.directory.peers[name].address:
+                self._drop(name, "no longer in the config")
+        for name, address in peers:
+            known = self.directory.peers.get(name)
+            if known is not None and known.address != address:
+                self._drop(name, f"now at {address}")  # a Prometheus peer the config moved
+            if name not in self.directory.peers:
+                self._add(name, address, "in the config")
+        self.static = frozenset(wanted)
 
     async def _follow_targets(self, source: TargetSource) -> None:
         while True:

@@ -38,6 +38,7 @@ DUPLICATE = "dup-ioc"  # on the first two peers
 SOFT_IOC = "vac-ioc"  # a real EPICS soft IOC, on the third peer
 SECRET = "secret-ioc"  # on the fourth peer, for alice only
 CAT = ["/bin/cat"]  # a cheap child: echoes what it is sent
+GATEWAY_HOST_KEY = "gateway_host_key"  # beside fleet init's keys, copied with them
 
 
 @dataclass
@@ -75,6 +76,7 @@ class Fleet:
     gateways: list[Gateway]
     users: dict[str, UserKey]
     ca: Path  # the gateways' CA (private key)
+    host_key: str  # the gateways' shared SSH host key (public, OpenSSH's one-line form)
 
     def peer(self, index: int) -> Peer:
         return self.peers[index]
@@ -188,8 +190,9 @@ def peer_config(
 def gateway_config(
     root: Path, address: str, users: dict[str, UserKey], keys: Path
 ) -> dict[str, Any]:
+    """A gateway's config; every gateway has the same host key (docs/fleet.md: one name)."""
     return {
-        "ssh": {"listen": [f"{address}:0"], "host_key": str(root / "host_key")},
+        "ssh": {"listen": [f"{address}:0"], "host_key": str(keys / GATEWAY_HOST_KEY)},
         "log_dir": str(root / "logs"),
         "users": {k.name: {"keys": [k.public]} for k in users.values()},
         "fleet": {
@@ -289,6 +292,7 @@ def running_fleet(
     fronts: list[Gateway] = []
     try:
         started = start_peers(root, users, section, keys / "known_hosts", peers, started)
+        host_key = write_new_key(keys / GATEWAY_HOST_KEY, "gateways of the fleet")
         for address in gateways:
             gw_root = root / f"gw-{address}"
             gw_root.mkdir()
@@ -298,7 +302,8 @@ def running_fleet(
             fronts.append(Gateway(address, gw_root, Consrv(config, gw_root)))
         for gateway in fronts:
             gateway.consrv.start(timeout=60)
-        fleet = Fleet(root, started, fronts, users, keys / "gateway_ca")
+        public = host_key.export_public_key().decode().strip()
+        fleet = Fleet(root, started, fronts, users, keys / "gateway_ca", public)
         for index in range(len(fronts)):
             fleet.wait_complete(index, timeout=60 + peers)
         yield fleet

@@ -18,8 +18,9 @@ from consrv.config import ConfigError, parse_config
 from consrv.feed import Feed
 from consrv.fleet.bridge import HIGH_WATER, Bridge
 from consrv.fleet.directory import Ambiguous, Directory, FeedError, Found, Missing
-from consrv.fleet.gateway import UNREACHABLE, _name_index
+from consrv.fleet.gateway import UNREACHABLE, Identity, _name_index
 from consrv.fleet.identity import VALIDITY, Minter
+from consrv.fleet.link import LinkSettings
 from consrv.fleet.metrics import FleetCollector
 from consrv.fleet.targets import peers_of, targets_url
 from consrv.metrics import metrics_registry
@@ -216,6 +217,24 @@ def test_the_gateways_metrics() -> None:
     assert samples[("consrv_fleet_peer_consoles", "iochost-17")] == 1
     assert samples[("consrv_fleet_directory_consoles", None)] == 1
     assert samples[("consrv_fleet_proxied_sessions_total", None)] == 0
+
+
+def test_a_reconfigured_gateway_drops_and_adds_peers_and_swaps_its_identity() -> None:
+    gateway = offline_gateway()
+    settings = LinkSettings(asyncssh.generate_private_key("ssh-ed25519"), Path("/new"))
+    identity = Identity(settings, Minter(asyncssh.generate_private_key("ssh-ed25519"), "gw"))
+    peers = [("iochost-17", "127.0.0.17:22"), ("iochost-19", "127.0.0.19:22")]
+    gateway.reconfigure(peers, identity)
+    assert sorted(gateway.directory.peers) == ["iochost-17", "iochost-19"]
+    assert sorted(gateway.links) == ["iochost-17", "iochost-19"]
+    assert gateway.directory.peers["iochost-17"].consoles.keys() == {"ioc-a"}  # kept, linked
+    assert all(link.settings is settings for link in gateway.links.values())
+    assert gateway.link_settings is settings
+    assert gateway.minter is identity.minter
+    gateway.reconfigure([("iochost-17", "127.0.0.99:22")], identity)  # moved: a new link
+    assert gateway.directory.peers["iochost-17"].address == "127.0.0.99:22"
+    assert gateway.directory.peers["iochost-17"].consoles == {}
+    assert gateway.static == {"iochost-17"}
 
 
 # -- certificates ---
