@@ -12,13 +12,17 @@ JSON object per line, each with ``"schema": FEED_SCHEMA`` and a ``"type"``:
 - ``sync``: everything above describes the host as it is now (after the first
   snapshot; a gateway swaps its old picture for the new one at this point).
 
-Volatile fields (last output, idle times, memory, CPU) are left out, so an idle
-host sends nothing. Knows nothing of SSH: it reads the service's consoles and
-writes lines to a ``session.Channel``-like sink.
+Volatile fields (last output, memory, CPU) are left out, so an idle host sends
+nothing. Idle times are carried as each user's ``last_input`` (the wall-clock
+time of their last keystroke, to the second, or null), which changes only when
+they type: the gateway works out ``idle_seconds`` from it as a local `who` does.
+Knows nothing of SSH: it reads the service's consoles and writes lines to a
+``session.Channel``-like sink.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -54,10 +58,11 @@ def console_entry(service: Service, name: str) -> dict[str, Any]:
     if entry["ioc"] is not None:
         entry["ioc"] = {k: v for k, v in entry["ioc"].items() if k not in _VOLATILE_UNIT}
     cfg = service.registry.settings[name]
+    now = time.time()
     entry["who"] = [
         {"user": w.user, "mode": w.mode, "since": views.iso(w.since), "login": w.login,
-         "from": w.peer}
-        for w in service.registry.consoles[name].who()
+         "from": w.peer, "last_input": None if w.idle is None else views.iso(now - w.idle)}
+        for w in service.registry.consoles[name].who(now=now)
     ]  # fmt: skip
     entry["rw"], entry["ro"] = list(cfg.rw), list(cfg.ro)
     entry["operate"] = list(cfg.operate) if cfg.ioc else []

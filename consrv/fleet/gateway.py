@@ -233,9 +233,11 @@ class _Run:
             who = self.service.registry.consoles[name].who()
             row["who"] = [views.who_dict(name, entry) for entry in who]
             rows.append({**row, "host": self.gateway.name})
+        now = self.gateway.clock()
         for found in self.directory.visible(self.login.user, read_only=self.login.read_only):
             row = dict(found.peer.consoles[found.name])
             row.setdefault("last_output", None)
+            row["who"] = reports.with_idle(row.get("who", ()), now)
             if not found.peer.up:
                 row["state"] = reports.UNREACHABLE
             rows.append({**row, "host": found.peer.name})

@@ -10,6 +10,7 @@ every key it had keeps its meaning.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Sequence
 from typing import Any
 
@@ -71,6 +72,22 @@ def who_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def with_idle(who: Sequence[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """A peer's ``who`` entries with ``idle_seconds`` as of ``now``, from their
+    ``last_input`` (None from a peer that does not send it, as for no keystroke yet)."""
+    return [{**w, "idle_seconds": _idle(w.get("last_input"), now)} for w in who]
+
+
+def _idle(last_input: object, now: float) -> float | None:
+    if not isinstance(last_input, str):
+        return None
+    try:
+        moment = datetime.datetime.fromisoformat(last_input).timestamp()
+    except ValueError:
+        return None
+    return round(max(0.0, now - moment), 1)
+
+
 def who_json(rows: Sequence[dict[str, Any]], missing: Sequence[Peer]) -> str:
     return views.to_json(
         {"schema": views.SCHEMA, "users": who_rows(rows),
@@ -79,10 +96,10 @@ def who_json(rows: Sequence[dict[str, Any]], missing: Sequence[Peer]) -> str:
 
 
 def who_table(rows: Sequence[dict[str, Any]], missing: Sequence[Peer], now: float) -> str:
-    lines = [("CONSOLE", "HOST", "USER", "MODE", "SINCE", "LOGIN", "FROM")]
+    lines = [("CONSOLE", "HOST", "USER", "MODE", "IDLE", "SINCE", "LOGIN", "FROM")]
     for w in who_rows(rows):
-        lines.append((w["console"], w["host"], w["user"], w["mode"], w["since"] or "-",
-                      w["login"] or "-", w["from"] or "-"))  # fmt: skip
+        lines.append((w["console"], w["host"], w["user"], w["mode"], views.age(w["idle_seconds"]),
+                      w["since"] or "-", w["login"] or "-", w["from"] or "-"))  # fmt: skip
     return views.table(lines) + missing_text(missing, now)
 
 

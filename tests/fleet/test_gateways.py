@@ -8,6 +8,7 @@ user's client does (one known_hosts entry for the shared name).
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -20,7 +21,7 @@ import trio
 import yaml
 
 from consrv.service import DENIED, OK
-from tests.fleet.sim import PEERS, Fleet, Gateway
+from tests.fleet.sim import PEERS, Fleet, Gateway, ssh_argv
 from tests.harness import Consrv
 from tests.sshclients import PtySSH
 from tests.waits import wait_until
@@ -207,3 +208,49 @@ async def test_two_gateways_behind_one_name(fleet: Fleet, tmp_path: Path) -> Non
     assert whole < 10, f"directory whole {whole:.1f} s after the restart"
     tail = run(by_shared_name(fleet, 0, known_hosts, "tail", "ioc-09", "-n", "5"))
     assert tail.returncode == OK, tail.stderr  # same key: the one known_hosts line still fits
+
+
+# -- who through a gateway -------------------------------------------------------------
+
+
+async def test_who_through_a_gateway_has_idle_times(fleet: Fleet) -> None:
+    """A remote row's idle time is the peer's own (to the second), as a local row's is."""
+    peer, name = fleet.peers[10], "ioc-10"
+    client = await PtySSH(
+        ssh_argv(peer.name, peer.port, fleet.users["bob"].private, "console", name, tty=True)
+    ).start()
+    try:
+        await client.expect(rb"you write")
+        await client.send(b"typed\r")
+        await client.expect(rb"typed")
+        seen: list[object] = []
+
+        def idle_of(gateway: bool) -> float | None:
+            """bob's ``idle_seconds`` on the console, through the gateway or on the peer."""
+            where = {} if gateway else {"host": peer.name, "port": peer.port}
+            result = fleet.ssh("olga", "who", "--json", **where)  # type: ignore[arg-type]
+            assert result.returncode == OK, result.stderr
+            users = json.loads(result.stdout)["users"]
+            seen[:] = [users]
+            bob = [u for u in users if u["console"] == name and u["user"] == "bob"]
+            return bob[0]["idle_seconds"] if bob else None
+
+        await trio.to_thread.run_sync(
+            lambda: wait_until(
+                lambda: idle_of(True) is not None,
+                f"bob's idle time on {name} through the gateway",
+                timeout=10,
+                seen=lambda: seen,
+            )
+        )
+        through = await trio.to_thread.run_sync(idle_of, True)
+        direct = await trio.to_thread.run_sync(idle_of, False)
+        assert through is not None
+        assert direct is not None
+        assert 0 <= through < 30
+        assert abs(through - direct) < 2.5  # last_input is to the second; two requests apart
+        table = await trio.to_thread.run_sync(lambda: fleet.ssh("olga", "who"))
+        row = next(line for line in table.stdout.splitlines() if line.startswith(name))
+        assert re.search(r"\bbob\s+writer\s+\d+s\b", row), row
+    finally:
+        await client.aclose()

@@ -180,6 +180,29 @@ async def test_fleet_list_has_hosts_and_names_the_missing_peers() -> None:
     assert table.stdout.splitlines()[-1] == "# iochost-18 not reached yet"
 
 
+async def test_remote_who_rows_have_idle_times_from_the_feeds_last_input() -> None:
+    gateway = offline_gateway(now=1000.0)
+    who = {"mode": "writer", "since": "1970-01-01T00:10:00Z", "login": "console", "from": "x"}
+    gateway.directory.peers["iochost-17"].consoles["ioc-a"]["who"] = [
+        {**who, "user": "alice", "last_input": "1970-01-01T00:16:10Z"},  # 30 s before now
+        {**who, "user": "bob", "last_input": None},  # no keystroke yet
+        {**who, "user": "olga"},  # a peer from before last_input: as unknown
+    ]
+    channel = FakeChannel()
+    assert await gateway.handle(ALICE, "who --json", channel, pty=False,
+                                on_input=channel.on_input) == 0  # fmt: skip
+    users = json.loads(channel.stdout)["users"]
+    assert [(u["user"], u["idle_seconds"]) for u in users] == [
+        ("alice", 30.0), ("bob", None), ("olga", None)
+    ]  # fmt: skip
+    assert not any("last_input" in u for u in users)  # who's schema: only idle_seconds
+    table = FakeChannel()
+    await gateway.handle(ALICE, "who", table, pty=False, on_input=table.on_input)
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:6] == ["CONSOLE", "HOST", "USER", "MODE", "IDLE", "SINCE"]
+    assert lines[1].split()[2:5] == ["alice", "writer", "30s"]
+
+
 async def test_a_console_on_a_down_peer_is_one_line_and_status_5() -> None:
     gateway = offline_gateway(now=1000.0)
     gateway.directory.lost(gateway.directory.peers["iochost-17"], 940.0, "connection refused")
