@@ -49,6 +49,7 @@ class Peer:
     consrv: Consrv
     config: dict[str, Any]
     procservs: dict[str, ProcServ] = field(default_factory=dict)
+    metrics_port: int | None = None  # its /metrics, when the fleet was made with metrics
 
     @property
     def config_path(self) -> Path:
@@ -224,8 +225,10 @@ def start_peers(
     known_hosts: Path,
     count: int,
     peers: list[Peer],
+    metrics: bool = False,
 ) -> list[Peer]:
-    """``count`` peers, appended to ``peers`` as they are made (so a failure stops them)."""
+    """``count`` peers, appended to ``peers`` as they are made (so a failure stops them);
+    each with ``/metrics`` on its own address if ``metrics``."""
     lines = []
     for index in range(count):
         address = f"127.1.{index // 200}.{FIRST_PEER + index % 200}"
@@ -244,6 +247,9 @@ def start_peers(
             if name == SECRET:
                 consoles[name].update(rw=["alice"], ro=["alice"])
         config = peer_config(peer_root, address, port, users, section, consoles)
+        metrics_port = free_port(address) if metrics else None
+        if metrics_port is not None:
+            config["metrics"] = {"listen": f"{address}:{metrics_port}"}
         peer = Peer(
             address,
             port,
@@ -251,6 +257,7 @@ def start_peers(
             Consrv(peer_root / "consrv.yaml", peer_root),
             config,
             procservs,
+            metrics_port,
         )
         peer.write()
         peers.append(peer)
@@ -280,18 +287,21 @@ def running_fleet(
     peers: int = PEERS,
     gateways: tuple[str, ...] = GATEWAYS,
     source: PeerSource = listed,
+    metrics: bool = False,
 ) -> Iterator[Fleet]:
     """``peers`` real peers and a real gateway on each of ``gateways``, all stopped at the end.
 
     ``source(peers)``: how the gateways learn their peers (keys of their ``fleet:``
-    section), called once the peers are up."""
+    section), called once the peers are up. ``metrics``: every peer serves /metrics."""
     users = {name: make_key(root, name) for name in ("alice", "bob", "olga")}
     keys = root / "gateway-keys"
     section = peer_section(fleet_init(keys, addresses=gateways))
     started: list[Peer] = []
     fronts: list[Gateway] = []
     try:
-        started = start_peers(root, users, section, keys / "known_hosts", peers, started)
+        started = start_peers(
+            root, users, section, keys / "known_hosts", peers, started, metrics=metrics
+        )
         host_key = write_new_key(keys / GATEWAY_HOST_KEY, "gateways of the fleet")
         for address in gateways:
             gw_root = root / f"gw-{address}"

@@ -1,21 +1,27 @@
-"""Peers from the facility's Prometheus (Debian's real ``prometheus``): a gateway reads
-the targets of one job from ``/api/v1/targets`` and follows them as they change."""
+"""The facility's Prometheus (Debian's real ``prometheus``), scraping every peer's
+/metrics: a gateway reads the targets of one job from ``/api/v1/targets`` and follows
+them as they change; the PromQL of docs/fleet.md answers "where does IOC X run and
+who is on it" for the whole fleet."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 import yaml
 
 from consrv.demo import stop_process
 from consrv.fleet.targets import peers_of
-from tests.fleet.sim import Fleet, Peer, free_port, running_fleet
+from tests.fleet.sim import DUPLICATE, Fleet, Peer, free_port, running_fleet, ssh_argv
+from tests.sshclients import PtySSH
 from tests.waits import wait_until
 
 pytestmark = pytest.mark.integration
@@ -37,10 +43,13 @@ class Prometheus:
         return f"http://127.0.0.1:{self.port}"
 
     def write(self, peers: list[Peer]) -> None:
-        """One target per peer: its (unused) metrics address, its SSH port as a label."""
-        targets = [{"targets": [f"{p.name}:9"], "labels": {"ssh_port": str(p.port)}} for p in peers]
+        """One target per peer: its metrics address, its SSH port as a label."""
+        targets = [
+            {"targets": [f"{p.name}:{p.metrics_port}"], "labels": {"ssh_port": str(p.port)}}
+            for p in peers
+        ]
         config = {
-            "global": {"scrape_interval": "1m"},
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [{"job_name": JOB, "static_configs": targets}],
         }
         self.config.write_text(yaml.safe_dump(config))
@@ -74,6 +83,15 @@ class Prometheus:
         with urllib.request.urlopen(f"{self.url}/api/v1/targets", timeout=5) as answer:  # noqa: S310
             return yaml.safe_load(answer.read())
 
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query's result: one ``{"metric": labels, "value": [t, "v"]}`` a series."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(url, timeout=5) as answer:  # noqa: S310
+            data = json.loads(answer.read())
+        assert data["status"] == "success", data
+        result: list[dict[str, Any]] = data["data"]["result"]
+        return result
+
     def reload(self, peers: list[Peer]) -> None:
         self.write(peers)
         assert self.process is not None
@@ -97,7 +115,7 @@ def prometheus_fleet(
 
     try:
         with running_fleet(
-            root, peers=PEERS, gateways=("127.0.0.52",), source=from_prometheus
+            root, peers=PEERS, gateways=("127.0.0.52",), source=from_prometheus, metrics=True
         ) as fleet:
             yield fleet, prometheus
     finally:
@@ -133,3 +151,62 @@ def test_the_gateway_follows_the_jobs_targets(prometheus_fleet: tuple[Fleet, Pro
         f"{gone} back in the gateway after Prometheus lists it again",
         timeout=20,
     )
+
+
+def promql(console: str) -> dict[str, str]:
+    """The queries of docs/fleet.md (checked there word for word) for one console."""
+    queries = {
+        "where": 'consrv_console_info{console="NAME"}',
+        "who": 'sum by (instance, role) (consrv_console_clients{console="NAME"})',
+        "writer": 'consrv_console_writer{console="NAME"} == 1',
+        "twice": "count by (console) (consrv_console_info) > 1",
+    }
+    docs = (Path(__file__).parents[2] / "docs" / "fleet.md").read_text()
+    for query in queries.values():
+        assert query.replace("NAME", "vac-ioc") in docs, query
+    return {what: q.replace("NAME", console) for what, q in queries.items()}
+
+
+def host(series: dict[str, Any]) -> str:
+    instance: str = series["metric"]["instance"]
+    return instance.rpartition(":")[0]
+
+
+async def test_promql_says_where_an_ioc_runs_and_who_is_on_it(
+    prometheus_fleet: tuple[Fleet, Prometheus],
+) -> None:
+    fleet, prometheus = prometheus_fleet
+    peer, name = fleet.peers[1], "ioc-01"
+    queries = promql(name)
+    argv = ssh_argv(fleet.gateways[0].address, fleet.gateways[0].consrv.port,
+                    fleet.users["bob"].private, "console", name, tty=True)  # fmt: skip
+    client = await PtySSH(argv).start()
+    try:
+        await client.expect(rb"you write")  # bob, through the gateway, holds the lock
+        seen: dict[str, list[dict[str, Any]]] = {}
+
+        def answered() -> bool:
+            for what in ("who", "writer"):
+                seen[what] = prometheus.query(queries[what])
+            who = {(host(s), s["metric"]["role"], s["value"][1]) for s in seen["who"]}
+            return (peer.name, "rw", "1") in who and len(seen["writer"]) == 1
+
+        await trio.to_thread.run_sync(
+            lambda: wait_until(
+                answered,
+                f"Prometheus to see bob on {name} (it scrapes every 1 s)",
+                timeout=20,
+                interval=0.5,
+                seen=lambda: seen,
+            )
+        )
+        where = prometheus.query(queries["where"])
+        assert [host(s) for s in where] == [peer.name]  # one host runs it: its own
+        (writer,) = prometheus.query(queries["writer"])
+        assert host(writer) == peer.name
+        twice = prometheus.query(promql(DUPLICATE)["where"])
+        assert sorted(host(s) for s in twice) == sorted(p.name for p in fleet.peers[:2])
+        dups = prometheus.query(queries["twice"])
+        assert [(s["metric"]["console"], s["value"][1]) for s in dups] == [(DUPLICATE, "2")]
+    finally:
+        await client.aclose()
