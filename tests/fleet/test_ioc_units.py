@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio.lowlevel
 
 from consrv.service import DENIED, OK
 from consrv.ssh.keys import write_new_key
@@ -175,5 +174,4 @@ async def test_the_restart_escape_asks_on_the_peer(units: UnitFleet) -> None:
         assert await client.wait() == 0
     finally:
         await client.aclose()
-    await trio.lowlevel.checkpoint()
     assert units.main_pid() == before
