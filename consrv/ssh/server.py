@@ -14,6 +14,7 @@ import dataclasses
 import itertools
 import logging
 import typing
+from collections.abc import Awaitable
 from typing import Any
 
 import asyncssh
@@ -39,6 +40,7 @@ from consrv.ssh.limits import (
     on_auth_failure,
     refuse_env,
 )
+from consrv.ssh.tunnel import open_tunnel
 from consrv.ssh.wire import KEX_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
@@ -350,7 +352,7 @@ class _Server(asyncssh.SSHServer):
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
-    ) -> bool:
+    ) -> Awaitable[asyncssh.SSHTCPSession[bytes]] | bool:
         """``ssh -J``: a tunnel, only to a fleet gateway's peers (the peer then
         authenticates the user end to end). Everything else is refused."""
         tunnels, where = self.front.tunnels, f"{dest_host[:64]}:{dest_port}"
@@ -360,7 +362,7 @@ class _Server(asyncssh.SSHServer):
             **{"from": self.peer},
         )  # fmt: skip
         self.log.info("%s: tunnel to %s %s", self.user, where, "opened" if allowed else "refused")
-        return allowed
+        return open_tunnel(dest_host, dest_port) if allowed else False
 
     def session_requested(self) -> _SSHSession | bool:
         assert self.user is not None

@@ -3,6 +3,7 @@ the ``fleet:`` config section, certificates and ``fleet init``. No network."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import asyncssh
 import pytest
+from asyncssh.forward import SSHForwarder
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -25,6 +27,7 @@ from consrv.fleet.metrics import FleetCollector
 from consrv.fleet.targets import peers_of, targets_url
 from consrv.metrics import metrics_registry
 from consrv.service import Login
+from consrv.ssh.tunnel import _ChannelSide
 from tests.fleet.offline import entry, line, offline_gateway
 from tests.fleet.sim import fleet_init
 from tests.test_service import FakeChannel
@@ -469,3 +472,40 @@ def test_a_gateway_key_others_may_read_is_refused(tmp_path: Path) -> None:
         result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)
         assert result.returncode in (1, 2), result.stderr
         assert f"fleet.ca_key: {ca_key}: UNPROTECTED PRIVATE KEY FILE" in result.stderr
+
+
+# -- ssh -J: the tunnel's first bytes ---
+
+
+class _Collecting(asyncio.Transport):
+    """A transport that keeps what is written to it and whether reading is paused."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data, self.paused = b"", False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.data += bytes(data)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+def test_a_tunnel_passes_on_what_the_destination_said_before_the_channel_opened() -> None:
+    """An SSH server speaks first: its banner may come before the channel is open
+    (asyncssh's own forwarder drops it; the fleet suite saw ProxyJump fail so)."""
+    tcp, tcp_transport = SSHForwarder(), _Collecting()
+    tcp.connection_made(tcp_transport)
+    tcp.data_received(b"SSH-2.0-")  # before the channel's end exists
+    channel = _ChannelSide(tcp)
+    assert tcp_transport.paused  # no more until the channel is open
+    tcp.data_received(b"peer\r\n")  # already in flight
+    channel_transport = _Collecting()
+    channel.connection_made(channel_transport)
+    assert channel_transport.data == b"SSH-2.0-peer\r\n"
+    assert not tcp_transport.paused
+    tcp.data_received(b"more")
+    assert channel_transport.data.endswith(b"\r\nmore")
