@@ -22,6 +22,7 @@ from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
 from consrv.ioc import IocManager, Systemctl, SystemctlError
+from consrv.logins import LoginTokens
 from consrv.metrics import (
     ConsoleCollector,
     IocCollector,
@@ -35,6 +36,7 @@ from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.service import Service
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
+from consrv.web.server import WebFront, make_web
 
 logger = logging.getLogger(__name__)
 
@@ -61,14 +63,20 @@ async def serve(
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
         ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
-        front = SSHFront(config, Service(registry, iocs), ssh_stats, audit)
+        logins = LoginTokens(ttl=config.web.login_ttl) if config.web is not None else None
+        service = Service(registry, iocs, logins)
+        front = SSHFront(config, service, ssh_stats, audit)
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
         if reloads is not None:
             reloader = _Reloader(registry, front, reload_stats, notifier, audit)
             nursery.start_soon(reloader.serve, reloads)
+        collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
+        if config.web is not None and logins is not None:
+            web = make_web(service, logins, config.web)
+            collectors.append(web.stats)
+            await nursery.start(WebFront(web).serve)
         if config.metrics_listen is not None:
-            collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
             if iocs is not None:
                 collectors.append(IocCollector(iocs))
             # serve_metrics logs "metrics on http://HOST:PORT/metrics" (IPv6 in brackets)
@@ -130,6 +138,9 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("metrics.listen", old.metrics_listen, new.metrics_listen),
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
+        ("web", old.web is None, new.web is None),
+        ("web.listen", old.web and old.web.listen, new.web and new.web.listen),
+        ("web.tls", old.web and old.web.tls, new.web and new.web.tls),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)

@@ -42,6 +42,7 @@ from consrv.config.model import (
     User,
 )
 from consrv.config.values import parse_duration, parse_endpoint, parse_public_key, parse_size
+from consrv.config.web import WebConfig, WebLimits, WebTls
 
 __all__ = [
     "CIPHERS",
@@ -60,6 +61,9 @@ __all__ = [
     "Problem",
     "SshConfig",
     "User",
+    "WebConfig",
+    "WebLimits",
+    "WebTls",
     "load_config",
     "parse_config",
     "parse_duration",

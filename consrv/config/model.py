@@ -5,13 +5,16 @@ import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from consrv.names import (
     validate_console_name,
 )
 from consrv.protocol.escape import DEFAULT_PREFIX
 from consrv.revocation import Revoked
+
+if TYPE_CHECKING:  # web.py needs Endpoint from here
+    from consrv.config.web import WebConfig
 
 DEFAULT_HOST_KEY = Path("/var/lib/consrv/ssh_host_ed25519_key")
 # sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -184,6 +187,7 @@ class Config:
     ioc: IocConfig | None = None
     audit_log: Path | None = None
     messages: MessageLimits = MessageLimits()
+    web: "WebConfig | None" = None  # the browser view (None: off)
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

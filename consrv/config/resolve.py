@@ -23,6 +23,7 @@ from consrv.config.model import (
 )
 from consrv.config.schema import RawConfig, RawConsole, RawUser
 from consrv.config.values import parse_public_key
+from consrv.config.web import resolve_web
 from consrv.names import (
     safe_repr,
 )
@@ -60,6 +61,8 @@ class Resolver:
         }
         revoked_path = self.base_dir / raw.ssh.revoked_keys if raw.ssh.revoked_keys else None
         revoked = self._revoked(revoked_path)
+        web, web_problems = resolve_web(raw.web, self.base_dir)
+        self.problems.extend(web_problems)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -93,6 +96,7 @@ class Resolver:
             messages=MessageLimits(
                 raw.messages.burst, raw.messages.per_minute, raw.messages.max_length
             ),
+            web=web,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:

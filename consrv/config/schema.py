@@ -42,6 +42,7 @@ from consrv.config.model import (
     Scope,
     WriteMode,
 )
+from consrv.config.web import RawWeb
 from consrv.protocol.escape import DEFAULT_PREFIX
 
 
@@ -167,3 +168,4 @@ class RawConfig(Raw):
     ioc: RawIoc | None = None
     audit_log: PathValue | None = None
     messages: RawMessages = Field(default_factory=RawMessages)
+    web: RawWeb | None = None

@@ -1,0 +1,85 @@
+"""The web front as a trio task: hypercorn's trio worker serving the Starlette app.
+
+Owns the listener (``web.listen``, TLS from ``web.tls``), the base URL that
+``ssh ... web`` prints (``web.url``, else the bound address), and the shared state
+the routes read (`app.Web`). Started with ``nursery.start`` beside the SSH front;
+``task_status`` gets the bound URL once the socket listens.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.types import ASGIApp
+
+from consrv.config import WebConfig
+from consrv.logins import LoginTokens
+from consrv.service import Service
+from consrv.web.app import SecurityHeaders, Web, routes
+from consrv.web.auth import Sessions
+from consrv.web.logs import LogPages
+from consrv.web.stats import WebStats
+
+logger = logging.getLogger(__name__)
+SHUTDOWN_GRACE = 2.0
+
+
+def build_app(web: Web) -> ASGIApp:
+    """The ASGI app: the routes inside the security headers."""
+    pages = LogPages(web)
+    app = Starlette(routes=routes(pages, pages.log_routes()))
+    app.router.redirect_slashes = False  # an unknown path is 404, never a redirect to a guess
+
+    async def not_found(request: Request, exc: Exception) -> object:
+        return pages.not_found(request)
+
+    app.add_exception_handler(404, not_found)  # type: ignore[arg-type]
+    return SecurityHeaders(app)
+
+
+def make_web(service: Service, logins: LoginTokens, config: WebConfig) -> Web:
+    sessions = Sessions(ttl=config.session_ttl, capacity=config.limits.sessions)
+    web = Web(service, logins, sessions, WebStats(), config)
+    web.stats.sessions = lambda: len(sessions)
+    web.stats.streams = lambda: sum(web.streams.values())
+    return web
+
+
+def hypercorn_config(config: WebConfig) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [str(config.listen)]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("consrv.web.http")
+    hc.graceful_timeout = SHUTDOWN_GRACE
+    hc.websocket_max_message_size = 1024  # the browser sends nothing; any frame closes
+    if config.tls is not None:
+        hc.certfile, hc.keyfile = str(config.tls.cert), str(config.tls.key)
+    return hc
+
+
+class WebFront:
+    """Serves `web` until cancelled."""
+
+    def __init__(self, web: Web) -> None:
+        self.web = web
+        self.app = build_app(web)
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        config = self.web.web
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(_serve, self.app, hypercorn_config(config))
+            base = config.url or binds[0]
+            self.web.logins.base_url = base
+            logger.info("web view on %s (listening on %s)", base, ", ".join(binds))
+            task_status.started(base)
+
+
+async def _serve(
+    app: ASGIApp, config: HypercornConfig, *, task_status: trio.TaskStatus[list[str]]
+) -> None:
+    await serve(app, config, task_status=task_status)  # type: ignore[arg-type]

@@ -1,0 +1,269 @@
+"""The web front's routes in process: sign-in, rights, traversal, Origin, headers, streams.
+
+Policy: a real Registry and Starlette app in the test's trio loop (tests/web/site.py);
+HTTP through httpx's ASGI transport, WebSockets through a hand-written ASGI driver.
+The same front runs in a real consrv with a real browser in tests/web/test_browser.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import trio
+
+import consrv.web
+from consrv.web.auth import COOKIE
+from tests.fakes import wait_for
+from tests.waits import deadline
+from tests.web.site import ORIGIN, Site, WebSocketDriver, site_config, web_site
+
+PAGES = ["/", "/c/ioc-a", "/logs/ioc-a/", "/logs/ioc-a/ioc-a.log", "/api/consoles"]
+
+
+def write_logs(site: Site) -> None:
+    logs = site.root / "logs"
+    (logs / "ioc-a.log.1").write_text(
+        "2026-12-03T21:00:00.000+00:00 old dbl <script>alert(1)</script>\n"
+    )
+    (logs / "ioc-a.log").write_text("2026-12-03T21:10:00.000+00:00 new dbl\n\x1b]52;c;aGk=\x07x\n")
+    (logs / "secret.log").write_text("bob's secret\n")
+    (site.root / "outside").write_text("outside the log directory\n")
+    (logs / "ioc-a.log.2").symlink_to(site.root / "outside")
+
+
+async def test_every_response_has_the_security_headers(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        client = await site.signed_in("olga")
+        for path in [*PAGES, "/static/app.css", "/nowhere"]:
+            response = await client.get(path)
+            headers = response.headers
+            csp = headers["content-security-policy"]
+            assert csp.startswith("default-src 'none'; script-src 'self'; connect-src 'self';")
+            assert "frame-ancestors 'none'" in csp
+            assert "unsafe" not in csp
+            assert headers["x-content-type-options"] == "nosniff"
+            assert headers["cache-control"] == "no-store"
+            assert headers["referrer-policy"] == "no-referrer"
+
+
+async def test_nobody_signed_in_sees_nothing(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        client = site.client()
+        for path in PAGES:
+            response = await client.get(path)
+            assert response.status_code == 401, path
+            assert "ioc-a" not in response.text
+
+
+async def test_a_login_link_works_once_and_sets_a_strict_cookie(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        client = site.client()
+        token = site.web.logins.mint("alice")
+        response = await client.get(f"/login/{token}")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/"
+        cookie = response.headers["set-cookie"]
+        assert cookie.startswith(f"{COOKIE}=")
+        for attribute in ("HttpOnly", "Secure", "SameSite=strict", "Path=/"):
+            assert attribute.lower() in cookie.lower(), attribute
+        assert (await client.get("/")).status_code == 200
+        again = site.client()
+        assert (await again.get(f"/login/{token}")).status_code == 403
+        assert (await again.get("/")).status_code == 401
+        assert site.web.stats.logins == {"ok": 1, "refused": 1}
+
+
+async def test_an_expired_link_is_refused(tmp_path: Path) -> None:
+    async with web_site(tmp_path, login_ttl="1s") as site:
+        token = site.web.logins.mint("alice")
+        await trio.sleep(1.1)
+        assert (await site.client().get(f"/login/{token}")).status_code == 403
+
+
+async def test_the_list_shows_what_the_user_may_see(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        olga, bob = await site.signed_in("olga"), await site.signed_in("bob")
+        assert [c["name"] for c in (await olga.get("/api/consoles")).json()["consoles"]] == [
+            "ioc-a"
+        ]
+        names = [c["name"] for c in (await bob.get("/api/consoles")).json()["consoles"]]
+        assert names == ["ioc-a", "secret"]
+        page = (await olga.get("/")).text
+        assert 'href="/c/ioc-a"' in page
+        assert "secret" not in page
+        assert (await olga.get("/c/secret")).status_code == 404
+        assert (await bob.get("/c/secret")).status_code == 200
+
+
+async def test_log_paths_never_come_from_the_url(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        write_logs(site)
+        olga = await site.signed_in("olga")
+        assert (await olga.get("/logs/ioc-a/ioc-a.log.1")).status_code == 200
+        for path in (
+            "/logs/ioc-a/..%2f..%2foutside",
+            "/logs/ioc-a/%2e%2e",
+            "/logs/ioc-a/%2e%2e/secret.log",
+            "/logs/ioc-a/..",
+            "/logs/ioc-a/%2Fetc%2Fpasswd",
+            "/logs/ioc-a//etc/passwd",
+            "/logs/ioc-a/ioc-a.log.2",  # a symlink out of the log directory
+            "/logs/ioc-a/ioc-a.log.2/download",
+            "/logs/ioc-a/secret.log",
+            "/logs/secret/secret.log",  # a console olga may not see
+            "/logs/secret/",
+            "/logs/nope/",
+            "/logs/%2e%2e/ioc-a.log",
+            "/logs/ioc-a/ioc-a.log/../../secret.log",
+        ):
+            response = await olga.get(path)
+            assert response.status_code == 404, path
+            assert "secret" not in response.text.replace("secret.log", ""), path
+            assert "outside the log" not in response.text, path
+
+
+async def test_log_view_search_and_download(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        write_logs(site)
+        olga = await site.signed_in("olga")
+        index = (await olga.get("/logs/ioc-a/")).text
+        assert "ioc-a.log.1" in index
+        assert "ioc-a.log.2" not in index  # the symlink is not listed
+        found = await olga.get("/logs/ioc-a/", params={"q": "dbl", "since": "2026-12-03T21:05Z"})
+        assert found.status_code == 200
+        assert "new dbl" in found.text
+        assert "old dbl" not in found.text
+        assert 'href="/logs/ioc-a/ioc-a.log?line=1#L1"' in found.text
+        old = (await olga.get("/logs/ioc-a/", params={"q": "script"})).text
+        assert "<script>alert" not in old
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in old
+        view = (await olga.get("/logs/ioc-a/ioc-a.log", params={"line": "2"})).text
+        assert 'id="L2"' in view
+        assert "\\x1b]52;c;aGk=\\x07x" in view  # control characters shown, never sent raw
+        assert "\x1b" not in view
+        bad = await olga.get("/logs/ioc-a/", params={"since": "yesterday"})
+        assert bad.status_code == 400
+        download = await olga.get("/logs/ioc-a/ioc-a.log/download")
+        assert download.content == (site.root / "logs" / "ioc-a.log").read_bytes()
+        assert download.headers["content-disposition"] == 'attachment; filename="ioc-a.log"'
+
+
+async def test_sign_out_needs_the_same_origin(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        olga = await site.signed_in("olga")
+        assert (await olga.post("/logout")).status_code == 403
+        evil = await olga.post("/logout", headers={"origin": "https://evil.example"})
+        assert evil.status_code == 403
+        assert (await olga.get("/")).status_code == 200
+        ok = await olga.post("/logout", headers={"origin": ORIGIN})
+        assert ok.status_code == 200
+        assert (await olga.get("/")).status_code == 401
+
+
+async def test_a_proxy_header_counts_only_from_a_trusted_proxy(tmp_path: Path) -> None:
+    web = {"trusted_proxies": ["10.0.0.0/24"], "identity_header": "X-Remote-User"}
+    async with web_site(tmp_path, **web) as site:
+        header = {"x-remote-user": "bob"}
+        trusted = await site.client("10.0.0.7").get("/api/consoles", headers=header)
+        assert [c["name"] for c in trusted.json()["consoles"]] == ["ioc-a", "secret"]
+        untrusted = await site.client("10.0.1.7").get("/api/consoles", headers=header)
+        assert untrusted.status_code == 401
+        bad = await site.client("10.0.0.7").get("/", headers={"x-remote-user": "<b>"})
+        assert bad.status_code == 401
+
+
+def ws_headers(client_cookie: str | None, origin: str | None = ORIGIN) -> dict[str, str]:
+    headers = {"host": "consrv.test"}
+    if origin is not None:
+        headers["origin"] = origin
+    if client_cookie is not None:
+        headers["cookie"] = f"{COOKIE}={client_cookie}"
+    return headers
+
+
+async def test_a_stream_gives_scrollback_then_live_output_and_takes_nothing(
+    tmp_path: Path,
+) -> None:
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        await site.peers["ioc-a"].send(b"before\r\n")
+        console = site.registry.consoles["ioc-a"]
+        await wait_for(lambda: b"before" in console.scrollback.data())
+        olga = await site.signed_in("olga")
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
+        nursery.start_soon(ws.run)
+        await wait_for(ws.accepted)
+        await site.peers["ioc-a"].send(b"after\r\n")
+        await wait_for(lambda: b"after" in ws.data())
+        assert ws.data().count(b"before") == 1
+        assert ws.data().index(b"before") < ws.data().index(b"after")
+        assert [v.user for v in console.viewers] == ["olga"]
+        await ws.to_app.send({"type": "websocket.receive", "text": "ls\r"})
+        with deadline(5, "the stream to close on a client frame"):
+            await ws.done.wait()
+        assert ws.close_code() == 1008
+        assert console.viewers == set()
+        assert console.stats.bytes_in == 0
+
+
+async def test_a_stream_needs_the_origin_a_session_and_the_right(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        olga = (await site.signed_in("olga")).cookies[COOKIE]
+        for path, headers in (
+            ("/c/ioc-a/stream", ws_headers(olga, origin="https://evil.example")),
+            ("/c/ioc-a/stream", ws_headers(olga, origin=None)),
+            ("/c/ioc-a/stream", ws_headers(None)),
+            ("/c/secret/stream", ws_headers(olga)),
+            ("/c/nope/stream", ws_headers(olga)),
+        ):
+            ws = WebSocketDriver(site.app, path, headers)
+            nursery.start_soon(ws.run)
+            with deadline(5, f"the handshake on {path} to be refused"):
+                await ws.done.wait()
+            assert not ws.accepted(), (path, headers)
+            assert ws.close_code() == 1008
+
+
+async def test_a_reload_that_removes_the_user_closes_the_stream(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        olga = await site.signed_in("olga")
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
+        nursery.start_soon(ws.run)
+        await wait_for(ws.accepted)
+        data = site_config(tmp_path)
+        data["defaults"]["ro"] = ["alice"]
+        site.reload(data)
+        with deadline(1.5, "olga's stream to close after the reload"):
+            await ws.done.wait()
+        assert ws.close_code() == 1008
+        assert (await olga.get("/c/ioc-a")).status_code == 404
+
+
+async def test_a_slow_browser_is_dropped_and_the_console_goes_on(tmp_path: Path) -> None:
+    async with web_site(tmp_path, limits={"viewer_buffer": "4K"}) as site:
+        olga = await site.signed_in("olga")
+        stalled = trio.Event()
+        cookie = olga.cookies[COOKIE]
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(cookie), stalled)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.run)
+            await wait_for(ws.accepted)
+            console = site.registry.consoles["ioc-a"]
+            for _ in range(20):
+                await site.peers["ioc-a"].send(b"x" * 1000 + b"\r\n")
+            await wait_for(lambda: console.stats.bytes_out >= 20 * 1002)
+            assert [v.dropped_total > 0 for v in console.viewers] == [True]
+            stalled.set()
+            with deadline(5, "the slow browser's stream to close"):
+                await ws.done.wait()
+            assert ws.close_code() == 1013
+
+
+@pytest.mark.parametrize("path", ["/static/vendor/xterm.js", "/static/console.js"])
+async def test_the_front_end_is_served_from_the_package(tmp_path: Path, path: str) -> None:
+    async with web_site(tmp_path) as site:
+        response = await site.client().get(path)
+        assert response.status_code == 200
+        assert "javascript" in response.headers["content-type"]
+        shipped = Path(consrv.web.__file__).parent / path.lstrip("/")
+        assert shipped.read_bytes() == response.content
