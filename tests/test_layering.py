@@ -132,3 +132,24 @@ def test_layer_checker_sees_relative_and_aliased_imports() -> None:
     source = "from ..web import app\nfrom . import keys\nimport consrv.fleet.peers as p\n"
     assert {"consrv.web", "consrv.ssh", "consrv.fleet"} <= consrv_imports(source, ("consrv", "ssh"))
     assert consrv_imports("from .console import Console\n", ("consrv",)) == {"consrv.console"}
+
+
+# The web framework stays in the web front: the core serves SSH and the web alike.
+WEB_ONLY = frozenset({"starlette", "hypercorn", "jinja2", "httpx", "selenium"})
+
+
+def test_the_web_front_is_covered() -> None:
+    web = [p for p in consrv_modules() if layer_of(p) == "web"]
+    assert {p.name for p in web} >= {"__init__.py", "app.py", "server.py", "stream.py"}
+    assert layer_of(CONSRV_DIR / "logins.py") == "core"
+    assert layer_of(CONSRV_DIR / "logfiles.py") == "core"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in consrv_modules() if layer_of(p) != "web"],
+    ids=lambda p: str(p.relative_to(CONSRV_DIR)),
+)
+def test_only_the_web_front_imports_the_web_stack(path: Path) -> None:
+    imports = consrv_imports(path.read_text(encoding="utf-8"), package_of(path))
+    assert imports & WEB_ONLY == set()

@@ -168,4 +168,5 @@ class RawConfig(Raw):
     ioc: RawIoc | None = None
     audit_log: PathValue | None = None
     messages: RawMessages = Field(default_factory=RawMessages)
-    web: RawWeb | None = None
+    # `web:` with nothing under it turns the web view on with the defaults.
+    web: Annotated[RawWeb | None, NoneIsEmpty] = None
