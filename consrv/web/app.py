@@ -73,13 +73,16 @@ class Web:
         return self.config.web or self.settings
 
     def user(self, connection: HTTPConnection) -> str | None:
-        """Who is asking: a trusted proxy's header, else the session cookie (nobody once a
-        reload took the web section away)."""
+        """Who is asking: a trusted proxy's header, else the session cookie; a user of the
+        config in force (nobody once a reload took the web section away)."""
         if self.config.web is None:
             return None
         peer = connection.client.host if connection.client else None
         named = proxy_user(self.web, peer, connection.headers)
-        return named or self.sessions.user_of(connection.cookies.get(COOKIE))
+        user = named or self.sessions.user_of(connection.cookies.get(COOKIE))
+        # Only configured users, as over SSH: a reload that removes one signs them out,
+        # and a proxy cannot bring in a name the config does not know (``*`` means them).
+        return user if user is not None and user in self.config.users else None
 
     def login(self, user: str, connection: HTTPConnection) -> Login:
         """`user` as the config in force sees them, read-only (the web has no input path)."""

@@ -39,7 +39,13 @@ class QueueSink:
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._size = 0
+        self._preloaded = 0  # scrollback still queued: not held against the bound
         self.ready = trio.Event()
+
+    def preload(self, data: bytes) -> None:
+        """The scrollback, queued first; only what comes after it counts as falling behind."""
+        self.write(data)
+        self._preloaded += len(data)
 
     def write(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -50,7 +56,7 @@ class QueueSink:
         self.write(data)
 
     def buffered(self) -> int:
-        return self._size
+        return self._size - self._preloaded
 
     def take(self, limit: int = MAX_FRAME) -> bytes:
         """Up to about `limit` queued bytes, oldest first (whole chunks)."""
@@ -61,6 +67,7 @@ class QueueSink:
             taken.append(chunk)
             size += len(chunk)
         self._size -= size
+        self._preloaded = max(0, self._preloaded - size)
         if not self._chunks:
             self.ready = trio.Event()
         return b"".join(taken)
@@ -97,7 +104,7 @@ class Stream:
         # Attach and snapshot with no checkpoint between: the scrollback holds exactly
         # what came before this viewer's first delivered byte.
         self.console.attach(self.viewer)
-        self.sink.write(self.console.scrollback.data())
+        self.sink.preload(self.console.scrollback.data())
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen)

@@ -135,6 +135,7 @@ async def test_log_view_search_and_download(tmp_path: Path) -> None:
         assert "new dbl" in found.text
         assert "old dbl" not in found.text
         assert 'href="/logs/ioc-a/ioc-a.log?line=1#L1"' in found.text
+        assert 'href="/logs/ioc-a/?since=2026-12-03T21%3A10%3A00%2B00%3A00"' in found.text
         old = (await olga.get("/logs/ioc-a/", params={"q": "script"})).text
         assert "<script>alert" not in old
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in old
@@ -171,6 +172,8 @@ async def test_a_proxy_header_counts_only_from_a_trusted_proxy(tmp_path: Path) -
         assert untrusted.status_code == 401
         bad = await site.client("10.0.0.7").get("/", headers={"x-remote-user": "<b>"})
         assert bad.status_code == 401
+        unknown = await site.client("10.0.0.7").get("/", headers={"x-remote-user": "mallory"})
+        assert unknown.status_code == 401
 
 
 def ws_headers(client_cookie: str | None, origin: str | None = ORIGIN) -> dict[str, str]:
@@ -224,7 +227,22 @@ async def test_a_stream_needs_the_origin_a_session_and_the_right(tmp_path: Path)
             assert ws.close_code() == 1008
 
 
-async def test_a_reload_that_removes_the_user_closes_the_stream(tmp_path: Path) -> None:
+async def test_a_reload_that_removes_the_user_signs_them_out(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        olga = await site.signed_in("olga")
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
+        nursery.start_soon(ws.run)
+        await wait_for(ws.accepted)
+        data = site_config(tmp_path)
+        del data["users"]["olga"]
+        site.reload(data)
+        with deadline(1.5, "olga's stream to close after the reload"):
+            await ws.done.wait()
+        assert ws.close_code() == 1008
+        assert (await olga.get("/")).status_code == 401
+
+
+async def test_a_reload_that_takes_the_console_away_closes_the_stream(tmp_path: Path) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = await site.signed_in("olga")
         ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
@@ -267,3 +285,58 @@ async def test_the_front_end_is_served_from_the_package(tmp_path: Path, path: st
         assert "javascript" in response.headers["content-type"]
         shipped = Path(consrv.web.__file__).parent / path.lstrip("/")
         assert shipped.read_bytes() == response.content
+
+
+async def test_a_scrollback_larger_than_the_bound_is_still_shown(tmp_path: Path) -> None:
+    async with web_site(tmp_path, limits={"viewer_buffer": "4K"}) as site:
+        console = site.registry.consoles["ioc-a"]
+        for i in range(20):
+            await site.peers["ioc-a"].send(b"%04d" % i + b"x" * 1000 + b"\r\n")
+        await wait_for(lambda: b"0019" in console.scrollback.data())
+        olga = await site.signed_in("olga")
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ws.run)
+            await wait_for(lambda: b"0019" in ws.data())
+            await site.peers["ioc-a"].send(b"live\r\n")
+            await wait_for(lambda: b"live" in ws.data())
+            assert ws.close_code() is None
+            assert site.web.stats.bytes_sent == len(ws.data())
+            assert ws.data().startswith(console.scrollback.data()[: len(b"0000")])
+            await ws.to_app.send({"type": "websocket.disconnect", "code": 1001})
+        assert console.viewers == set()
+
+
+async def test_streams_per_user_are_capped(tmp_path: Path) -> None:
+    async with web_site(tmp_path, limits={"streams_per_user": 2}) as site:
+        olga = (await site.signed_in("olga")).cookies[COOKIE]
+        bob = (await site.signed_in("bob")).cookies[COOKIE]
+        async with trio.open_nursery() as nursery:
+            streams = [
+                WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(cookie))
+                for cookie in (olga, olga, olga, bob)
+            ]
+            for ws in streams[:2]:
+                nursery.start_soon(ws.run)
+                await wait_for(ws.accepted)
+            for ws in streams[2:]:
+                nursery.start_soon(ws.run)
+            with deadline(5, "the third stream of olga to be refused"):
+                await streams[2].done.wait()
+            await wait_for(streams[3].accepted)
+            assert not streams[2].accepted()
+            assert site.web.stats.streams() == 3
+            nursery.cancel_scope.cancel()
+
+
+async def test_metrics_count_sign_ins_sessions_streams_and_bytes(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        olga = await site.signed_in("olga")
+        await site.client().get("/login/not-a-token")
+        await olga.get("/logs/ioc-a/")
+        families = {f.name: f for f in site.web.stats.collect()}
+        logins = {s.labels["result"]: s.value for s in families["consrv_web_logins"].samples}
+        assert logins == {"ok": 1, "refused": 1}
+        assert families["consrv_web_sessions"].samples[0].value == 1
+        assert families["consrv_web_streams"].samples[0].value == 0
+        assert families["consrv_web_sent_bytes"].samples[0].value == 0

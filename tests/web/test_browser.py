@@ -57,10 +57,16 @@ PAYLOAD = (
     "\x1b[38;2;255;0;0mtruecolor\x1b[0m\r\n"
     "HOSTILE-END\r\n"
 )
+# Then "é€" with both characters split across writes (so across reads and frames).
+SPLIT_UTF8 = (b"UTF8:\xc3", b"\xa9\xe2\x82", b"\xac-END\r\n")
 HOSTILE_CHILD = [
     sys.executable,
     "-c",
-    f"import sys\nfor _ in sys.stdin:\n    sys.stdout.write({PAYLOAD!r}); sys.stdout.flush()\n",
+    "import sys, time\n"
+    "for _ in sys.stdin:\n"
+    f"    sys.stdout.write({PAYLOAD!r}); sys.stdout.flush()\n"
+    f"    for part in {SPLIT_UTF8!r}:\n"
+    "        sys.stdout.buffer.write(part); sys.stdout.flush(); time.sleep(0.2)\n",
 ]
 SCREENSHOTS = os.environ.get("CONSRV_WEB_SCREENSHOTS")  # a folder (docs/img) or unset
 
@@ -274,6 +280,7 @@ def test_hostile_output_changes_nothing_in_the_page(site: Site) -> None:
     with Witness(site.hostile.socket) as trigger:
         trigger.sock.sendall(b"go\r")
         wait_for_screen(site.driver, "HOSTILE-END")
+        wait_for_screen(site.driver, "UTF8:é€-END")  # split UTF-8 rendered whole
     text = screen(site.driver)
     assert "<script>document.title='pwned'</script><img src=x onerror=alert(1)>" in text
     assert "click-me" in text
