@@ -54,7 +54,9 @@ def hypercorn_config(config: WebConfig) -> HypercornConfig:
     hc = HypercornConfig()
     hc.bind = [str(config.listen)]
     hc.accesslog = None
-    hc.errorlog = logging.getLogger("consrv.web.http")
+    errors = logging.getLogger("consrv.web.http")
+    errors.setLevel(logging.WARNING)  # not its "Running on ... (CTRL + C to quit)": ours says it
+    hc.errorlog = errors
     hc.graceful_timeout = SHUTDOWN_GRACE
     hc.websocket_max_message_size = 1024  # the browser sends nothing; any frame closes
     if config.tls is not None:

@@ -22,7 +22,7 @@ from consrv.registry import Registry
 from consrv.service import Service
 from consrv.web.app import Web
 from consrv.web.server import build_app, make_web
-from tests.fakes import Peer, unix_server, wait_for
+from tests.fakes import Peer, UnixServer, unix_server, wait_for
 
 BANNER = b'@@@ Child "T" PID: 77\r\n\xff\xfb\x01\xff\xfd\x22'
 ORIGIN = "https://consrv.test"
@@ -48,6 +48,7 @@ class Site:
     web: Web
     app: Any
     peers: dict[str, Peer]
+    servers: dict[str, UnixServer]
 
     def client(self, peer: str = "127.0.0.1") -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app, client=(peer, 40000))
@@ -86,7 +87,7 @@ async def web_site(root: Path, **web: Any) -> AsyncIterator[Site]:
         for peer in peers.values():
             await peer.send(BANNER)
         await wait_for(lambda: all(c.child_pid == 77 for c in registry.consoles.values()))
-        yield Site(root, registry, state, build_app(state), peers)
+        yield Site(root, registry, state, build_app(state), peers, servers)
         nursery.cancel_scope.cancel()
 
 

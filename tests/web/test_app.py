@@ -7,7 +7,9 @@ The same front runs in a real consrv with a real browser in tests/web/test_brows
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -16,7 +18,7 @@ import consrv.web
 from consrv.web.auth import COOKIE
 from tests.fakes import wait_for
 from tests.waits import deadline
-from tests.web.site import ORIGIN, Site, WebSocketDriver, site_config, web_site
+from tests.web.site import BANNER, ORIGIN, Site, WebSocketDriver, site_config, web_site
 
 PAGES = ["/", "/c/ioc-a", "/logs/ioc-a/", "/logs/ioc-a/ioc-a.log", "/api/consoles"]
 
@@ -209,6 +211,25 @@ async def test_a_stream_gives_scrollback_then_live_output_and_takes_nothing(
         assert console.stats.bytes_in == 0
 
 
+async def test_a_stream_shows_down_up_and_the_childs_restarts(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        olga = await site.signed_in("olga")
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
+        nursery.start_soon(ws.run)
+        await wait_for(ws.accepted)
+        await site.peers["ioc-a"].send(b'@@@ Restarting child "T"\r\n')
+        await site.peers["ioc-a"].stream.aclose()
+        await wait_for(lambda: b"[consrv: ioc-a down]" in ws.data())
+        peer = await site.servers["ioc-a"].next_peer()
+        await peer.send(BANNER)
+        await wait_for(lambda: b"[consrv: ioc-a up]" in ws.data())
+        await wait_for(lambda: b"PID: 77" in ws.data().split(b"ioc-a up")[1])
+        data = ws.data()
+        assert data.index(b"Restarting child") < data.index(b"ioc-a down") < data.index(b"ioc-a up")
+        assert ws.close_code() is None
+        nursery.cancel_scope.cancel()
+
+
 async def test_a_stream_needs_the_origin_a_session_and_the_right(tmp_path: Path) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = (await site.signed_in("olga")).cookies[COOKIE]
@@ -227,34 +248,34 @@ async def test_a_stream_needs_the_origin_a_session_and_the_right(tmp_path: Path)
             assert ws.close_code() == 1008
 
 
-async def test_a_reload_that_removes_the_user_signs_them_out(tmp_path: Path) -> None:
+def without_olga(data: dict[str, Any]) -> str:
+    del data["users"]["olga"]
+    return "/"  # signed out: 401
+
+
+def console_not_for_olga(data: dict[str, Any]) -> str:
+    data["defaults"]["ro"] = ["alice"]
+    return "/c/ioc-a"  # no such console for her: 404
+
+
+@pytest.mark.parametrize(
+    ("change", "status"), [(without_olga, 401), (console_not_for_olga, 404)], ids=["user", "acl"]
+)
+async def test_a_reload_that_takes_the_right_away_closes_the_stream(
+    tmp_path: Path, change: Callable[[dict[str, Any]], str], status: int
+) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = await site.signed_in("olga")
         ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
         nursery.start_soon(ws.run)
         await wait_for(ws.accepted)
         data = site_config(tmp_path)
-        del data["users"]["olga"]
+        page = change(data)
         site.reload(data)
         with deadline(1.5, "olga's stream to close after the reload"):
             await ws.done.wait()
         assert ws.close_code() == 1008
-        assert (await olga.get("/")).status_code == 401
-
-
-async def test_a_reload_that_takes_the_console_away_closes_the_stream(tmp_path: Path) -> None:
-    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
-        olga = await site.signed_in("olga")
-        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
-        nursery.start_soon(ws.run)
-        await wait_for(ws.accepted)
-        data = site_config(tmp_path)
-        data["defaults"]["ro"] = ["alice"]
-        site.reload(data)
-        with deadline(1.5, "olga's stream to close after the reload"):
-            await ws.done.wait()
-        assert ws.close_code() == 1008
-        assert (await olga.get("/c/ioc-a")).status_code == 404
+        assert (await olga.get(page)).status_code == status
 
 
 async def test_a_slow_browser_is_dropped_and_the_console_goes_on(tmp_path: Path) -> None:
