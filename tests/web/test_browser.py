@@ -220,19 +220,25 @@ class PtyWriter:
         os.close(self.master)
 
 
-def test_the_page_shows_what_an_ssh_writer_types(site: Site) -> None:
-    site.sign_in("olga")
-    site.open(f"/c/{IOC}")
-    live(site)
+def ask_the_ioc(site: Site, question: str, answer: bytes) -> None:
+    """Alice types `question` over SSH and waits for `answer` on her terminal."""
     argv = ssh_argv(site.consrv.port, site.keys["alice"].private, "console", IOC)
     writer = PtyWriter(argv)
     try:
         wait_until(lambda: b"you write" in writer.read(), "alice to write", seen=writer.read)
-        writer.type(b"dbl\r")
-        wait_for_screen(site.driver, f"{IOC}:temperature")
-        wait_for_screen(site.driver, f"{IOC}:counter")
+        writer.type(question.encode() + b"\r")
+        wait_until(lambda: answer in writer.read(), f"{answer!r} for alice", seen=writer.read)
     finally:
         writer.close()
+
+
+def test_the_page_shows_what_an_ssh_writer_types(site: Site) -> None:
+    site.sign_in("olga")
+    site.open(f"/c/{IOC}")
+    live(site)
+    ask_the_ioc(site, "dbl", f"{IOC}:counter".encode())
+    wait_for_screen(site.driver, f"{IOC}:temperature")
+    wait_for_screen(site.driver, f"{IOC}:counter")
     assert re.search(r"^(epics> )?dbl$", screen(site.driver), re.MULTILINE)
     site.screenshot("web-console.png")
 
@@ -251,19 +257,12 @@ def test_typing_into_the_page_reaches_nobody(site: Site) -> None:
         )
         # An answer to a question asked after the typing: anything the page had sent
         # would have reached the IOC (and been echoed) before it.
-        site.ssh("alice", "log", IOC)  # a round trip through consrv first
-        argv = ssh_argv(site.consrv.port, site.keys["alice"].private, "console", IOC)
-        writer = PtyWriter(argv)
-        try:
-            wait_until(lambda: b"you write" in writer.read(), "alice to write")
-            writer.type(f"dbgf {IOC}:name\r".encode())
-            wait_until(
-                lambda: re.search(rb'DBF_STRING:\s+"' + IOC.encode(), witness.read()),
-                "the IOC's answer to alice, seen by the witness",
-                seen=witness.read,
-            )
-        finally:
-            writer.close()
+        ask_the_ioc(site, f"dbgf {IOC}:name", b"DBF_STRING")
+        wait_until(
+            lambda: re.search(rb'DBF_STRING:\s+"' + IOC.encode(), witness.read()),
+            "the IOC's answer to alice, seen by the witness",
+            seen=witness.read,
+        )
         seen = witness.read()
     assert b"PAGETYPED" not in seen
     assert b"PAGEINPUT" not in seen
@@ -301,25 +300,31 @@ def test_hostile_output_changes_nothing_in_the_page(site: Site) -> None:
     assert links == []
 
 
-def test_log_search_in_the_page(site: Site) -> None:
+def test_log_search_in_the_page_and_over_ssh(site: Site) -> None:
     site.sign_in("olga")
-    site.ssh("alice", "log", IOC)
+    ask_the_ioc(site, f"dbgf {IOC}:temperature", b"DBF_DOUBLE")
+    over_ssh = site.ssh("olga", "log", IOC, "--grep", "DBF_DOUBLE", "--since", "1h")
+    assert over_ssh.returncode == 0, over_ssh.stderr
+    lines = over_ssh.stdout.splitlines()
+    assert lines
+    assert all("DBF_DOUBLE" in line for line in lines)
+    assert all(re.match(r"\d{4}-\d\d-\d\dT", line) for line in lines)  # stamped lines
     site.open(f"/logs/{IOC}/")
-    site.driver.find_element(By.NAME, "q").send_keys(f"{IOC}:name")
+    site.driver.find_element(By.NAME, "q").send_keys("DBF_DOUBLE")
     site.driver.find_element(By.CSS_SELECTOR, "#search button").click()
     wait_until(
         lambda: site.driver.find_elements(By.ID, "results"), "the search results on the page"
     )
     rows = site.driver.find_elements(By.CSS_SELECTOR, "#results tr")
     assert rows
-    assert all(f"{IOC}:name" in row.text for row in rows)
+    assert all("DBF_DOUBLE" in row.text for row in rows)
     first = rows[0].find_element(By.CSS_SELECTOR, "td.where a")
     first.click()
     wait_until(
         lambda: site.driver.find_elements(By.CSS_SELECTOR, "#lines tr.hit"),
         "the log line the result links to",
     )
-    assert f"{IOC}:name" in site.driver.find_element(By.CSS_SELECTOR, "#lines tr.hit").text
+    assert "DBF_DOUBLE" in site.driver.find_element(By.CSS_SELECTOR, "#lines tr.hit").text
 
 
 def test_a_reload_that_removes_the_user_closes_their_stream(site: Site) -> None:
