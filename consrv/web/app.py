@@ -135,6 +135,7 @@ def templates() -> Jinja2Templates:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    env.filters["iso"] = views.iso
     return Jinja2Templates(env=env)
 
 

@@ -11,6 +11,7 @@ bounded number at once; more are refused with 429.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -37,6 +38,7 @@ from consrv.web.app import Pages, Web
 SEARCH_LIMITS = Limits(results=500, output=2 << 20)
 WINDOW = 500  # lines shown of a file
 LINE_TEXT = 2000  # characters shown of one line
+LINE_BYTES = 4 * LINE_TEXT  # bytes kept of one line
 READ_CHUNK = 1 << 16
 
 
@@ -156,15 +158,19 @@ def _query(text: str, since: str | None, until: str | None) -> Query:
 
 
 def _window(file: LogFile, around: int | None) -> tuple[int, list[bytes]]:
-    """The lines shown of `file`: around line `around` (1-based), else its last lines."""
+    """The lines shown of `file`: from a little before line `around` (1-based), else its
+    last lines. Read as a stream: memory is bounded by the window, whatever the file."""
     try:
         fd = open_file(file)
     except OSError:
         return 1, []
+    first = max(1, around - WINDOW // 5) if around is not None else 1
+    kept: deque[bytes] = deque(maxlen=WINDOW)
+    number = 0
     with os.fdopen(fd, "rb") as stream:
-        lines = [line.rstrip(b"\r\n") for line in stream]
-    if around is None:
-        first = max(0, len(lines) - WINDOW)
-    else:
-        first = max(0, min(around - 1 - WINDOW // 5, len(lines) - WINDOW))
-    return first + 1, lines[first : first + WINDOW]
+        for number, line in enumerate(stream, start=1):
+            if number >= first:
+                kept.append(line[:LINE_BYTES].rstrip(b"\r\n"))
+            if around is not None and len(kept) == WINDOW:
+                break
+    return max(1, number - len(kept) + 1), list(kept)

@@ -361,3 +361,20 @@ async def test_metrics_count_sign_ins_sessions_streams_and_bytes(tmp_path: Path)
         assert families["consrv_web_sessions"].samples[0].value == 1
         assert families["consrv_web_streams"].samples[0].value == 0
         assert families["consrv_web_sent_bytes"].samples[0].value == 0
+
+
+async def test_a_file_is_shown_a_window_at_a_time(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        lines = "".join(f"line {n}\n" for n in range(1, 2001))
+        (site.root / "logs" / "ioc-a.log").write_text(lines)
+        olga = await site.signed_in("olga")
+        tail = (await olga.get("/logs/ioc-a/ioc-a.log")).text
+        assert 'id="L2000"' in tail
+        assert 'id="L1501"' in tail
+        assert 'id="L1500"' not in tail
+        middle = (await olga.get("/logs/ioc-a/ioc-a.log", params={"line": "1000"})).text
+        assert 'id="L900"' in middle
+        assert 'id="L1399"' in middle
+        assert 'id="L899"' not in middle
+        assert 'id="L1400"' not in middle
+        assert '<tr id="L1000" class="hit">' in middle
