@@ -9,6 +9,7 @@ the routes read (`app.Web`). Started with ``nursery.start`` beside the SSH front
 from __future__ import annotations
 
 import logging
+import socket
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -75,7 +76,7 @@ class WebFront:
         config = self.web.web
         async with trio.open_nursery() as nursery:
             binds = await nursery.start(_serve, self.app, hypercorn_config(config))
-            base = config.url or binds[0]
+            base = config.url or reachable(binds[0])
             self.web.logins.base_url = base
             logger.info("web view on %s (listening on %s)", base, ", ".join(binds))
             task_status.started(base)
@@ -85,3 +86,12 @@ async def _serve(
     app: ASGIApp, config: HypercornConfig, *, task_status: trio.TaskStatus[list[str]]
 ) -> None:
     await serve(app, config, task_status=task_status)  # type: ignore[arg-type]
+
+
+def reachable(bound: str) -> str:
+    """``https://0.0.0.0:8443`` names no host a user can open: use this host's name."""
+    scheme, _, rest = bound.partition("://")
+    host, _, port = rest.rpartition(":")
+    if host in ("0.0.0.0", "[::]"):  # noqa: S104 (recognising a wildcard bind, not binding)
+        return f"{scheme}://{socket.getfqdn()}:{port}"
+    return bound

@@ -7,6 +7,7 @@ The same front runs in a real consrv with a real browser in tests/web/test_brows
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import trio
 
 import consrv.web
 from consrv.web.auth import COOKIE
+from consrv.web.server import reachable
 from tests.fakes import wait_for
 from tests.waits import deadline
 from tests.web.site import BANNER, ORIGIN, Site, WebSocketDriver, site_config, web_site
@@ -378,3 +380,11 @@ async def test_a_file_is_shown_a_window_at_a_time(tmp_path: Path) -> None:
         assert 'id="L899"' not in middle
         assert 'id="L1400"' not in middle
         assert '<tr id="L1000" class="hit">' in middle
+
+
+def test_a_wildcard_listener_is_named_by_the_host_in_links() -> None:
+    host = socket.getfqdn()
+    assert reachable("https://0.0.0.0:8443") == f"https://{host}:8443"
+    assert reachable("http://[::]:80") == f"http://{host}:80"
+    assert reachable("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
+    assert reachable("https://[::1]:8443") == "https://[::1]:8443"
