@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from consrv import views
+from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, WebConfig
 from consrv.console import Console
 from consrv.logins import LoginTokens
@@ -61,6 +62,7 @@ class Web:
     sessions: Sessions
     stats: WebStats
     settings: WebConfig  # the web section consrv started with (listen, TLS)
+    audit: AuditLog = NO_AUDIT
     streams: Counter[str] = dataclasses.field(default_factory=Counter)  # user -> open streams
 
     @property
@@ -185,14 +187,15 @@ class Pages:
     async def sign_in(self, request: Request) -> Response:
         user = self.web.logins.redeem(request.path_params["token"])
         self.web.stats.login(ok=user is not None)
+        peer = f"{request.client.host}:{request.client.port}" if request.client else ""
         if user is None:
+            self.web.audit.record("login_failed", login="web", reason="bad_link", **{"from": peer})
             return self.refused(
                 request, 403, "This link is used or expired: run  ssh console@HOST web  again."
             )
         cookie = self.web.sessions.create(user)
-        logger.info(
-            "web: %s signed in from %s", user, request.client.host if request.client else "?"
-        )
+        self.web.audit.record("login", user=user, login="web", **{"from": peer})
+        logger.info("web: %s signed in from %s", user, peer)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
             COOKIE,

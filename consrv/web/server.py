@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
+from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import WebConfig
 from consrv.logins import LoginTokens
 from consrv.service import Service
@@ -43,9 +44,11 @@ def build_app(web: Web) -> ASGIApp:
     return SecurityHeaders(app)
 
 
-def make_web(service: Service, logins: LoginTokens, config: WebConfig) -> Web:
+def make_web(
+    service: Service, logins: LoginTokens, config: WebConfig, audit: AuditLog = NO_AUDIT
+) -> Web:
     sessions = Sessions(ttl=config.session_ttl, capacity=config.limits.sessions)
-    web = Web(service, logins, sessions, WebStats(), config)
+    web = Web(service, logins, sessions, WebStats(), config, audit)
     web.stats.sessions = lambda: len(sessions)
     web.stats.streams = lambda: sum(web.streams.values())
     return web

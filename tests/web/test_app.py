@@ -7,6 +7,7 @@ The same front runs in a real consrv with a real browser in tests/web/test_brows
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import trio
 
 import consrv.web
+from consrv.audit import AuditLog
 from consrv.web.auth import COOKIE
 from consrv.web.server import reachable
 from tests.fakes import wait_for
@@ -388,3 +390,17 @@ def test_a_wildcard_listener_is_named_by_the_host_in_links() -> None:
     assert reachable("http://[::]:80") == f"http://{host}:80"
     assert reachable("https://127.0.0.1:8443") == "https://127.0.0.1:8443"
     assert reachable("https://[::1]:8443") == "https://[::1]:8443"
+
+
+async def test_sign_ins_are_audited(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        site.web.audit = AuditLog(tmp_path / "audit.jsonl")
+        await site.signed_in("olga")
+        await site.client().get("/login/not-a-token")
+        records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+        assert [(r["event"], r.get("user"), r["login"]) for r in records] == [
+            ("login", "olga", "web"),
+            ("login_failed", None, "web"),
+        ]
+        assert records[1]["reason"] == "bad_link"
+        assert records[0]["from"].startswith("127.0.0.1:")
