@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import trio
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from consrv.consolelog import sanitize_event
 from consrv.logfiles import (
@@ -135,18 +136,41 @@ class LogPages(Pages):
             self.downloads.release_on_behalf_of(request)
             return self.not_found(request)
         headers = {"content-disposition": f'attachment; filename="{file.name}"'}
-        return StreamingResponse(
-            self._chunks(fd, request), media_type="application/octet-stream", headers=headers
-        )
 
-    async def _chunks(self, fd: int, owner: object) -> AsyncIterator[bytes]:
-        try:
-            while chunk := await trio.to_thread.run_sync(os.read, fd, READ_CHUNK):
-                self.web.stats.sent(len(chunk))
-                yield chunk
-        finally:
+        def done() -> None:
             os.close(fd)
-            self.downloads.release_on_behalf_of(owner)
+            self.downloads.release_on_behalf_of(request)
+
+        chunks = self._chunks(fd)
+        return _Download(chunks, done, media_type="application/octet-stream", headers=headers)
+
+    async def _chunks(self, fd: int) -> AsyncGenerator[bytes, None]:
+        while chunk := await trio.to_thread.run_sync(os.read, fd, READ_CHUNK):
+            self.web.stats.sent(len(chunk))
+            yield chunk
+
+
+class _Download(StreamingResponse):
+    """A file's bytes; its descriptor and download place given back however it ends
+    (done, or the browser gone mid-way: then the generator is closed here, at once,
+    not whenever it is garbage collected)."""
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        done: Callable[[], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(chunks, **kwargs)
+        self.chunks, self.done = chunks, done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.chunks.aclose()
+            self.done()
 
 
 def _query(text: str, since: str | None, until: str | None) -> Query:

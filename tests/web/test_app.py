@@ -404,3 +404,48 @@ async def test_sign_ins_are_audited(tmp_path: Path) -> None:
         ]
         assert records[1]["reason"] == "bad_link"
         assert records[0]["from"].startswith("127.0.0.1:")
+
+
+async def test_downloads_at_once_are_capped(tmp_path: Path) -> None:
+    async with web_site(tmp_path, limits={"downloads": 1}) as site:
+        (site.root / "logs" / "ioc-a.log").write_bytes(b"x" * 300_000)
+        olga = await site.signed_in("olga")
+        cookie = f"{COOKIE}={olga.cookies[COOKIE]}"
+        reading, release = trio.Event(), trio.Event()
+        statuses: list[int] = []
+
+        async def slow_download() -> None:
+            """A browser that takes the first chunk of a download, then stops reading."""
+            scope = {
+                "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+                "method": "GET", "scheme": "https", "path": "/logs/ioc-a/ioc-a.log/download",
+                "raw_path": b"/logs/ioc-a/ioc-a.log/download", "query_string": b"",
+                "root_path": "",
+                "headers": [(b"host", b"consrv.test"), (b"cookie", cookie.encode())],
+                "client": ("127.0.0.1", 40002), "server": ("consrv.test", 443),
+            }  # fmt: skip
+
+            async def receive() -> dict[str, Any]:
+                await release.wait()
+                return {"type": "http.disconnect"}
+
+            async def send(message: dict[str, Any]) -> None:
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+                elif message.get("body"):
+                    reading.set()
+                    await release.wait()
+
+            await site.app(scope, receive, send)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(slow_download)
+            with deadline(5, "the first download to start"):
+                await reading.wait()
+            second = await olga.get("/logs/ioc-a/ioc-a.log/download")
+            assert second.status_code == 429
+            release.set()
+        assert statuses == [200]
+        third = await olga.get("/logs/ioc-a/ioc-a.log/download")
+        assert third.status_code == 200
+        assert len(third.content) == 300_000
