@@ -31,6 +31,7 @@ CLOSE_POLICY = 1008  # a frame from the browser, or no right to see the console
 CLOSE_TOO_SLOW = 1013  # the browser fell behind: try again (the page reconnects)
 CLOSE_GOING_AWAY = 1001
 MAX_FRAME = 64 << 10
+SEND_TIMEOUT = 10.0  # seconds one frame may take to go out before the browser is dropped
 
 
 class QueueSink:
@@ -131,7 +132,11 @@ class Stream:
                 break
             data = self.sink.take()
             if data and self.ended is None:
-                await self.websocket.send_bytes(data)
+                with trio.move_on_after(SEND_TIMEOUT) as sending:
+                    await self.websocket.send_bytes(data)
+                if sending.cancelled_caught:  # a browser that stopped reading altogether
+                    self.end(CLOSE_TOO_SLOW, "too slow: not reading")
+                    break
                 self.sent(len(data))
 
     async def _listen(self) -> None:
