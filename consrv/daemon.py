@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
+from consrv.config.web import restart_only
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.logins import LoginTokens
 from consrv.metrics import (
@@ -139,11 +140,13 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
         ("web", old.web is None, new.web is None),
-        ("web.listen", old.web and old.web.listen, new.web and new.web.listen),
-        ("web.tls", old.web and old.web.tls, new.web and new.web.tls),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
+    old_web, new_web = restart_only(old.web), restart_only(new.web)
+    for key in old_web.keys() & new_web.keys():
+        if old_web[key] != new_web[key]:
+            logger.warning("reload: web.%s changed: it takes effect when consrv restarts", key)
 
 
 def _ioc_manager(config: Config) -> IocManager | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ import pytest
 
 from consrv import exposure
 from consrv.config import ConfigError, Endpoint, WebConfig, parse_config
+from consrv.config.web import restart_only
+from consrv.daemon import _warn_restart_only
 
 
 def web(tmp_path: Path, section: Any) -> WebConfig | None:
@@ -98,3 +101,29 @@ def test_check_config_reports_a_bad_web_key(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert f"  web.tls.cert: no such file: {tmp_path / 'no.crt'}" in result.stderr.splitlines()
+
+
+def test_what_a_reload_cannot_change() -> None:
+    before = restart_only(WebConfig())
+    assert before == {
+        "listen": Endpoint("127.0.0.1", 8443),
+        "tls": None,
+        "login_ttl": 60.0,
+        "session_ttl": 43200.0,
+        "limits.searches": 4,
+        "limits.downloads": 4,
+        "limits.sessions": 1000,
+    }
+    assert restart_only(None) == {}
+
+
+def test_a_reload_says_which_web_settings_wait_for_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = parse_config({"web": {"login_ttl": "60s", "url": "https://a.example"}}, tmp_path)
+    new = parse_config({"web": {"login_ttl": "30s", "url": "https://b.example"}}, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="consrv.daemon"):
+        _warn_restart_only(old, new)
+    assert [r.getMessage() for r in caplog.records] == [
+        "reload: web.login_ttl changed: it takes effect when consrv restarts"
+    ]

@@ -49,6 +49,27 @@ class WebConfig:
     limits: WebLimits = WebLimits()
 
 
+# What a reload cannot change (read once at start): the listener, and the sizes of
+# the stores and pools made at start. The rest is read from the config in force.
+RESTART_ONLY = (
+    "listen", "tls", "login_ttl", "session_ttl",
+    "limits.searches", "limits.downloads", "limits.sessions",
+)  # fmt: skip
+
+
+def restart_only(web: WebConfig | None) -> dict[str, object]:
+    """The `RESTART_ONLY` settings of `web` (empty without a web section)."""
+    if web is None:
+        return {}
+    found: dict[str, object] = {}
+    for key in RESTART_ONLY:
+        value: object = web
+        for part in key.split("."):
+            value = getattr(value, part)
+        found[key] = value
+    return found
+
+
 def _network(value: object) -> IpNetwork:
     if not isinstance(value, str):
         raise ValueError("expected an IP address or network (127.0.0.1, 10.0.0.0/24)")
