@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from consrv.config import WebConfig
 from consrv.names import InvalidName, validate_user_name
 
-COOKIE = "consrv_session"
+COOKIE = "__Host-consrv_session"  # __Host-: Secure, Path=/, no Domain, enforced by browsers
 
 
 @dataclass(frozen=True)
