@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config as HypercornConfig
@@ -29,6 +30,7 @@ from consrv.web.stats import WebStats
 
 logger = logging.getLogger(__name__)
 SHUTDOWN_GRACE = 2.0
+RESTART_DELAY = 1.0
 
 
 def build_app(web: Web) -> ASGIApp:
@@ -63,26 +65,53 @@ def hypercorn_config(config: WebConfig) -> HypercornConfig:
     hc.errorlog = errors
     hc.graceful_timeout = SHUTDOWN_GRACE
     hc.websocket_max_message_size = 1024  # the browser sends nothing; any frame closes
+    # HTTP/1.1 only: the pages need nothing more, and hypercorn's HTTP/2 let a browser's
+    # reload end the whole server (KeyError on a stream id, tests/web/test_browser.py).
+    hc.alpn_protocols = ["http/1.1"]
     if config.tls is not None:
         hc.certfile, hc.keyfile = str(config.tls.cert), str(config.tls.key)
     return hc
 
 
-class WebFront:
-    """Serves `web` until cancelled."""
+ServeHttp = Callable[..., Awaitable[None]]
 
-    def __init__(self, web: Web) -> None:
+
+class WebFront:
+    """Serves `web` until cancelled; the web never takes consrv down with it.
+
+    hypercorn lets an exception from one connection's protocol handling end its
+    whole server (trio's serve_listeners does not catch a handler's exceptions; seen
+    for real with HTTP/2, now off). Such a failure is logged and the server started
+    again on the address it had, after `RESTART_DELAY`: browsers reconnect; the
+    consoles, SSH users and logs never notice.
+    """
+
+    def __init__(self, web: Web, serve_http: ServeHttp | None = None) -> None:
         self.web = web
         self.app = build_app(web)
+        self.serve_http = serve_http or _serve
+        self.restarts = 0
 
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         config = self.web.web
-        async with trio.open_nursery() as nursery:
-            binds = await nursery.start(_serve, self.app, hypercorn_config(config))
-            base = config.url or reachable(binds[0])
-            self.web.logins.base_url = base
-            logger.info("web view on %s (listening on %s)", base, ", ".join(binds))
-            task_status.started(base)
+        http = hypercorn_config(config)
+        started = False
+        while True:
+            try:
+                async with trio.open_nursery() as nursery:
+                    binds: list[str] = await nursery.start(self.serve_http, self.app, http)
+                    if not started:
+                        base = config.url or reachable(binds[0])
+                        self.web.logins.base_url = base
+                        logger.info("web view on %s (listening on %s)", base, ", ".join(binds))
+                        task_status.started(base)
+                        started = True
+                        # Again on the very address (port 0 picked one), if it must restart.
+                        http.bind = [bind.partition("://")[2] for bind in binds]
+            except Exception:  # any failure of the web front: logged, served again
+                self.restarts += 1
+                logger.exception("web view failed; serving it again in %g s", RESTART_DELAY)
+            await trio.sleep(RESTART_DELAY)
 
 
 async def _serve(

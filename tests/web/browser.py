@@ -89,4 +89,8 @@ def wait_for_screen(driver: webdriver.Chrome, text: str, timeout: float = 15) ->
 
 
 def status(driver: webdriver.Chrome) -> str:
-    return str(driver.execute_script("return document.getElementById('status').textContent"))
+    return str(
+        driver.execute_script(
+            "const e = document.getElementById('status'); return e ? e.textContent : ''"
+        )
+    )

@@ -19,7 +19,7 @@ import trio
 import consrv.web
 from consrv.audit import AuditLog
 from consrv.web.auth import COOKIE
-from consrv.web.server import reachable
+from consrv.web.server import WebFront, reachable
 from tests.fakes import wait_for
 from tests.waits import deadline
 from tests.web.site import BANNER, ORIGIN, Site, WebSocketDriver, site_config, web_site
@@ -449,3 +449,28 @@ async def test_downloads_at_once_are_capped(tmp_path: Path) -> None:
         third = await olga.get("/logs/ioc-a/ioc-a.log/download")
         assert third.status_code == 200
         assert len(third.content) == 300_000
+
+
+async def test_a_failing_web_server_is_served_again_on_its_address(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault we cannot cause on demand (hypercorn's HTTP/2 once ended its whole server
+    on a browser's reload): the front logs it and serves again; consrv goes on."""
+    binds: list[list[str]] = []
+
+    async def flaky(app: object, config: Any, *, task_status: trio.TaskStatus[list[str]]) -> None:
+        binds.append(list(config.bind))
+        task_status.started(["http://127.0.0.1:4711"])
+        if len(binds) == 1:
+            raise KeyError(25)
+        await trio.sleep_forever()
+
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        front = WebFront(site.web, flaky)
+        assert await nursery.start(front.serve) == "http://127.0.0.1:4711"
+        await wait_for(lambda: len(binds) == 2)
+        assert binds == [["127.0.0.1:0"], ["127.0.0.1:4711"]]
+        assert front.restarts == 1
+        assert "web view failed; serving it again in 1 s" in caplog.text
+        assert all(console.up for console in site.registry.consoles.values())
+        nursery.cancel_scope.cancel()

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 
 from consrv.demo import ProcServ
@@ -167,6 +167,15 @@ def no_csp_violations(site: Site) -> Iterator[None]:
     console_log(site.driver)  # what earlier tests left
     yield
     assert csp_violations(console_log(site.driver)) == []
+
+
+def text_of(driver: webdriver.Chrome, element_id: str) -> str:
+    """The element's text, or "" while the page (re)loads without it."""
+    try:
+        found = driver.find_elements(By.ID, element_id)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:  # the page went away as we looked
+        return ""
 
 
 def live(site: Site) -> None:
@@ -339,15 +348,21 @@ def test_a_reload_that_removes_the_user_closes_their_stream(site: Site) -> None:
         assert site.consrv.process is not None
         site.reload()
         reloaded = time.monotonic()
-        wait_until(
-            lambda: status(site.driver).startswith("closed"),
+        wait_until(  # closed, and (1 s later) the page reloaded to say why
+            lambda: (
+                status(site.driver).startswith("closed")
+                or "Not signed in" in text_of(site.driver, "message")
+            ),
             "carol's console page to lose its stream",
             timeout=5,
             seen=lambda: status(site.driver),
         )
         assert time.monotonic() - reloaded < 2.0
-        site.open(f"/c/{IOC}")
-        assert "Not signed in" in site.driver.find_element(By.ID, "message").text
+        wait_until(  # the page reloads itself: now it says why
+            lambda: "Not signed in" in text_of(site.driver, "message"),
+            "carol's console page to say she is not signed in",
+            timeout=5,
+        )
     finally:
         write_config(site.root / "consrv.yaml", site.config())
         site.reload()

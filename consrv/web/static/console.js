@@ -42,6 +42,8 @@
     socket.onclose = function (event) {
       if (event.code === 1008) {
         show("closed: " + (event.reason || "not allowed"), "down");
+        // Access taken away (a reload, signed out): the page goes too; the server says why.
+        if (event.reason === "no longer shown") setTimeout(function () { window.location.reload(); }, 1000);
         return;
       }
       show("reconnecting", "down");
