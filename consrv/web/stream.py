@@ -132,8 +132,12 @@ class Stream:
                 break
             data = self.sink.take()
             if data and self.ended is None:
-                with trio.move_on_after(SEND_TIMEOUT) as sending:
-                    await self.websocket.send_bytes(data)
+                try:
+                    with trio.move_on_after(SEND_TIMEOUT) as sending:
+                        await self.websocket.send_bytes(data)
+                except (WebSocketDisconnect, OSError):  # the browser went away meanwhile
+                    self.end(CLOSE_GOING_AWAY, "")
+                    break
                 if sending.cancelled_caught:  # a browser that stopped reading altogether
                     self.end(CLOSE_TOO_SLOW, "too slow: not reading")
                     break

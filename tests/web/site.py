@@ -116,17 +116,23 @@ class WebSocketDriver:
         self.to_app, self._app_in = trio.open_memory_channel[dict[str, Any]](10)
         self.sent: list[dict[str, Any]] = []
         self.done = trio.Event()
+        self.gone = False  # then sending fails, as to a browser whose connection broke
+        self.raised: BaseException | None = None
 
     async def run(self) -> None:
         await self.to_app.send({"type": "websocket.connect"})
 
         async def send(message: dict[str, Any]) -> None:
+            if self.gone:
+                raise OSError("connection reset by the browser")
             self.sent.append(message)
             if message["type"] == "websocket.send" and self.stalled is not None:
                 await self.stalled.wait()
 
         try:
             await self.app(self.scope, self._app_in.receive, send)
+        except Exception as exc:  # noqa: BLE001 (kept for the test to look at)
+            self.raised = exc
         finally:
             self.done.set()
 

@@ -234,6 +234,20 @@ async def test_a_stream_shows_down_up_and_the_childs_restarts(tmp_path: Path) ->
         nursery.cancel_scope.cancel()
 
 
+async def test_a_browser_gone_mid_stream_ends_it_quietly(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
+        olga = await site.signed_in("olga")
+        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
+        nursery.start_soon(ws.run)
+        await wait_for(ws.accepted)
+        ws.gone = True
+        await site.peers["ioc-a"].send(b"output nobody will read\r\n")
+        with deadline(5, "the stream to end after its browser went away"):
+            await ws.done.wait()
+        assert ws.raised is None
+        assert site.registry.consoles["ioc-a"].viewers == set()
+
+
 async def test_a_stream_needs_the_origin_a_session_and_the_right(tmp_path: Path) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = (await site.signed_in("olga")).cookies[COOKIE]
