@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -182,6 +183,16 @@ async def test_a_proxy_header_counts_only_from_a_trusted_proxy(tmp_path: Path) -
         assert unknown.status_code == 401
 
 
+async def open_stream(
+    site: Site, client: httpx.AsyncClient, nursery: trio.Nursery
+) -> WebSocketDriver:
+    """The signed-in `client`'s browser opening ioc-a's live stream (accepted)."""
+    ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(client.cookies[COOKIE]))
+    nursery.start_soon(ws.run)
+    await wait_for(ws.accepted)
+    return ws
+
+
 def ws_headers(client_cookie: str | None, origin: str | None = ORIGIN) -> dict[str, str]:
     headers = {"host": "consrv.test"}
     if origin is not None:
@@ -199,9 +210,7 @@ async def test_a_stream_gives_scrollback_then_live_output_and_takes_nothing(
         console = site.registry.consoles["ioc-a"]
         await wait_for(lambda: b"before" in console.scrollback.data())
         olga = await site.signed_in("olga")
-        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
-        nursery.start_soon(ws.run)
-        await wait_for(ws.accepted)
+        ws = await open_stream(site, olga, nursery)
         await site.peers["ioc-a"].send(b"after\r\n")
         await wait_for(lambda: b"after" in ws.data())
         assert ws.data().count(b"before") == 1
@@ -218,9 +227,7 @@ async def test_a_stream_gives_scrollback_then_live_output_and_takes_nothing(
 async def test_a_stream_shows_down_up_and_the_childs_restarts(tmp_path: Path) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = await site.signed_in("olga")
-        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
-        nursery.start_soon(ws.run)
-        await wait_for(ws.accepted)
+        ws = await open_stream(site, olga, nursery)
         await site.peers["ioc-a"].send(b'@@@ Restarting child "T"\r\n')
         await site.peers["ioc-a"].stream.aclose()
         await wait_for(lambda: b"[consrv: ioc-a down]" in ws.data())
@@ -237,9 +244,7 @@ async def test_a_stream_shows_down_up_and_the_childs_restarts(tmp_path: Path) ->
 async def test_a_browser_gone_mid_stream_ends_it_quietly(tmp_path: Path) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = await site.signed_in("olga")
-        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
-        nursery.start_soon(ws.run)
-        await wait_for(ws.accepted)
+        ws = await open_stream(site, olga, nursery)
         ws.gone = True
         await site.peers["ioc-a"].send(b"output nobody will read\r\n")
         with deadline(5, "the stream to end after its browser went away"):
@@ -284,9 +289,7 @@ async def test_a_reload_that_takes_the_right_away_closes_the_stream(
 ) -> None:
     async with web_site(tmp_path) as site, trio.open_nursery() as nursery:
         olga = await site.signed_in("olga")
-        ws = WebSocketDriver(site.app, "/c/ioc-a/stream", ws_headers(olga.cookies[COOKIE]))
-        nursery.start_soon(ws.run)
-        await wait_for(ws.accepted)
+        ws = await open_stream(site, olga, nursery)
         data = site_config(tmp_path)
         page = change(data)
         site.reload(data)
