@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import trio
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -64,6 +65,13 @@ class Web:
     settings: WebConfig  # the web section consrv started with (listen, TLS)
     audit: AuditLog = NO_AUDIT
     streams: Counter[str] = dataclasses.field(default_factory=Counter)  # user -> open streams
+    # Log searches and file views, and downloads, running at once (sized at start).
+    searches: trio.CapacityLimiter = dataclasses.field(init=False)
+    downloads: trio.CapacityLimiter = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.searches = trio.CapacityLimiter(self.settings.limits.searches)
+        self.downloads = trio.CapacityLimiter(self.settings.limits.downloads)
 
     @property
     def config(self) -> Config:
@@ -249,8 +257,10 @@ class Pages:
             user=login.user,
             peer=login.peer,
             limit=web.web.limits.viewer_buffer,
+            send_timeout=web.settings.limits.send_timeout,  # as the listener's
             allowed=allowed,
             sent=web.stats.sent,
+            dropped=web.stats.drop,
         )
         web.streams[login.user] += 1
         try:

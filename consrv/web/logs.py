@@ -51,9 +51,7 @@ def shown(data: bytes) -> str:
 class LogPages(Pages):
     def __init__(self, web: Web) -> None:
         super().__init__(web)
-        limits = web.web.limits
-        self.searches = trio.CapacityLimiter(limits.searches)
-        self.downloads = trio.CapacityLimiter(limits.downloads)
+        self.searches, self.downloads = web.searches, web.downloads
 
     def log_routes(self) -> list[BaseRoute]:
         return [
