@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -139,6 +140,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def segment(name: str) -> str:
+    """A name as one URL path segment: percent-encoded, "/" included (list.js does the
+    same with encodeURIComponent)."""
+    return urllib.parse.quote(name, safe="")
+
+
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("consrv.web", "templates"),
@@ -146,6 +153,7 @@ def templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["iso"] = views.iso
+    env.filters["segment"] = segment
     return Jinja2Templates(env=env)
 
 
@@ -201,6 +209,9 @@ class Pages:
             return self.refused(
                 request, 403, "This link is used or expired: run  ssh console@HOST web  again."
             )
+        # A new session every time, and the one this browser brought ends: a cookie
+        # planted before sign-in (fixation) never becomes a signed-in session.
+        self.web.sessions.end(request.cookies.get(COOKIE))
         cookie = self.web.sessions.create(user)
         self.web.audit.record("login", user=user, login="web", **{"from": peer})
         logger.info("web: %s signed in from %s", user, peer)

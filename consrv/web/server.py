@@ -43,7 +43,16 @@ def build_app(web: Web) -> ASGIApp:
     async def not_found(request: Request, exc: Exception) -> object:
         return pages.not_found(request)
 
+    async def not_allowed(request: Request, exc: Exception) -> object:
+        return pages.refused(request, 405, "This page takes no such request.")
+
+    async def failed(request: Request, exc: Exception) -> object:
+        # Logged by the server with its traceback; the browser learns nothing of it.
+        return pages.refused(request, 500, "Something went wrong; it is in consrv's log.")
+
     app.add_exception_handler(404, not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(405, not_allowed)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, failed)  # type: ignore[arg-type]
     return SecurityHeaders(app)
 
 

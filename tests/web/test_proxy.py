@@ -152,7 +152,8 @@ def test_the_console_streams_through_the_proxy_with_the_origin_rule(proxied: Pro
 
 
 def stalled_browser(proxied: Proxied) -> socket.socket:
-    """A WebSocket to consrv that completes its handshake, then never reads again."""
+    """A WebSocket to consrv that completes its handshake, then never reads again (its
+    Origin is ``web.url``, the proxy's: with ``url`` set, no other counts)."""
     host = proxied.direct.removeprefix("http://")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -162,7 +163,7 @@ def stalled_browser(proxied: Proxied) -> socket.socket:
     sock.sendall(
         f"GET /c/{FAST}/stream HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-        f"Origin: http://{host}\r\nX-Remote-User: olga\r\n\r\n".encode()
+        f"Origin: {proxied.proxy.url}\r\nX-Remote-User: olga\r\n\r\n".encode()
     )
     head = b""
     while b"\r\n\r\n" not in head:
