@@ -10,6 +10,8 @@ loop, tests/web/site.py). The one fault made by hand is an exception inside a ro
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -103,14 +105,20 @@ async def test_an_error_says_nothing_of_consrv_inside(
             assert "RuntimeError" not in response.text
 
 
-async def test_a_log_that_looks_like_html_downloads_as_text(tmp_path: Path) -> None:
-    data = site_config(tmp_path)
-    data["consoles"]["page.html"] = {"socket": str(tmp_path / "page.sock")}
-    async with web_site(tmp_path) as site:
+@asynccontextmanager
+async def with_console(root: Path, name: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The site with one more console, `name` (no procServ behind it); olga signed in."""
+    data = site_config(root)
+    data["consoles"][name] = {"socket": str(root / "more.sock")}
+    async with web_site(root) as site:
         site.reload(data)
+        yield await site.signed_in("olga")
+
+
+async def test_a_log_that_looks_like_html_downloads_as_text(tmp_path: Path) -> None:
+    async with with_console(tmp_path, "page.html") as olga:
         html = b"<!doctype html><script>alert(document.cookie)</script>\n"
         (tmp_path / "logs" / "page.html.log").write_bytes(html)
-        olga = await site.signed_in("olga")
         listing = (await olga.get("/logs/page.html/")).text
         assert 'href="/logs/page.html/page.html.log/download"' in listing
         download = await olga.get("/logs/page.html/page.html.log/download")
@@ -151,11 +159,7 @@ async def test_names_in_urls_match_exactly_or_not_at_all(tmp_path: Path, path: s
 
 
 async def test_names_in_links_are_percent_encoded(tmp_path: Path) -> None:
-    data = site_config(tmp_path)
-    data["consoles"]["rack:1.ioc"] = {"socket": str(tmp_path / "rack.sock")}
-    async with web_site(tmp_path) as site:
-        site.reload(data)
-        olga = await site.signed_in("olga")
+    async with with_console(tmp_path, "rack:1.ioc") as olga:
         listing = (await olga.get("/")).text
         assert 'href="/c/rack%3A1.ioc"' in listing
         assert 'href="/logs/rack%3A1.ioc/"' in listing
