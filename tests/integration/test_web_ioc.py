@@ -51,7 +51,7 @@ class Front:
         row = re.search(rf'<tr[^>]*>\s*<td><a href="/c/{IOC}">.*?</tr>', page.text, re.DOTALL)
         assert row, page.text
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.DOTALL)
-        return cells[4].strip()  # console, state, writer, viewers, IOC unit, ...
+        return str(cells[4]).strip()  # console, state, writer, viewers, IOC unit, ...
 
     def follows(self, state: str) -> None:
         wait_until(
