@@ -45,6 +45,7 @@ FAST_CHILD = [
 ]
 PASSWORD = "olga-pw"
 SEND_TIMEOUT = 2.0  # web.limits.send_timeout in this module's config
+STREAMS = 2  # web.limits.streams_per_user in this module's config
 
 
 @dataclass
@@ -85,7 +86,11 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
                 "url": f"http://127.0.0.1:{port}",
                 "trusted_proxies": ["127.0.0.1"],
                 "identity_header": "X-Remote-User",
-                "limits": {"send_timeout": f"{SEND_TIMEOUT:g}s", "viewer_buffer": "64M"},
+                "limits": {
+                    "send_timeout": f"{SEND_TIMEOUT:g}s",
+                    "viewer_buffer": "64M",
+                    "streams_per_user": STREAMS,
+                },
             },
         }
         write_config(root / "consrv.yaml", config)
@@ -151,6 +156,30 @@ def test_the_console_streams_through_the_proxy_with_the_origin_rule(proxied: Pro
     assert refused.value.status_code == 403
 
 
+def no_streams(proxied: Proxied) -> None:
+    """Until consrv counts no open stream (those of earlier tests ended)."""
+    wait_until(lambda: proxied.metric("consrv_web_streams") == 0, "no web stream open")
+
+
+def test_streams_over_the_users_cap_are_refused_through_the_proxy(proxied: Proxied) -> None:
+    no_streams(proxied)
+    streams = [proxy_ws(proxied, origin=proxied.proxy.url) for _ in range(STREAMS)]
+    try:
+        wait_until(
+            lambda: proxied.metric("consrv_web_streams") == STREAMS,
+            f"{STREAMS} streams open for olga",
+        )
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            proxy_ws(proxied, origin=proxied.proxy.url)
+        assert refused.value.status_code == 403
+        assert proxied.metric("consrv_web_streams") == STREAMS
+    finally:
+        for ws in streams:
+            ws.close()
+    no_streams(proxied)
+    proxy_ws(proxied, origin=proxied.proxy.url).close()  # a place again once they closed
+
+
 def stalled_browser(proxied: Proxied) -> socket.socket:
     """A WebSocket to consrv that completes its handshake, then never reads again (its
     Origin is ``web.url``, the proxy's: with ``url`` set, no other counts)."""
@@ -186,6 +215,7 @@ def test_a_browser_that_stopped_reading_is_dropped_and_nobody_else_waits(
         )  # fmt: skip
     try:
         wait_until(lambda: out.stat().st_size > 100_000, "the SSH observer to get output")
+        no_streams(proxied)
         before = proxied.metric('consrv_web_streams_dropped_total{reason="not_reading"}')
         log = proxied.root / "logs" / f"{FAST}.log"
         sock = stalled_browser(proxied)
