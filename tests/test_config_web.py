@@ -46,7 +46,12 @@ def test_every_setting(tmp_path: Path) -> None:
             "identity_header": "X-Remote-User",
             "login_ttl": "30s",
             "session_ttl": "8h",
-            "limits": {"streams_per_user": 2, "searches": 1, "viewer_buffer": "1M"},
+            "limits": {
+                "streams_per_user": 2,
+                "searches": 1,
+                "viewer_buffer": "1M",
+                "send_timeout": "3s",
+            },
         },
     )
     assert config is not None
@@ -60,6 +65,7 @@ def test_every_setting(tmp_path: Path) -> None:
     assert config.identity_header == "x-remote-user"
     assert (config.login_ttl, config.session_ttl) == (30.0, 8 * 3600.0)
     assert (config.limits.streams_per_user, config.limits.viewer_buffer) == (2, 1 << 20)
+    assert config.limits.send_timeout == 3.0
 
 
 @pytest.mark.parametrize(
@@ -75,6 +81,7 @@ def test_every_setting(tmp_path: Path) -> None:
         ({"login_ttl": "soon"}, "web.login_ttl: "),
         ({"limits": {"searches": 0}}, "web.limits.searches: "),
         ({"limits": {"streams": 3}}, "web.limits.streams: unknown key"),
+        ({"limits": {"send_timeout": "0s"}}, "web.limits.send_timeout: "),
         ({"lisen": "127.0.0.1:1"}, "web.lisen: unknown key"),
     ],
 )
@@ -113,6 +120,7 @@ def test_what_a_reload_cannot_change() -> None:
         "limits.searches": 4,
         "limits.downloads": 4,
         "limits.sessions": 1000,
+        "limits.send_timeout": 10.0,
     }
     assert restart_only(None) == {}
 

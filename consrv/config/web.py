@@ -35,6 +35,7 @@ class WebLimits:
     downloads: int = 4  # log downloads at once (all users)
     viewer_buffer: int = 256 << 10  # bytes queued for one browser before it is dropped
     sessions: int = 1000  # signed-in browsers kept
+    send_timeout: float = 10.0  # seconds one frame may take to go out before the browser is dropped
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +54,7 @@ class WebConfig:
 # the stores and pools made at start. The rest is read from the config in force.
 RESTART_ONLY = (
     "listen", "tls", "login_ttl", "session_ttl",
-    "limits.searches", "limits.downloads", "limits.sessions",
+    "limits.searches", "limits.downloads", "limits.sessions", "limits.send_timeout",
 )  # fmt: skip
 
 
@@ -110,6 +111,7 @@ class RawLimits(pydantic.BaseModel):
     downloads: Positive = WebLimits.downloads
     viewer_buffer: Size = WebLimits.viewer_buffer
     sessions: Positive = WebLimits.sessions
+    send_timeout: Duration = WebLimits.send_timeout
 
 
 class RawWeb(pydantic.BaseModel):

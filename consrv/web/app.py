@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import trio
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
@@ -64,6 +66,13 @@ class Web:
     settings: WebConfig  # the web section consrv started with (listen, TLS)
     audit: AuditLog = NO_AUDIT
     streams: Counter[str] = dataclasses.field(default_factory=Counter)  # user -> open streams
+    # Log searches and file views, and downloads, running at once (sized at start).
+    searches: trio.CapacityLimiter = dataclasses.field(init=False)
+    downloads: trio.CapacityLimiter = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.searches = trio.CapacityLimiter(self.settings.limits.searches)
+        self.downloads = trio.CapacityLimiter(self.settings.limits.downloads)
 
     @property
     def config(self) -> Config:
@@ -131,6 +140,12 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+def segment(name: str) -> str:
+    """A name as one URL path segment: percent-encoded, "/" included (list.js does the
+    same with encodeURIComponent)."""
+    return urllib.parse.quote(name, safe="")
+
+
 def templates() -> Jinja2Templates:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("consrv.web", "templates"),
@@ -138,6 +153,7 @@ def templates() -> Jinja2Templates:
         undefined=jinja2.StrictUndefined,
     )
     env.filters["iso"] = views.iso
+    env.filters["segment"] = segment
     return Jinja2Templates(env=env)
 
 
@@ -193,6 +209,9 @@ class Pages:
             return self.refused(
                 request, 403, "This link is used or expired: run  ssh console@HOST web  again."
             )
+        # A new session every time, and the one this browser brought ends: a cookie
+        # planted before sign-in (fixation) never becomes a signed-in session.
+        self.web.sessions.end(request.cookies.get(COOKIE))
         cookie = self.web.sessions.create(user)
         self.web.audit.record("login", user=user, login="web", **{"from": peer})
         logger.info("web: %s signed in from %s", user, peer)
@@ -249,8 +268,10 @@ class Pages:
             user=login.user,
             peer=login.peer,
             limit=web.web.limits.viewer_buffer,
+            send_timeout=web.settings.limits.send_timeout,  # as the listener's
             allowed=allowed,
             sent=web.stats.sent,
+            dropped=web.stats.drop,
         )
         web.streams[login.user] += 1
         try:

@@ -91,17 +91,21 @@ def proxy_user(web: WebConfig, peer: str | None, headers: Mapping[str, str]) -> 
 
 
 def same_origin(origin: str | None, scheme: str, host: str | None, url: str | None) -> bool:
-    """Is `origin` this server: the configured ``web.url``, or the scheme and Host asked for?
+    """Is `origin` this server: the configured ``web.url`` if there is one, else the
+    scheme and Host asked for?
 
-    A browser always sends Origin on a WebSocket handshake and on a POST; a missing
-    one is refused too.
+    With ``url`` set the Host header counts for nothing: a page on a rebound name
+    (DNS rebinding: evil.example resolving to this server) sends an Origin that
+    matches its own Host, never ``url``. A browser always sends Origin on a
+    WebSocket handshake and on a POST; a missing one is refused too.
     """
     if not origin or origin == "null":
         return False
-    allowed = set()
-    if host:
-        allowed.add(f"{'https' if scheme in ('https', 'wss') else 'http'}://{host}".lower())
     if url:
         parts = urlsplit(url)
-        allowed.add(f"{parts.scheme}://{parts.netloc}".lower())
-    return origin.lower() in allowed
+        allowed = f"{parts.scheme}://{parts.netloc}"
+    elif host:
+        allowed = f"{'https' if scheme in ('https', 'wss') else 'http'}://{host}"
+    else:
+        return False
+    return origin.lower() == allowed.lower()

@@ -14,6 +14,7 @@ import os
 from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
+from urllib.parse import quote
 
 import trio
 from starlette.requests import Request
@@ -51,9 +52,7 @@ def shown(data: bytes) -> str:
 class LogPages(Pages):
     def __init__(self, web: Web) -> None:
         super().__init__(web)
-        limits = web.web.limits
-        self.searches = trio.CapacityLimiter(limits.searches)
-        self.downloads = trio.CapacityLimiter(limits.downloads)
+        self.searches, self.downloads = web.searches, web.downloads
 
     def log_routes(self) -> list[BaseRoute]:
         return [
@@ -135,14 +134,16 @@ class LogPages(Pages):
         except OSError:
             self.downloads.release_on_behalf_of(request)
             return self.not_found(request)
-        headers = {"content-disposition": f'attachment; filename="{file.name}"'}
+        headers = {"content-disposition": attachment(file.name)}
 
         def done() -> None:
             os.close(fd)
             self.downloads.release_on_behalf_of(request)
 
         chunks = self._chunks(fd)
-        return _Download(chunks, done, media_type="application/octet-stream", headers=headers)
+        # Text, to be saved, never shown: whatever the console printed (HTML, a script)
+        # and whatever the file is called, a browser saves it (nosniff is on every answer).
+        return _Download(chunks, done, media_type="text/plain; charset=utf-8", headers=headers)
 
     async def _chunks(self, fd: int) -> AsyncGenerator[bytes, None]:
         while chunk := await trio.to_thread.run_sync(os.read, fd, READ_CHUNK):
@@ -171,6 +172,14 @@ class _Download(StreamingResponse):
             with trio.CancelScope(shield=True):
                 await self.chunks.aclose()
             self.done()
+
+
+def attachment(name: str) -> str:
+    """Content-Disposition for saving `name` (RFC 6266): an ASCII fallback with nothing
+    that could end the quoted string, and the exact name percent-encoded."""
+    plain = [c if c.isascii() and c.isprintable() and c not in '"\\%' else "_" for c in name]
+    fallback = "".join(plain)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 def _query(text: str, since: str | None, until: str | None) -> Query:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
 from hypercorn.trio import serve
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -42,7 +43,16 @@ def build_app(web: Web) -> ASGIApp:
     async def not_found(request: Request, exc: Exception) -> object:
         return pages.not_found(request)
 
+    async def not_allowed(request: Request, exc: Exception) -> object:
+        return pages.refused(request, 405, "This page takes no such request.")
+
+    async def failed(request: Request, exc: Exception) -> object:
+        # Logged by the server with its traceback; the browser learns nothing of it.
+        return pages.refused(request, 500, "Something went wrong; it is in consrv's log.")
+
     app.add_exception_handler(404, not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(405, not_allowed)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, failed)  # type: ignore[arg-type]
     return SecurityHeaders(app)
 
 
@@ -56,8 +66,26 @@ def make_web(
     return web
 
 
+class _Config(HypercornConfig):
+    """hypercorn's config whose listeners carry ``TCP_USER_TIMEOUT`` (inherited by every
+    connection): the kernel ends a connection whose data has waited unacknowledged
+    that long (a browser that stopped reading, or gone from the network). hypercorn
+    has no write timeout of its own and shields its writes from cancellation."""
+
+    send_timeout = 10.0
+
+    def create_sockets(self) -> Sockets:
+        sockets = super().create_sockets()
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                milliseconds = int(self.send_timeout * 1000)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, milliseconds)
+        return sockets
+
+
 def hypercorn_config(config: WebConfig) -> HypercornConfig:
-    hc = HypercornConfig()
+    hc = _Config()
+    hc.send_timeout = config.limits.send_timeout
     hc.bind = [str(config.listen)]
     hc.accesslog = None
     errors = logging.getLogger("consrv.web.http")

@@ -9,11 +9,13 @@ from prometheus_client.metrics_core import Metric
 
 
 class WebStats:
-    """Sign-ins (by result), bytes sent to browsers; sessions and streams (read)."""
+    """Sign-ins (by result), bytes sent to browsers, slow streams dropped; sessions and
+    streams (read)."""
 
     def __init__(self) -> None:
         self.logins = {"ok": 0, "refused": 0}
         self.bytes_sent = 0
+        self.dropped = {"behind": 0, "not_reading": 0}  # streams dropped, by why
         self.sessions: Callable[[], int] = lambda: 0
         self.streams: Callable[[], int] = lambda: 0
 
@@ -22,6 +24,9 @@ class WebStats:
 
     def sent(self, n: int) -> None:
         self.bytes_sent += n
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
 
     def collect(self) -> Iterator[Metric]:
         logins = CounterMetricFamily(
@@ -37,6 +42,15 @@ class WebStats:
             "Bytes sent to browsers: console streams and log downloads.",
             value=self.bytes_sent,
         )
+        dropped = CounterMetricFamily(
+            "consrv_web_streams_dropped",
+            "Console streams dropped for a slow browser: behind (its queue overflowed), "
+            "not_reading (one frame took longer than web.limits.send_timeout).",
+            labels=["reason"],
+        )
+        for reason, count in self.dropped.items():
+            dropped.add_metric([reason], count)
+        yield dropped
         yield GaugeMetricFamily(
             "consrv_web_sessions", "Signed-in browser sessions.", value=self.sessions()
         )

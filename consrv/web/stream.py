@@ -31,7 +31,7 @@ CLOSE_POLICY = 1008  # a frame from the browser, or no right to see the console
 CLOSE_TOO_SLOW = 1013  # the browser fell behind: try again (the page reconnects)
 CLOSE_GOING_AWAY = 1001
 MAX_FRAME = 64 << 10
-SEND_TIMEOUT = 10.0  # seconds one frame may take to go out before the browser is dropped
+CLOSE_TIMEOUT = 1.0  # seconds the closing frame may take (a browser not reading gets none)
 
 
 class QueueSink:
@@ -85,10 +85,13 @@ class Stream:
         user: str,
         peer: str,
         limit: int,
+        send_timeout: float,
         allowed: Callable[[], bool],
         sent: Callable[[int], None],
+        dropped: Callable[[str], None],
     ) -> None:
         self.websocket, self.console, self.allowed, self.sent = websocket, console, allowed, sent
+        self.send_timeout, self.dropped = send_timeout, dropped
         self.sink = QueueSink()
         self.viewer = Viewer(self.sink, user=user, role=Role.RO, limit=limit, login="web")
         self.viewer.peer = peer
@@ -124,6 +127,7 @@ class Stream:
         while self.ended is None:
             if self.viewer.dropped_total or self.viewer.notices_dropped:
                 self.end(CLOSE_TOO_SLOW, "too slow: dropped")
+                self.dropped("behind")
                 break
             with trio.move_on_after(RECHECK):
                 await self.sink.ready.wait()
@@ -132,16 +136,33 @@ class Stream:
                 break
             data = self.sink.take()
             if data and self.ended is None:
-                try:
-                    with trio.move_on_after(SEND_TIMEOUT) as sending:
-                        await self.websocket.send_bytes(data)
-                except (WebSocketDisconnect, OSError):  # the browser went away meanwhile
-                    self.end(CLOSE_GOING_AWAY, "")
-                    break
-                if sending.cancelled_caught:  # a browser that stopped reading altogether
-                    self.end(CLOSE_TOO_SLOW, "too slow: not reading")
+                if not await self._send(data):
                     break
                 self.sent(len(data))
+
+    async def _send(self, data: bytes) -> bool:
+        """One frame out; False if the browser is gone or stopped reading (the end is set).
+
+        hypercorn shields its socket writes from cancellation, so the timeout here
+        cannot interrupt a write to a browser that stopped reading: the kernel does,
+        with ``TCP_USER_TIMEOUT`` set to the same time on the listener (server.py),
+        and a write that took that long counts as "not reading" however it ended.
+        """
+        started = trio.current_time()
+        gone = False
+        try:
+            with trio.move_on_after(self.send_timeout):
+                await self.websocket.send_bytes(data)
+        except (WebSocketDisconnect, OSError):  # the browser went away meanwhile
+            gone = True
+        if trio.current_time() - started >= self.send_timeout:
+            self.ended = (CLOSE_TOO_SLOW, "too slow: not reading")  # over a disconnect seen
+            self.dropped("not_reading")
+            return False
+        if gone:
+            self.end(CLOSE_GOING_AWAY, "")
+            return False
+        return self.ended is None or self.ended[0] != CLOSE_GOING_AWAY
 
     async def _listen(self) -> None:
         """Any frame from the browser ends the stream (1008); a disconnect ends it quietly."""
@@ -155,5 +176,9 @@ class Stream:
             self.end(CLOSE_POLICY, "the console view takes no input")
 
     async def _close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):  # already gone
+        # Bounded: a browser that stopped reading takes no closing frame either.
+        with (
+            trio.move_on_after(CLOSE_TIMEOUT),
+            contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect),  # already gone
+        ):
             await self.websocket.close(code, reason)
