@@ -6,7 +6,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools
+APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools \
+                chromium chromium-driver nginx
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean
@@ -50,6 +51,9 @@ system-deps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v dbclient >/dev/null || missing="$$missing dropbear-bin"; \
 	command -v plink >/dev/null || missing="$$missing putty-tools"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
+	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

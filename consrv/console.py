@@ -478,7 +478,11 @@ class Console:
         stats = self.stats
         stats.bytes_out += len(data)
         stats.last_output = self._clock()
-        # Viewers first: a keystroke's echo waits for nothing else. Between every
+        # Scrollback before the fan-out (a copy into the ring, nothing that waits): a
+        # viewer attached during the fan-out's checkpoints does not get this chunk
+        # delivered, so the scrollback it takes on attaching must already hold it.
+        self.scrollback.append(data)
+        # Viewers next: a keystroke's echo waits for nothing else. Between every
         # few viewers, let other tasks run: a keystroke on another console does not
         # wait for a busy console's whole fan-out.
         for i, viewer in enumerate(list(self.viewers)):
@@ -488,7 +492,6 @@ class Console:
                 stats.viewer_bytes_dropped += viewer.deliver(data)
             except Exception:  # noqa: BLE001 (one broken sink must not stop the console)
                 self._viewer_failed(viewer)
-        self.scrollback.append(data)
         if self.log is not None:
             self.log.write_output(data)
         if self.matcher is not None:

@@ -21,9 +21,11 @@ from prometheus_client.registry import Collector
 from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
+from consrv.config.web import restart_only
 from consrv.fleet import Gateway, GatewayKeyError, build_gateway, prepare_reload
 from consrv.fleet.metrics import FleetCollector
 from consrv.ioc import IocManager, Systemctl, SystemctlError
+from consrv.logins import LoginTokens
 from consrv.metrics import (
     ConsoleCollector,
     IocCollector,
@@ -37,6 +39,7 @@ from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.service import Service
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
+from consrv.web.server import WebFront, make_web
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ async def serve(
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
         ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
-        service = Service(registry, iocs)
+        logins = LoginTokens(ttl=config.web.login_ttl) if config.web is not None else None
+        service = Service(registry, iocs, logins)
         gateway = build_gateway(config, service)  # fleet.peers: one namespace (docs/fleet.md)
         if gateway is not None:
             await nursery.start(gateway.run)
@@ -73,8 +77,12 @@ async def serve(
         if reloads is not None:
             reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
             nursery.start_soon(reloader.serve, reloads)
+        collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
+        if config.web is not None and logins is not None:
+            web = make_web(service, logins, config.web, audit)
+            collectors.append(web.stats)
+            await nursery.start(WebFront(web).serve)
         if config.metrics_listen is not None:
-            collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
             if iocs is not None:
                 collectors.append(IocCollector(iocs))
             if gateway is not None:
@@ -149,9 +157,14 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("metrics.listen", old.metrics_listen, new.metrics_listen),
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
+        ("web", old.web is None, new.web is None),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
+    old_web, new_web = restart_only(old.web), restart_only(new.web)
+    for key in old_web.keys() & new_web.keys():
+        if old_web[key] != new_web[key]:
+            logger.warning("reload: web.%s changed: it takes effect when consrv restarts", key)
 
 
 def _ioc_manager(config: Config) -> IocManager | None:

@@ -335,6 +335,7 @@ def make_demo_config(
     rw: Sequence[str] = ("demo",),
     ro: Sequence[str] = ("*",),
     metrics_port: int | None = None,
+    web: bool = False,
 ) -> Path:
     """Write ``<workdir>/consrv.yaml`` and return its path.
 
@@ -343,6 +344,7 @@ def make_demo_config(
     socket ``<workdir>/procServ/<name>/control``. The host key
     (``<workdir>/ssh_host_ed25519_key``) is made by consrv on first start.
     ``metrics_port``: serve ``/metrics`` on ``127.0.0.1:PORT`` (None: no metrics).
+    ``web``: the browser view on a free loopback port (plain HTTP: loopback only).
     """
     workdir = workdir.resolve()
     config = {
@@ -357,6 +359,8 @@ def make_demo_config(
     }
     if metrics_port is not None:
         config["metrics"] = {"listen": f"127.0.0.1:{metrics_port}"}
+    if web:  # any free port on loopback: `ssh ... web` prints the link with it
+        config["web"] = {"listen": "127.0.0.1:0"}
     path = workdir / "consrv.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000), encoding="utf-8")
     return path
@@ -496,7 +500,7 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
     servers = [ProcServ(name, workdir) for name in names]
     stack.callback(_stop_all, servers)  # the exit stack unwinds: consrv first, then procServ
     config = make_demo_config(
-        workdir, names, port, _demo_users(workdir), metrics_port=args.metrics_port
+        workdir, names, port, _demo_users(workdir), metrics_port=args.metrics_port, web=True
     )
     consrv = _start_consrv(workdir, config)
     stack.callback(stop_process, consrv, 10.0)
@@ -523,6 +527,9 @@ def _print_instructions(workdir: Path, port: int, metrics_port: int, name: str) 
     print("  " + _ssh_line(port, workdir / "id_demo", known_hosts, "console", name))
     print("Read-only (user watcher):")
     print("  " + _ssh_line(port, workdir / "id_watcher", known_hosts, "observer", name))
+    print("In a browser, read-only (open the link it prints within a minute):")
+    web = _ssh_line(port, workdir / "id_watcher", known_hosts, "observer", "web")
+    print("  " + web.replace("ssh -t ", "ssh ", 1))
     print("Prometheus metrics:")
     print(f"  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ^consrv_console_up")
     print(f"Console logs: {_shown(workdir / 'logs')}/   consrv's log: {_shown(workdir)}/consrv.log")

@@ -4,7 +4,8 @@ Owns two lists over a loaded config: `refusals` (consrv will not run with these:
 a host key, or a fleet gateway's key or CA key, other users may read, as sshd's
 StrictModes refuses an "UNPROTECTED PRIVATE KEY FILE") and `warnings` (allowed,
 but said on every start and by check-config: ``/metrics`` listening beyond
-loopback, which docs/security.md asks to keep on a management network).
+loopback, which docs/security.md asks to keep on a management network; the web
+view beyond loopback without TLS).
 """
 
 from __future__ import annotations
@@ -39,6 +40,13 @@ def warnings(config: Config) -> list[str]:
             f"metrics.listen: {config.metrics_listen} is not a loopback address: anyone who "
             "can reach it reads console names, users' logins and IOC health; keep it on "
             "127.0.0.1 or a management network"
+        )
+    web = config.web
+    if web is not None and web.tls is None and not is_loopback(web.listen):
+        found.append(
+            f"web.listen: {web.listen} is not a loopback address and web.tls is not set: "
+            "browsers would send their session cookie in clear (and refuse it: it is "
+            "Secure); set web.tls, or keep web.listen on loopback behind a TLS proxy"
         )
     return found
 

@@ -27,6 +27,8 @@ from consrv import __version__, feed, views
 from consrv.access import Role, role_for
 from consrv.console import Console, Viewer, text_bytes
 from consrv.ioc import IocManager, SystemctlError
+from consrv.logfiles import BadTime, Limits, Query, log_files, parse_time, search
+from consrv.logins import LoginTokens
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
 from consrv.ratelimit import MessageBudgets
@@ -43,6 +45,9 @@ MAX_TAIL = 10000
 # A `tail -f` / `follow` with no output looks at the config this often (a reload
 # that took the user's access away ends it; output is checked as it comes).
 WATCH_RECHECK = 1.0
+# `log`: what one search may cost, and how many run at once (SSH and web together).
+LOG_LIMITS = Limits(results=MAX_TAIL, output=16 << 20)
+LOG_SEARCHES = 4
 
 HELP = """\
 usage: ssh -t LOGIN@HOST                     choose a console from a menu
@@ -52,6 +57,9 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST who [NAME] [--json]    who is attached, and who writes
        ssh LOGIN@HOST status [NAME] [--json] console and IOC state
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
+       ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
+                                             search the log files (T: ISO-8601 or 10m, 2h)
+       ssh LOGIN@HOST web                    a one-time link to the read-only web view
        ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
        ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)
        ssh LOGIN@HOST help | version
@@ -103,9 +111,18 @@ class UsageError(Exception):
 class Service:
     """Runs one command line for one login."""
 
-    def __init__(self, registry: Registry, ioc: IocManager | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        ioc: IocManager | None = None,
+        logins: LoginTokens | None = None,
+    ) -> None:
         self.registry, self.ioc = registry, ioc
         self._budgets = MessageBudgets()  # every user's broadcasts and notes
+        # The web view's one-time links (None: no web view); ``logins.base_url`` is set
+        # once the web listener is bound.
+        self.logins = logins
+        self.searches = trio.CapacityLimiter(LOG_SEARCHES)
 
     @property
     def messages(self) -> MessageBudgets:
@@ -213,6 +230,8 @@ class _Run:
             "who": self.who,
             "status": self.status,
             "tail": self.tail,
+            "log": self.log,
+            "web": self.web,
             "follow": self.follow,
             "start": functools.partial(self.action, "start"),
             "stop": functools.partial(self.action, "stop"),
@@ -326,6 +345,42 @@ class _Run:
         self.channel.write(console.scrollback.last_lines(lines))
         if "-f" in flags:
             await self._watch({console.name: console}, prefixed=False)
+        return OK
+
+    async def log(self, args: list[str]) -> int:
+        usage = "usage: log NAME [--since T] [--until T] [--grep TEXT]"
+        valued = {"--since", "--until", "--grep"}
+        positional, flags = _options("log", args, set(), max_positional=1, valued=valued)
+        if not positional:
+            raise UsageError(usage)
+        try:
+            query = _log_query(flags)
+        except BadTime as exc:
+            raise UsageError(f"log: {exc}") from None
+        console, status = self.console(positional[0])
+        if console is None:
+            return status
+        log_dir = self.registry.config.log_dir
+        files = log_files(log_dir, console.name) if log_dir is not None else []
+        if not files:
+            return self.error(f"{console.name} has no log files", NOT_FOUND)
+        result = await trio.to_thread.run_sync(
+            search, files, query, LOG_LIMITS, limiter=self.service.searches
+        )
+        end = b"\r\n" if self.pty else b"\n"
+        self.channel.write(b"".join(match.data + end for match in result.matches))
+        if result.stopped:
+            self.error(f"stopped at a limit ({result.stopped}); narrow the search", OK)
+        return OK
+
+    async def web(self, args: list[str]) -> int:
+        _no_args("web", args)
+        logins = self.service.logins
+        if logins is None or not logins.base_url:
+            return self.error("the web view is not enabled on this host", NOT_FOUND)
+        token = logins.mint(self.login.user)
+        self.text(f"{logins.base_url}/login/{token}\n")
+        self.error(f"the link works once, within {logins.ttl:g} s; read-only", OK)
         return OK
 
     async def follow(self, args: list[str]) -> int:
@@ -648,6 +703,16 @@ def _options(
     if len(positional) > max_positional:
         raise UsageError(f"{verb}: too many arguments")
     return positional, options
+
+
+def _log_query(flags: dict[str, str]) -> Query:
+    """A log search from ``--grep``, ``--since`` and ``--until``; raises BadTime."""
+    since, until = flags.get("--since"), flags.get("--until")
+    return Query(
+        text=flags.get("--grep", "").encode(),
+        since=parse_time(since) if since is not None else None,
+        until=parse_time(until) if until is not None else None,
+    )
 
 
 def _count(text: str) -> int:

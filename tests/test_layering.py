@@ -137,8 +137,29 @@ def test_layer_checker_sees_relative_and_aliased_imports() -> None:
 
 
 def test_every_front_that_exists_is_checked() -> None:
-    """The fleet front is there, so the walk above covers it (and the SSH front reaches
-    it only through ``service.Commands``, wired in daemon.py)."""
+    """Every front is there, so the walk above covers it (and the SSH front reaches
+    the fleet only through ``service.Commands``, wired in daemon.py)."""
     present = {p.relative_to(CONSRV_DIR).parts[0] for p in consrv_modules()} & set(FRONTS)
-    assert {"ssh", "fleet"} <= present
+    assert present == set(FRONTS)
     assert any(layer_of(p) == "fleet" for p in consrv_modules())
+
+
+# The web framework stays in the web front: the core serves SSH and the web alike.
+WEB_ONLY = frozenset({"starlette", "hypercorn", "jinja2", "httpx", "selenium"})
+
+
+def test_the_web_front_is_covered() -> None:
+    web = [p for p in consrv_modules() if layer_of(p) == "web"]
+    assert {p.name for p in web} >= {"__init__.py", "app.py", "server.py", "stream.py"}
+    assert layer_of(CONSRV_DIR / "logins.py") == "core"
+    assert layer_of(CONSRV_DIR / "logfiles.py") == "core"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in consrv_modules() if layer_of(p) != "web"],
+    ids=lambda p: str(p.relative_to(CONSRV_DIR)),
+)
+def test_only_the_web_front_imports_the_web_stack(path: Path) -> None:
+    imports = consrv_imports(path.read_text(encoding="utf-8"), package_of(path))
+    assert imports & WEB_ONLY == set()

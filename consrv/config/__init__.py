@@ -49,6 +49,7 @@ from consrv.config.values import (
     parse_size,
     split_ca_line,
 )
+from consrv.config.web import WebConfig, WebLimits, WebTls
 
 __all__ = [
     "CIPHERS",
@@ -69,6 +70,9 @@ __all__ = [
     "Problem",
     "SshConfig",
     "User",
+    "WebConfig",
+    "WebLimits",
+    "WebTls",
     "load_config",
     "parse_config",
     "parse_duration",

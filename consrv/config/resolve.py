@@ -24,6 +24,7 @@ from consrv.config.model import (
 )
 from consrv.config.schema import RawConfig, RawConsole, RawUser
 from consrv.config.values import parse_public_key
+from consrv.config.web import resolve_web
 from consrv.names import (
     safe_repr,
 )
@@ -63,6 +64,8 @@ class Resolver:
         revoked = self._revoked(revoked_path)
         fleet, problems = resolve_fleet(raw.fleet, self.base_dir, set(raw.users))
         self.problems += problems
+        web, web_problems = resolve_web(raw.web, self.base_dir)
+        self.problems.extend(web_problems)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -97,6 +100,7 @@ class Resolver:
                 raw.messages.burst, raw.messages.per_minute, raw.messages.max_length
             ),
             fleet=fleet,
+            web=web,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:

@@ -43,6 +43,7 @@ from consrv.config.model import (
     Scope,
     WriteMode,
 )
+from consrv.config.web import RawWeb
 from consrv.protocol.escape import DEFAULT_PREFIX
 
 
@@ -169,3 +170,5 @@ class RawConfig(Raw):
     audit_log: PathValue | None = None
     messages: RawMessages = Field(default_factory=RawMessages)
     fleet: RawFleet | None = None
+    # `web:` with nothing under it turns the web view on with the defaults.
+    web: Annotated[RawWeb | None, NoneIsEmpty] = None

@@ -12,6 +12,7 @@ every process it started are stopped here.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import re
 import shlex
@@ -19,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,19 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
             await alice.aclose()
             await olga.aclose()
 
+        web = lines[
+            lines.index("In a browser, read-only (open the link it prints within a minute):") + 1
+        ]
+        assert web.endswith("observer@127.0.0.1 web")
+        link = await trio.run_process(
+            absolute(web, tmp_path), capture_stdout=True, capture_stderr=True, check=False
+        )
+        assert link.returncode == 0, link.stderr
+        url = link.stdout.decode().strip()
+        assert re.fullmatch(rb"http://127\.0\.0\.1:\d+/login/[\w-]{43}", url.encode()), url
+        signed_in = await trio.to_thread.run_sync(_sign_in, url)
+        assert signed_in == (303, "/")
+
         metrics = await trio.run_process(
             ["/bin/sh", "-c", curl], capture_stdout=True, capture_stderr=True, check=False
         )
@@ -139,3 +154,15 @@ def procserv_pids(cwd: Path) -> list[int]:
         if first.startswith("pid:"):
             pids.append(int(first[4:]))
     return pids
+
+
+def _sign_in(url: str) -> tuple[int, str]:
+    """GET the link without following the redirect: (status, Location)."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    try:
+        connection.request("GET", parts.path)
+        response = connection.getresponse()
+        return response.status, response.getheader("location") or ""
+    finally:
+        connection.close()

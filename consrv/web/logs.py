@@ -1,0 +1,209 @@
+"""The log pages: a console's files, one file's lines, a download, and search.
+
+Owns ``/logs/NAME/`` (the files, and search by substring and time range),
+``/logs/NAME/FILE`` (a window of lines, each with an anchor, ``?line=N``) and
+``/logs/NAME/FILE/download``. A path never comes from the URL: the console must be
+one the user may see now, and FILE must be a name in that console's listing
+(`logfiles`); anything else is 404. Reading and searching run in worker threads, a
+bounded number at once; more are refused with 429.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+from urllib.parse import quote
+
+import trio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from consrv.consolelog import sanitize_event
+from consrv.logfiles import (
+    BadTime,
+    Limits,
+    LogFile,
+    Query,
+    find_file,
+    log_files,
+    open_file,
+    parse_time,
+    search,
+)
+from consrv.service import Login
+from consrv.web.app import Pages, Web
+
+SEARCH_LIMITS = Limits(results=500, output=2 << 20)
+WINDOW = 500  # lines shown of a file
+LINE_TEXT = 2000  # characters shown of one line
+LINE_BYTES = 4 * LINE_TEXT  # bytes kept of one line
+READ_CHUNK = 1 << 16
+
+
+def shown(data: bytes) -> str:
+    """A log line for HTML: decoded, control characters as \\xNN (Jinja escapes the rest)."""
+    return sanitize_event(data.decode("utf-8", "replace"), LINE_TEXT)
+
+
+class LogPages(Pages):
+    def __init__(self, web: Web) -> None:
+        super().__init__(web)
+        self.searches, self.downloads = web.searches, web.downloads
+
+    def log_routes(self) -> list[BaseRoute]:
+        return [
+            Route("/logs/{name}/", self.logs_index),
+            Route("/logs/{name}/{file}", self.file_view),
+            Route("/logs/{name}/{file}/download", self.download),
+        ]
+
+    def _files(self, request: Request) -> tuple[Login, str, list[LogFile]] | Response:
+        login = self.who(request)
+        if isinstance(login, Response):
+            return login
+        console = self.web.console(login, request.path_params["name"])
+        log_dir = self.web.config.log_dir
+        if console is None or log_dir is None:
+            return self.not_found(request)
+        return login, console.name, log_files(log_dir, console.name)
+
+    def _file(self, request: Request) -> tuple[Login, str, LogFile] | Response:
+        found = self._files(request)
+        if isinstance(found, Response):
+            return found
+        login, name, _ = found
+        log_dir = self.web.config.log_dir
+        assert log_dir is not None
+        file = find_file(log_dir, name, request.path_params["file"])
+        return (login, name, file) if file is not None else self.not_found(request)
+
+    async def logs_index(self, request: Request) -> Response:
+        found = self._files(request)
+        if isinstance(found, Response):
+            return found
+        login, name, files = found
+        context: dict[str, Any] = {"user": login.user, "name": name, "files": files}
+        params = request.query_params
+        context["form"] = {k: params.get(k, "") for k in ("q", "since", "until")}
+        context["result"] = context["error"] = None
+        if any(context["form"].values()):
+            try:
+                query = _query(params.get("q", ""), params.get("since"), params.get("until"))
+            except BadTime as exc:
+                context["error"] = str(exc)
+                return self.page(request, "logs.html", 400, **context)
+            if self.searches.available_tokens < 1:
+                return self.refused(request, 429, "Too many searches at once: try again.")
+            result = await trio.to_thread.run_sync(
+                search, files, query, SEARCH_LIMITS, limiter=self.searches
+            )
+            context["result"] = result
+            context["lines"] = [(m, shown(m.data)) for m in result.matches]
+        return self.page(request, "logs.html", **context)
+
+    async def file_view(self, request: Request) -> Response:
+        found = self._file(request)
+        if isinstance(found, Response):
+            return found
+        login, name, file = found
+        line = request.query_params.get("line", "")
+        around = int(line) if line.isdigit() and len(line) < 10 else None
+        if self.searches.available_tokens < 1:
+            return self.refused(request, 429, "Too many readers at once: try again.")
+        first, lines = await trio.to_thread.run_sync(_window, file, around, limiter=self.searches)
+        rows = [(first + i, shown(data)) for i, data in enumerate(lines)]
+        return self.page(
+            request, "file.html", user=login.user, name=name, file=file, rows=rows, line=around
+        )
+
+    async def download(self, request: Request) -> Response:
+        found = self._file(request)
+        if isinstance(found, Response):
+            return found
+        _, _, file = found
+        try:
+            self.downloads.acquire_on_behalf_of_nowait(request)
+        except trio.WouldBlock:
+            return self.refused(request, 429, "Too many downloads at once: try again.")
+        try:
+            fd = open_file(file)
+        except OSError:
+            self.downloads.release_on_behalf_of(request)
+            return self.not_found(request)
+        headers = {"content-disposition": attachment(file.name)}
+
+        def done() -> None:
+            os.close(fd)
+            self.downloads.release_on_behalf_of(request)
+
+        chunks = self._chunks(fd)
+        # Text, to be saved, never shown: whatever the console printed (HTML, a script)
+        # and whatever the file is called, a browser saves it (nosniff is on every answer).
+        return _Download(chunks, done, media_type="text/plain; charset=utf-8", headers=headers)
+
+    async def _chunks(self, fd: int) -> AsyncGenerator[bytes, None]:
+        while chunk := await trio.to_thread.run_sync(os.read, fd, READ_CHUNK):
+            self.web.stats.sent(len(chunk))
+            yield chunk
+
+
+class _Download(StreamingResponse):
+    """A file's bytes; its descriptor and download place given back however it ends
+    (done, or the browser gone mid-way: then the generator is closed here, at once,
+    not whenever it is garbage collected)."""
+
+    def __init__(
+        self,
+        chunks: AsyncGenerator[bytes, None],
+        done: Callable[[], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(chunks, **kwargs)
+        self.chunks, self.done = chunks, done
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.chunks.aclose()
+            self.done()
+
+
+def attachment(name: str) -> str:
+    """Content-Disposition for saving `name` (RFC 6266): an ASCII fallback with nothing
+    that could end the quoted string, and the exact name percent-encoded."""
+    plain = [c if c.isascii() and c.isprintable() and c not in '"\\%' else "_" for c in name]
+    fallback = "".join(plain)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _query(text: str, since: str | None, until: str | None) -> Query:
+    return Query(
+        text=text.encode(),
+        since=parse_time(since) if since else None,
+        until=parse_time(until) if until else None,
+    )
+
+
+def _window(file: LogFile, around: int | None) -> tuple[int, list[bytes]]:
+    """The lines shown of `file`: from a little before line `around` (1-based), else its
+    last lines. Read as a stream: memory is bounded by the window, whatever the file."""
+    try:
+        fd = open_file(file)
+    except OSError:
+        return 1, []
+    first = max(1, around - WINDOW // 5) if around is not None else 1
+    kept: deque[bytes] = deque(maxlen=WINDOW)
+    number = 0
+    with os.fdopen(fd, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            if number >= first:
+                kept.append(line[:LINE_BYTES].rstrip(b"\r\n"))
+            if around is not None and len(kept) == WINDOW:
+                break
+    return max(1, number - len(kept) + 1), list(kept)

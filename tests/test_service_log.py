@@ -1,0 +1,111 @@
+"""`log NAME [--since T] [--until T] [--grep TEXT]` and `web`, below SSH.
+
+Policy: a real Registry over consoles whose procServ is not running (the log files
+are written by the test); the channel is test_service's fake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+
+from consrv.config import parse_config
+from consrv.logins import LoginTokens
+from consrv.registry import Registry
+from consrv.service import NOT_FOUND, OK, USAGE, Login, Service
+from tests.test_service import ALICE, ALICE_OBSERVING, BOB, OLGA, FakeChannel
+
+LINES = "".join(f"2026-12-03T21:{m:02d}:00.000+00:00 epics> dbl {m}\n" for m in range(0, 30, 5))
+
+
+@asynccontextmanager
+async def service(tmp_path: Path, logins: LoginTokens | None = None) -> AsyncIterator[Service]:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    half = LINES.index("21:15")  # ioc-a.log.1: minutes 0-10, ioc-a.log: 15-25
+    half = LINES.rindex("\n", 0, half) + 1
+    (logs / "ioc-a.log.1").write_text(LINES[:half])
+    (logs / "ioc-a.log").write_text(LINES[half:] + "plain line\n")
+    consoles = {
+        "ioc-a": {"socket": str(tmp_path / "a.sock")},
+        "nolog": {"socket": str(tmp_path / "n.sock")},
+        "secret": {"socket": str(tmp_path / "s.sock"), "ro": [], "rw": ["bob"]},
+    }
+    data = {
+        "log_dir": str(logs),
+        "users": {"alice": {}, "bob": {}, "olga": {}},
+        "defaults": {"rw": ["alice", "bob"], "ro": ["*"]},
+        "consoles": consoles,
+    }
+    registry = Registry(parse_config(data, tmp_path))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(registry.run)
+        yield Service(registry, logins=logins)
+        nursery.cancel_scope.cancel()
+
+
+async def run(service: Service, login: Login, command: str) -> tuple[int, FakeChannel]:
+    channel = FakeChannel()
+    status = await service.handle(login, command, channel, pty=False, on_input=channel.on_input)
+    return status, channel
+
+
+async def test_log_prints_every_file_oldest_first(tmp_path: Path) -> None:
+    async with service(tmp_path) as s:
+        status, out = await run(s, OLGA, "log ioc-a")
+        assert status == OK
+        assert out.stdout == LINES + "plain line\n"
+
+
+async def test_log_grep_and_time_range(tmp_path: Path) -> None:
+    async with service(tmp_path) as s:
+        status, out = await run(s, OLGA, "log ioc-a --grep 'dbl 1'")
+        assert [line.split()[-1] for line in out.stdout.splitlines()] == ["10", "15"]
+        command = "log ioc-a --since 2026-12-03T21:05:00+00:00 --until 2026-12-03T21:15Z"
+        status, out = await run(s, OLGA, command)
+        assert status == OK
+        assert [line.split()[-1] for line in out.stdout.splitlines()] == ["5", "10", "15"]
+
+
+async def test_log_has_tails_access_rules_and_statuses(tmp_path: Path) -> None:
+    async with service(tmp_path) as s:
+        status, out = await run(s, OLGA, "log secret")
+        assert status == NOT_FOUND
+        assert "unknown console 'secret'" in out.notices.decode()
+        status, out = await run(s, BOB, "log nolog")
+        assert (status, out.stdout) == (NOT_FOUND, "")
+        assert "nolog has no log files" in out.notices.decode()
+        status, out = await run(s, OLGA, "log ioc-a --since yesterday")
+        assert status == USAGE
+        assert "not a time" in out.notices.decode()
+        status, out = await run(s, OLGA, "log")
+        assert status == USAGE
+        assert "usage: log NAME" in out.notices.decode()
+        status, out = await run(s, OLGA, "log ../etc/passwd")
+        assert status == NOT_FOUND
+        assert out.stdout == ""
+
+
+async def test_web_prints_a_one_time_link(tmp_path: Path) -> None:
+    logins = LoginTokens()
+    logins.base_url = "https://iochost:8443"
+    async with service(tmp_path, logins) as s:
+        status, out = await run(s, ALICE_OBSERVING, "web")
+        assert status == OK
+        prefix = "https://iochost:8443/login/"
+        assert out.stdout.startswith(prefix)
+        assert out.stdout.endswith("\n")
+        assert logins.redeem(out.stdout[len(prefix) : -1]) == "alice"
+        assert "works once" in out.notices.decode()
+        status, out = await run(s, ALICE, "web now")
+        assert status == USAGE
+
+
+async def test_web_says_when_there_is_no_web_view(tmp_path: Path) -> None:
+    async with service(tmp_path) as s:
+        status, out = await run(s, ALICE, "web")
+        assert (status, out.stdout) == (NOT_FOUND, "")
+        assert "not enabled" in out.notices.decode()
