@@ -10,7 +10,7 @@ Must not know: what is measured.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
@@ -31,9 +31,17 @@ class Consrv(ServerProcess):
 
     stop_grace = 10.0
 
-    def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        reaper: Reaper,
+        key: Path,
+        public_key: str,
+        wrapper: Sequence[str] = (),
+    ) -> None:
         super().__init__(workdir, reaper, "consrv.log")
         self.key, self.public_key = key, public_key
+        self.wrapper = list(wrapper)  # runs consrv under this (valgrind, say)
 
     def _write_config(self, consoles: Mapping[str, Path]) -> Path:
         config = {
@@ -52,11 +60,11 @@ class Consrv(ServerProcess):
         config = self._write_config(consoles)
         with self.log.open("wb") as out:
             self._proc = self.reaper.popen(
-                [sys.executable, "-m", "consrv", "serve", "--config", str(config)],
+                [*self.wrapper, sys.executable, "-m", "consrv", "serve", "--config", str(config)],
                 stdout=out.fileno(),
                 stderr=out.fileno(),
             )
-        bound = 60.0 + 0.1 * len(consoles)
+        bound = (600.0 if self.wrapper else 60.0) + 0.1 * len(consoles)
         match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
         self.port = int(match.group(1))
 
