@@ -39,6 +39,7 @@ from consrv.ssh.limits import (
     on_auth_failure,
     refuse_env,
 )
+from consrv.ssh.tuning import run_ready_callbacks_together, skip_config_reload
 from consrv.ssh.wire import KEX_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
@@ -79,7 +80,9 @@ class SSHFront:
         """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
         host_key = load_or_create_host_key(self.config.ssh.host_key)
         acceptors: list[asyncssh.SSHAcceptor] = []
-        self.accept_errors.install(trio_asyncio.current_loop.get())
+        loop = trio_asyncio.current_loop.get()
+        self.accept_errors.install(loop)
+        run_ready_callbacks_together(loop)
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -199,6 +202,7 @@ class _Server(asyncssh.SSHServer):
         on_auth_failure(conn, self._auth_refused)
         check_keys(conn, self._revoked)
         one_packet_per_write(conn)
+        skip_config_reload(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
         self.peer, self.peer_addr = f"{host}:{port}", (host, port)
