@@ -69,7 +69,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--perf", type=Path, help="write a perf.data (cpu-clock, call graphs)")
     parser.add_argument("--callgrind", action="store_true", help="count instructions instead")
     parser.add_argument("--keep", type=Path, help="copy the callgrind dumps to this directory")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("pythonpath", "py_spy", "perf", "keep"):  # the run changes directory
+        if getattr(args, name) is not None:
+            setattr(args, name, getattr(args, name).resolve())
+    return args
 
 
 class Focus:
@@ -227,9 +231,12 @@ COUNTED = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     if args.pythonpath is not None:
-        os.environ["PYTHONPATH"] = str(args.pythonpath.resolve())
+        os.environ["PYTHONPATH"] = str(args.pythonpath)
     raise_file_limit(4096)
     workdir = Path(tempfile.mkdtemp(prefix="consrv-focus-"))
+    # ``python -m consrv`` puts its working directory first on sys.path, before
+    # PYTHONPATH: from the repository it would run this checkout whatever --pythonpath says.
+    os.chdir(workdir)
     focus = Focus(args, workdir)
     try:
         with cleanup(focus.reaper):
