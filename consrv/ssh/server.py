@@ -40,6 +40,7 @@ from consrv.ssh.limits import (
     refuse_env,
 )
 from consrv.ssh.tuning import run_ready_callbacks_together, skip_config_reload
+from consrv.ssh.umac import install as install_keyed_umac
 from consrv.ssh.wire import KEX_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class SSHFront:
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
         run_ready_callbacks_together(loop)
+        install_keyed_umac()
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
