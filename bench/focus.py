@@ -6,6 +6,7 @@ measures server CPU time (what contention changes least), not wall-clock time.
     python -m bench.focus logins  [--count 200]          # CPU ms per login
     python -m bench.focus ingest  [--mb 50]              # log only: CPU-s per GB
     python -m bench.focus fanout  [--mb 20] [--viewers 1]  # CPU-s per GB delivered
+    python -m bench.focus keys    [--count 200]          # keystroke round trip p50, ms
     ... [--reps 5] [--server consrv|conserver] [--pythonpath DIR] [--callgrind]
         [--py-spy FILE | --perf FILE]
 
@@ -45,25 +46,27 @@ import trio
 
 from bench.consoles import BURST, ActiveConsoles, DirectClient, write_burst_file
 from bench.fanout import Burster, fan_out, log_ingest
+from bench.latency import keystrokes
 from bench.logins import login_once, logins
 from bench.procs import Reaper
 from bench.runner import cleanup, raise_file_limit
-from bench.servers import Conserver, Consrv, Server
+from bench.servers import Conserver, Consrv, Floor, Server
 from consrv.demo import ensure_client_key
 
 SETTLE = 1.0  # after the server starts: connected to its consoles
+KEY_GAP = 0.005  # between keystrokes, as the bench types them
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.focus", description=(__doc__ or "").split("\n")[0]
     )
-    parser.add_argument("figure", choices=("logins", "ingest", "fanout"))
+    parser.add_argument("figure", choices=("logins", "ingest", "fanout", "keys"))
     parser.add_argument("--reps", type=int, default=5, help="repetitions (default: %(default)s)")
     parser.add_argument("--count", type=int, default=200, help="logins per repetition")
     parser.add_argument("--mb", type=float, default=20.0, help="burst size in MB")
     parser.add_argument("--viewers", type=int, default=1, help="fan-out viewers")
-    parser.add_argument("--server", choices=("consrv", "conserver"), default="consrv")
+    parser.add_argument("--server", choices=("consrv", "conserver", "floor"), default="consrv")
     parser.add_argument("--pythonpath", type=Path, help="run consrv from this source tree")
     parser.add_argument("--py-spy", dest="py_spy", type=Path, help="write a raw py-spy profile")
     parser.add_argument("--perf", type=Path, help="write a perf.data (cpu-clock, call graphs)")
@@ -86,11 +89,13 @@ class Focus:
         public = ensure_client_key(key, "bench")
         self.callgrind = Callgrind(workdir / "callgrind") if args.callgrind else None
         wrapper = self.callgrind.wrapper() if self.callgrind else []
-        self.server: Server = (
-            Consrv(workdir / "consrv", self.reaper, key, public, wrapper)
-            if args.server == "consrv"
-            else Conserver(workdir / "conserver", self.reaper)
-        )
+        self.server: Server
+        if args.server == "consrv":
+            self.server = Consrv(workdir / "consrv", self.reaper, key, public, wrapper)
+        elif args.server == "floor":  # keystrokes only
+            self.server = Floor(workdir / "floor", self.reaper, key, public, wrapper)
+        else:
+            self.server = Conserver(workdir / "conserver", self.reaper)
 
     async def run(self) -> list[float]:
         burst_file = self.workdir / "burst.txt"
@@ -120,10 +125,17 @@ class Focus:
             async def measure() -> float:
                 return await log_ingest(self.server, burster, 1)
 
+        elif args.figure == "keys":
+
+            async def measure() -> float:
+                latency = await keystrokes(self.server, self.reaper, args.count, KEY_GAP)
+                return latency.p50
+
         else:
 
             async def measure() -> float:
                 burst = await fan_out(self.server, self.reaper, burster, args.viewers, 1)
+                print(f"  {burst.per_viewer_mb_s:.1f} MB/s per viewer", flush=True)
                 return burst.cpu_s_per_gb
 
         if self.callgrind is not None:
@@ -140,7 +152,7 @@ class Focus:
         """``measure``, but its figure is callgrind's instruction count (millions) per unit."""
         callgrind, args, pid = self.callgrind, self.args, self.server.pid
         assert callgrind is not None
-        units = {"logins": args.count, "ingest": burster.size / 1e6,
+        units = {"logins": args.count, "keys": args.count, "ingest": burster.size / 1e6,
                  "fanout": args.viewers * burster.size / 1e6}  # fmt: skip
 
         async def logins_only() -> float:  # the warm-up login and settling stay outside
@@ -220,11 +232,17 @@ class _Profile:
             self.proc.wait(timeout=60)
 
 
-UNITS = {"logins": "CPU ms per login", "ingest": "CPU-s per GB", "fanout": "CPU-s per GB"}
+UNITS = {
+    "logins": "CPU ms per login",
+    "ingest": "CPU-s per GB",
+    "fanout": "CPU-s per GB",
+    "keys": "round trip p50 (ms)",
+}
 COUNTED = {
     "logins": "M instructions per login",
     "ingest": "M instructions per MB",
     "fanout": "M instructions per MB delivered",
+    "keys": "M instructions per keystroke (round trip)",
 }
 
 
@@ -236,7 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="consrv-focus-"))
     # ``python -m consrv`` puts its working directory first on sys.path, before
     # PYTHONPATH: from the repository it would run this checkout whatever --pythonpath says.
-    os.chdir(workdir)
+    # An empty one: the server's own directory (workdir/consrv) would be a package "consrv".
+    (workdir / "cwd").mkdir()
+    os.chdir(workdir / "cwd")
     focus = Focus(args, workdir)
     try:
         with cleanup(focus.reaper):
