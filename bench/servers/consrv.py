@@ -16,12 +16,12 @@ from pathlib import Path
 import yaml
 
 from bench.procs import Reaper
-from bench.servers.base import HOST, Ready, ServerProcess, command_output, ssh_argv, wait_log
+from bench.servers.base import HOST, PythonServer, Ready, command_output, ssh_argv, wait_log
 
 USER = "bench"
 
 
-class Consrv(ServerProcess):
+class Consrv(PythonServer):
     """``python -m consrv serve --config FILE`` (the venv's consrv)."""
 
     label = "consrv"
@@ -32,16 +32,10 @@ class Consrv(ServerProcess):
     stop_grace = 10.0
 
     def __init__(
-        self,
-        workdir: Path,
-        reaper: Reaper,
-        key: Path,
-        public_key: str,
+        self, workdir: Path, reaper: Reaper, key: Path, public_key: str,
         wrapper: Sequence[str] = (),
-    ) -> None:
-        super().__init__(workdir, reaper, "consrv.log")
-        self.key, self.public_key = key, public_key
-        self.wrapper = list(wrapper)  # runs consrv under this (valgrind, say)
+    ) -> None:  # fmt: skip
+        super().__init__(workdir, reaper, "consrv.log", key, public_key, wrapper)
 
     def _write_config(self, consoles: Mapping[str, Path]) -> Path:
         config = {
@@ -64,7 +58,7 @@ class Consrv(ServerProcess):
                 stdout=out.fileno(),
                 stderr=out.fileno(),
             )
-        bound = (600.0 if self.wrapper else 60.0) + 0.1 * len(consoles)
+        bound = self.start_bound() + 0.1 * len(consoles)
         match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
         self.port = int(match.group(1))
 

@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.procs import Reaper
-from bench.servers.base import Ready, ServerProcess, command_output, ssh_argv, wait_log
+from bench.servers.base import PythonServer, Ready, command_output, ssh_argv, wait_log
 from consrv.ssh.keys import write_new_key
 
 
-class Floor(ServerProcess):
+class Floor(PythonServer):
     """``python -m bench.floor``: what Python, trio and asyncssh cost before consrv's code."""
 
     label = "floor"
@@ -27,16 +27,10 @@ class Floor(ServerProcess):
     connect_at_once = 8
 
     def __init__(
-        self,
-        workdir: Path,
-        reaper: Reaper,
-        key: Path,
-        public_key: str,
+        self, workdir: Path, reaper: Reaper, key: Path, public_key: str,
         wrapper: Sequence[str] = (),
-    ) -> None:
-        super().__init__(workdir, reaper, "floor.log")
-        self.key, self.public_key = key, public_key
-        self.wrapper = list(wrapper)  # runs the floor under this (valgrind, say)
+    ) -> None:  # fmt: skip
+        super().__init__(workdir, reaper, "floor.log", key, public_key, wrapper)
 
     def start(self, consoles: Mapping[str, Path]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -53,8 +47,9 @@ class Floor(ServerProcess):
             self._proc = self.reaper.popen(
                 argv, stdout=out.fileno(), stderr=out.fileno(), cwd=Path(__file__).parents[2]
             )
-        bound = 600.0 if self.wrapper else 60.0
-        match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
+        match = wait_log(
+            self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, self.start_bound()
+        )
         self.port = int(match.group(1))
 
     def interactive_argv(self, console: str) -> list[str]:
