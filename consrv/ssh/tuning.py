@@ -41,15 +41,18 @@ def skip_config_reload(conn: asyncssh.SSHServerConnection) -> None:
     conn.reload_config = unchanged  # type: ignore[method-assign]
 
 
-def run_ready_callbacks_together(loop: Any) -> None:
+def run_ready_callbacks_together(loop: Any) -> bool:
     """Make trio-asyncio ``loop`` run its queued callbacks in passes, as asyncio does.
 
     ``loop`` is a running ``trio_asyncio.TrioEventLoop``; its main loop looks
     ``_main_loop_one`` up on the instance for every callback, so the change
-    applies from its next callback on.
+    applies from its next callback on. False (nothing changed) on a trio-asyncio
+    whose loop has no such parts (checked with 0.16).
     """
-    one: Callable[..., Awaitable[None]] = loop._main_loop_one
-    queue: trio.MemoryReceiveChannel[Any] = loop._q_recv
+    one: Callable[..., Awaitable[None]] | None = getattr(loop, "_main_loop_one", None)
+    queue: trio.MemoryReceiveChannel[Any] | None = getattr(loop, "_q_recv", None)
+    if one is None or not isinstance(queue, trio.MemoryReceiveChannel):
+        return False
 
     async def one_pass(no_wait: bool = False) -> None:
         await one(no_wait)
@@ -62,3 +65,4 @@ def run_ready_callbacks_together(loop: Any) -> None:
                 return
 
     loop._main_loop_one = one_pass
+    return True
