@@ -30,18 +30,18 @@ class Logins:
 async def logins(server: Server, count: int) -> Logins:
     """``count`` logins one after the other (each a full connection, auth and command)."""
     argv = server.login_argv()
-    await _login(argv, server.label)  # a first one outside the window (warm caches)
+    await login_once(argv, server.label)  # a first one outside the window (warm caches)
     await trio.sleep(SETTLE)
     cpu_before, start = tree_cpu_seconds(server.pid), time.monotonic()
     for _ in range(count):
-        await _login(argv, server.label)
+        await login_once(argv, server.label)
     elapsed = time.monotonic() - start
     await trio.sleep(SETTLE)
     cpu = tree_cpu_seconds(server.pid) - cpu_before
     return Logins(count, count / elapsed, 1000 * cpu / count)
 
 
-async def _login(argv: list[str], label: str) -> None:
+async def login_once(argv: list[str], label: str) -> None:
     with trio.fail_after(30):
         done = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
     if done.returncode != 0:

@@ -33,11 +33,17 @@ from consrv.writelock import Change, Kind, WriterLock
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 65536
+# Up to this much per read: when consrv is behind an IOC printing flat out, each
+# pass through the per-chunk path (telnet, viewers, scrollback, log) carries more,
+# and costs less per byte. A slow viewer's channel may take one read beyond its bound.
+READ_SIZE = 256 << 10
 # A read this large means the IOC is printing a lot: wait BATCH_WAIT for more before
 # passing it on, so viewers get fewer, bigger SSH packets (a keystroke's echo, a
-# few bytes, never waits).
+# few bytes, never waits). A read of BATCH_ENOUGH (one full SSH packet) or more
+# goes on at once: consrv is behind, more is queued, and a trio.sleep costs
+# ~55 us of CPU (docs/performance.md, "Log-only ingest").
 BATCH_FROM = 2048
+BATCH_ENOUGH = 32 << 10
 BATCH_WAIT = 0.001
 # Viewers served between two checkpoints during fan-out.
 FAN_OUT_SLICE = 4
@@ -450,7 +456,7 @@ class Console:
     async def _drain(self, stream: trio.SocketStream) -> None:
         decoder, parser = TelnetDecoder(), ProcServParser()
         while data := await stream.receive_some(READ_SIZE):
-            if BATCH_FROM <= len(data) < READ_SIZE:
+            if BATCH_FROM <= len(data) < BATCH_ENOUGH:
                 await trio.sleep(BATCH_WAIT)
                 data += _read_ready(stream, READ_SIZE)
             output = decoder.receive_data(data)

@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -57,6 +57,28 @@ class ServerProcess:
             self.reaper.stop([self._proc.pid], grace=self.stop_grace)
             self._proc.wait()
             self._proc = None
+
+
+class PythonServer(ServerProcess):
+    """A server that is a Python program on this venv (consrv, the floor), logged in
+    with the bench's key, and that may run under a wrapper (valgrind, say)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        reaper: Reaper,
+        log_name: str,
+        key: Path,
+        public_key: str,
+        wrapper: Sequence[str] = (),
+    ) -> None:
+        super().__init__(workdir, reaper, log_name)
+        self.key, self.public_key = key, public_key
+        self.wrapper = list(wrapper)
+
+    def start_bound(self) -> float:
+        """Seconds to wait for it to listen: valgrind makes startup ~50 times slower."""
+        return 600.0 if self.wrapper else 60.0
 
 
 class ServerError(RuntimeError):

@@ -10,18 +10,18 @@ Must not know: what is measured.
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import yaml
 
 from bench.procs import Reaper
-from bench.servers.base import HOST, Ready, ServerProcess, command_output, ssh_argv, wait_log
+from bench.servers.base import HOST, PythonServer, Ready, command_output, ssh_argv, wait_log
 
 USER = "bench"
 
 
-class Consrv(ServerProcess):
+class Consrv(PythonServer):
     """``python -m consrv serve --config FILE`` (the venv's consrv)."""
 
     label = "consrv"
@@ -31,9 +31,11 @@ class Consrv(ServerProcess):
 
     stop_grace = 10.0
 
-    def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
-        super().__init__(workdir, reaper, "consrv.log")
-        self.key, self.public_key = key, public_key
+    def __init__(
+        self, workdir: Path, reaper: Reaper, key: Path, public_key: str,
+        wrapper: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        super().__init__(workdir, reaper, "consrv.log", key, public_key, wrapper)
 
     def _write_config(self, consoles: Mapping[str, Path]) -> Path:
         config = {
@@ -52,11 +54,11 @@ class Consrv(ServerProcess):
         config = self._write_config(consoles)
         with self.log.open("wb") as out:
             self._proc = self.reaper.popen(
-                [sys.executable, "-m", "consrv", "serve", "--config", str(config)],
+                [*self.wrapper, sys.executable, "-m", "consrv", "serve", "--config", str(config)],
                 stdout=out.fileno(),
                 stderr=out.fileno(),
             )
-        bound = 60.0 + 0.1 * len(consoles)
+        bound = self.start_bound() + 0.1 * len(consoles)
         match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
         self.port = int(match.group(1))
 

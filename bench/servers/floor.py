@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.procs import Reaper
-from bench.servers.base import Ready, ServerProcess, command_output, ssh_argv, wait_log
+from bench.servers.base import PythonServer, Ready, command_output, ssh_argv, wait_log
 from consrv.ssh.keys import write_new_key
 
 
-class Floor(ServerProcess):
+class Floor(PythonServer):
     """``python -m bench.floor``: what Python, trio and asyncssh cost before consrv's code."""
 
     label = "floor"
@@ -26,9 +26,11 @@ class Floor(ServerProcess):
     holds_connections = False
     connect_at_once = 8
 
-    def __init__(self, workdir: Path, reaper: Reaper, key: Path, public_key: str) -> None:
-        super().__init__(workdir, reaper, "floor.log")
-        self.key, self.public_key = key, public_key
+    def __init__(
+        self, workdir: Path, reaper: Reaper, key: Path, public_key: str,
+        wrapper: Sequence[str] = (),
+    ) -> None:  # fmt: skip
+        super().__init__(workdir, reaper, "floor.log", key, public_key, wrapper)
 
     def start(self, consoles: Mapping[str, Path]) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -39,13 +41,15 @@ class Floor(ServerProcess):
         host_key = self.workdir / "host_key"
         if not host_key.exists():
             write_new_key(host_key, "bench floor host key")
-        argv = [sys.executable, "-m", "bench.floor", "--consoles", str(table),
+        argv = [*self.wrapper, sys.executable, "-m", "bench.floor", "--consoles", str(table),
                 "--host-key", str(host_key), "--authorized-keys", str(authorized)]  # fmt: skip
         with self.log.open("wb") as out:
             self._proc = self.reaper.popen(
                 argv, stdout=out.fileno(), stderr=out.fileno(), cwd=Path(__file__).parents[2]
             )
-        match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, 60.0)
+        match = wait_log(
+            self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, self.start_bound()
+        )
         self.port = int(match.group(1))
 
     def interactive_argv(self, console: str) -> list[str]:

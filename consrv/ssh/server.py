@@ -40,7 +40,9 @@ from consrv.ssh.limits import (
     on_auth_failure,
     refuse_env,
 )
+from consrv.ssh.tuning import run_ready_callbacks_together, skip_config_reload
 from consrv.ssh.tunnel import open_tunnel
+from consrv.ssh.umac import install as install_keyed_umac
 from consrv.ssh.wire import KEX_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
@@ -92,7 +94,10 @@ class SSHFront:
         """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
         host_key = load_or_create_host_key(self.config.ssh.host_key)
         acceptors: list[asyncssh.SSHAcceptor] = []
-        self.accept_errors.install(trio_asyncio.current_loop.get())
+        loop = trio_asyncio.current_loop.get()
+        self.accept_errors.install(loop)
+        run_ready_callbacks_together(loop)
+        install_keyed_umac()
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -220,6 +225,7 @@ class _Server(asyncssh.SSHServer):
         on_auth_failure(conn, self._auth_refused)
         check_keys(conn, self._revoked)
         one_packet_per_write(conn)
+        skip_config_reload(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
         self.peer, self.peer_addr = f"{host}:{port}", (host, port)
