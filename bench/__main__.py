@@ -2,7 +2,8 @@
 
 Use ``bench/run`` (it installs what is missing first). Options: ``--quick`` for
 a ~2-minute smoke run, ``--only`` to run some servers, ``--workdir``/``--keep``
-to look at the configs and logs afterwards, ``--output`` to save the report.
+to look at the configs and logs afterwards, ``--output`` to save the report,
+``--runs N`` to repeat the whole plan and report medians with their spread.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench import report
+from bench import report, spread
 from bench.runner import FULL, QUICK, Interrupted, exception_summary, run, stderr
 
 
@@ -33,12 +34,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="work directory (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--output", type=Path, help="also write the report to this file")
+    parser.add_argument(
+        "--runs", type=int, default=1,
+        help="repeat the whole plan N times; report each figure's median and range"
+        " (default: %(default)s)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(only) - set(report.LABELS)
     if unknown:
         parser.error(f"--only: unknown {', '.join(sorted(unknown))}; use {report.LABELS}")
     args.only = only
+    if args.runs < 1:
+        parser.error("--runs: at least 1")
     return args
 
 
@@ -66,8 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 1
     try:
-        results = run(QUICK if args.quick else FULL, workdir, args.only, command)
-        text = report.markdown(results)
+        runs = []
+        for i in range(1, args.runs + 1):
+            if args.runs > 1:
+                print(f"bench: run {i} of {args.runs}", flush=True)
+            here = workdir / f"run{i}" if args.runs > 1 else workdir
+            here.mkdir(exist_ok=True)
+            runs.append(run(QUICK if args.quick else FULL, here, args.only, command))
+            if args.runs > 1 and args.output:
+                path = args.output.with_suffix(f".run{i}{args.output.suffix}")
+                path.write_text(report.markdown(runs[-1]))
+        text = report.markdown(runs[0]) if args.runs == 1 else spread.markdown(runs)
         print("\n" + text)
         if args.output:
             args.output.write_text(text)
