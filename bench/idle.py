@@ -44,7 +44,7 @@ async def idle_scale(
     try:
         connected = 0
         if server.holds_connections:
-            connected = await _wait_connections(root, len(sockets))
+            connected = await wait_connections(root, len(sockets))
         connect_seconds = time.monotonic() - start if connected else None
         await trio.sleep(SETTLE)
         cpu_before, window_start = tree_cpu_seconds(server.pid), time.monotonic()
@@ -85,7 +85,7 @@ async def down_scale(server: Server, sockets: Mapping[str, Path], window: float)
     return 100 * cpu / elapsed
 
 
-async def _wait_connections(root: Path, count: int) -> int:
+async def wait_connections(root: Path, count: int) -> int:
     """Until ``count`` connections to the sockets under ``root`` are held (at most
     ``120 + count / 10`` s); how many."""
     with trio.move_on_after(120.0 + count / 10):

@@ -10,6 +10,7 @@ Must not know: how anything was measured (that is `report`'s rows).
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 
@@ -26,18 +27,16 @@ def _summary(values: Sequence[float | None]) -> Cell | None:
 
 
 def _ratio(mine: float | None, other: float | None) -> float | None:
-    if mine is None or other is None or other == 0:
+    if mine is None or other is None or (mine == 0 and other == 0):
         return None
-    return mine / other
+    return math.inf if other == 0 else mine / other
 
 
 def _cell(summary: Cell | None, digits: int) -> str:
     if summary is None:
         return "—"
-    median, low, high = summary
-    if low == high:
-        return f"{median:,.{digits}f}"
-    return f"{median:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
+    median, low, high = ("∞" if math.isinf(value) else f"{value:,.{digits}f}" for value in summary)
+    return median if low == high else f"{median} ({low}-{high})"
 
 
 def table(runs: Sequence[report.Results]) -> str:
