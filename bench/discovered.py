@@ -35,14 +35,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import trio
-import yaml
 
 from bench.consoles import IDLE_COMMAND, IdleConsoles
 from bench.idle import SETTLE, wait_connections
 from bench.procs import Reaper, accepted_connections, tree_cpu_seconds
 from bench.runner import cleanup, raise_file_limit
 from bench.servers import Consrv
-from bench.servers.base import HOST
 from consrv.demo import ProcServ, ensure_client_key
 from consrv.demo import socket_path as ess_socket_path
 
@@ -54,17 +52,11 @@ class DiscoveringConsrv(Consrv):
         super().__init__(workdir, reaper, key, public)
         self.root = root
 
-    def _write_config(self, consoles: Mapping[str, Path]) -> Path:
-        config = {
-            "ssh": {"listen": [f"{HOST}:0"], "host_key": str(self.workdir / "host_key")},
-            "log_dir": str(self.workdir / "logs"),
-            "users": {"bench": {"keys": [self.public_key]}},
-            "defaults": {"rw": ["bench"], "ro": ["*"]},
-            "discover": [str(self.root / "procServ" / "*" / "control")],
-        }
-        path = self.workdir / "consrv.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000), encoding="utf-8")
-        return path
+    def config(self, consoles: Mapping[str, Path]) -> dict[str, object]:
+        config = super().config(consoles)
+        del config["consoles"]
+        config["discover"] = [str(self.root / "procServ" / "*" / "control")]
+        return config
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -37,14 +37,18 @@ class Consrv(PythonServer):
     ) -> None:  # fmt: skip
         super().__init__(workdir, reaper, "consrv.log", key, public_key, wrapper)
 
-    def _write_config(self, consoles: Mapping[str, Path]) -> Path:
-        config = {
+    def config(self, consoles: Mapping[str, Path]) -> dict[str, object]:
+        """The config consrv runs with (a subclass may find its consoles otherwise)."""
+        return {
             "ssh": {"listen": [f"{HOST}:0"], "host_key": str(self.workdir / "host_key")},
             "log_dir": str(self.workdir / "logs"),
             "users": {USER: {"keys": [self.public_key]}},
             "defaults": {"rw": [USER], "ro": ["*"]},
             "consoles": {name: {"socket": str(path)} for name, path in consoles.items()},
         }
+
+    def _write_config(self, consoles: Mapping[str, Path]) -> Path:
+        config = self.config(consoles)
         path = self.workdir / "consrv.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False, width=1000), encoding="utf-8")
         return path
