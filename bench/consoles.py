@@ -111,13 +111,15 @@ class IdleConsoles:
         return {name: socket_path(self.root, name) for name in self.names[:count]}
 
     def start(self, reaper: Reaper) -> None:
-        for name in self.names:
-            server = ProcServ(name, self.root, IDLE_COMMAND)
-            server.directory.mkdir(parents=True, exist_ok=True)
-            with server.output_file.open("ab") as out:
-                proc = reaper.popen(server.argv(), stdout=out.fileno(), stderr=out.fileno(),
-                                    cwd=server.directory)  # fmt: skip
-            self._procs.append(proc)
+        self._procs += [self.start_one(reaper, name) for name in self.names]
+
+    def start_one(self, reaper: Reaper, name: str) -> subprocess.Popen[bytes]:
+        """procServ for the console ``name`` (its socket in ESS's layout under the root)."""
+        server = ProcServ(name, self.root, IDLE_COMMAND)
+        server.directory.mkdir(parents=True, exist_ok=True)
+        with server.output_file.open("ab") as out:
+            return reaper.popen(server.argv(), stdout=out.fileno(), stderr=out.fileno(),
+                                cwd=server.directory)  # fmt: skip
 
     def stop(self, reaper: Reaper) -> None:
         """Stop them all at once (SIGTERM: procServ kills its child), then reap."""

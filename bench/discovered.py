@@ -36,12 +36,12 @@ from pathlib import Path
 
 import trio
 
-from bench.consoles import IDLE_COMMAND, IdleConsoles
+from bench.consoles import IdleConsoles
 from bench.idle import SETTLE, wait_connections
 from bench.procs import Reaper, accepted_connections, tree_cpu_seconds
 from bench.runner import cleanup, raise_file_limit
 from bench.servers import Consrv
-from consrv.demo import ProcServ, ensure_client_key
+from consrv.demo import ensure_client_key
 from consrv.demo import socket_path as ess_socket_path
 
 
@@ -72,15 +72,6 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _start_one(reaper: Reaper, root: Path, name: str) -> subprocess.Popen[bytes]:
-    server = ProcServ(name, root, IDLE_COMMAND)
-    server.directory.mkdir(parents=True, exist_ok=True)
-    with server.output_file.open("ab") as out:
-        return reaper.popen(
-            server.argv(), stdout=out.fileno(), stderr=out.fileno(), cwd=server.directory
-        )
-
-
 async def _until(what: str, check: Callable[[], bool], period: float, limit: float) -> float:
     """Poll ``check`` (a path or /proc/net/unix has no event to await) until it holds;
     the monotonic time it was first seen true."""
@@ -91,10 +82,10 @@ async def _until(what: str, check: Callable[[], bool], period: float, limit: flo
     raise RuntimeError(f"gave up after {limit:g} s waiting for {what}")
 
 
-async def _restart_once(reaper: Reaper, root: Path, name: str, proc: subprocess.Popen[bytes]) -> (
-    tuple[subprocess.Popen[bytes], float]
-):  # fmt: skip
-    path = ess_socket_path(root, name)
+async def _restart_once(
+    reaper: Reaper, consoles: IdleConsoles, name: str, proc: subprocess.Popen[bytes]
+) -> tuple[subprocess.Popen[bytes], float]:
+    path = ess_socket_path(consoles.root, name)
     directory = path.parent
     reaper.stop([proc.pid], grace=5.0)
     proc.wait()
@@ -102,7 +93,7 @@ async def _restart_once(reaper: Reaper, root: Path, name: str, proc: subprocess.
     await _until(f"consrv to let go of {name}", lambda: accepted_connections(directory) == 0,
                  0.01, 10.0)  # fmt: skip
     await trio.sleep(1.0)  # consrv has seen it down and waits
-    new = _start_one(reaper, root, name)
+    new = consoles.start_one(reaper, name)
     appeared = await _until(f"{path} to appear", path.exists, 0.0005, 10.0)
     held = await _until(f"consrv to connect to {name}",
                         lambda: accepted_connections(directory) >= 1, 0.001, 10.0)  # fmt: skip
@@ -112,7 +103,7 @@ async def _restart_once(reaper: Reaper, root: Path, name: str, proc: subprocess.
 async def _run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     root = workdir / "idle"
     consoles = IdleConsoles(root, args.consoles)
-    procs = {name: _start_one(reaper, root, name) for name in consoles.names}
+    procs = {name: consoles.start_one(reaper, name) for name in consoles.names}
     await consoles.wait_ready()
     key = workdir / "id_bench"
     public = ensure_client_key(key, "bench")
@@ -133,7 +124,7 @@ async def _run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
         delays = []
         for i in range(args.restarts):
             name = consoles.names[i % len(consoles.names)]
-            procs[name], delay = await _restart_once(reaper, root, name, procs[name])
+            procs[name], delay = await _restart_once(reaper, consoles, name, procs[name])
             delays.append(1000 * delay)
             print(f"  {name} restarted: connected {delays[-1]:.1f} ms after its socket appeared",
                   flush=True)  # fmt: skip

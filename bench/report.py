@@ -194,10 +194,15 @@ def _ratio(mine: float | None, other: float | None) -> str:
     return f"{mine / other:.2f}"
 
 
+def header() -> list[str]:
+    """The table's first two lines: figure, each server, consrv ÷ sshd+socat and ÷ conserver."""
+    head = ["figure", *LABELS, f"{CONSRV} ÷ {SSHD}", f"{CONSRV} ÷ {CONSERVER}"]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+
+
 def table(results: Results) -> str:
     """The Markdown table: figure, consrv, sshd+socat, conserver, consrv ÷ each."""
-    head = ["figure", *LABELS, f"{CONSRV} ÷ {SSHD}", f"{CONSRV} ÷ {CONSERVER}"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+    lines = header()
     for row in rows(results):
         values = {label: row.get(r) for label, r in results.servers.items()}
         mine = values.get(CONSRV)

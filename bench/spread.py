@@ -41,9 +41,7 @@ def _cell(summary: Cell | None, digits: int) -> str:
 
 def table(runs: Sequence[report.Results]) -> str:
     """Like `report.table`, each cell the median over `runs` with its range."""
-    head = ["figure", *report.LABELS, f"{report.CONSRV} ÷ {report.SSHD}",
-            f"{report.CONSRV} ÷ {report.CONSERVER}"]  # fmt: skip
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+    lines = report.header()
     for row in report.rows(runs[0]):
         per_run = [{label: row.get(r) for label, r in results.servers.items()} for results in runs]
         cells = [
