@@ -10,7 +10,7 @@ APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-
                 chromium chromium-driver nginx
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean
+.PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean lock relock
 
 demo: setup
 	$(BIN)/python -m consrv.demo
@@ -60,12 +60,36 @@ system-deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-$(VENV)/.installed: pyproject.toml
-	@echo "setting up $(VENV) (Python packages)"
+# Exactly the locked set (requirements/*.txt, hashes checked), then consrv itself with
+# the locked setuptools: nothing is resolved at install time (docs/dependencies.md).
+LOCK     := requirements/test.txt
+$(VENV)/.installed: pyproject.toml $(LOCK)
+	@echo "setting up $(VENV) (Python packages from $(LOCK))"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -q --upgrade pip
-	$(BIN)/pip install -q -q -e '.[test]'
+	$(BIN)/pip install -q -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install -q -q --no-deps --no-build-isolation -e . >$(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; exit 1; }
+	$(BIN)/pip check >/dev/null
 	@touch $@
+
+# Re-resolve the lock to the newest versions pyproject.toml allows, install them, and
+# run the whole check on them (docs/dependencies.md, "Upgrading dependencies").
+PIP_COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
+               --no-emit-find-links --no-emit-index-url --no-emit-trusted-host
+lock: setup
+	$(PIP_COMPILE) --upgrade -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) --upgrade --extra test -o requirements/test.txt pyproject.toml requirements/test.in
+	rm -f $(VENV)/.installed
+	$(MAKE) test
+	@git diff --stat -- requirements/ || true
+
+# The same without --upgrade: after a change to pyproject.toml, add what is new and keep
+# every other pin.
+relock: setup
+	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) --extra test -o requirements/test.txt pyproject.toml requirements/test.in
+	rm -f $(VENV)/.installed
+	$(MAKE) setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis
