@@ -3,7 +3,7 @@
 ``python -m bench.floor --consoles FILE --host-key FILE --authorized-keys FILE``
 serves SSH on a free loopback port (printed as ``ssh listening on HOST:PORT``)
 with what the design card fixes for consrv -- Python, trio, asyncssh through
-trio-asyncio, and consrv's wire settings (`consrv.ssh.wire`) -- and nothing
+trio-asyncio, and consrv's wire settings (`consrv.ssh.compat`) -- and nothing
 else: any accepted key, one session per console named on the command line, the
 user's bytes written straight to procServ's socket, procServ's bytes written
 straight to the channel. No telnet decoding, parsing, log, scrollback, roles,
@@ -29,7 +29,7 @@ import trio
 import trio_asyncio
 
 from consrv.config import DEFAULT_CIPHERS
-from consrv.ssh.wire import one_packet_per_write
+from consrv.ssh.compat import one_packet_per_write
 
 READ_SIZE = 65536
 

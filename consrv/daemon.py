@@ -37,6 +37,7 @@ from consrv.metrics import (
 from consrv.registry import Registry
 from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.service import Service
+from consrv.ssh import compat
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
 from consrv.web.server import WebFront, make_web
@@ -271,6 +272,11 @@ def run(config: Config, path: Path | None = None) -> int:
     for problem in refused:
         logger.error("cannot serve: %s", problem)
     if refused:
+        return 1
+    try:
+        compat.require()  # each hook into asyncssh / trio-asyncio, against what is installed
+    except compat.CompatError as refused:
+        logger.error("cannot serve: %s", refused)
         return 1
     raise_descriptor_limit()
     failures: list[OSError] = []

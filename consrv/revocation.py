@@ -13,18 +13,15 @@ specification:
 - ``id: KEY_ID``: certificates with this key id (``ssh-keygen -I``).
 
 Binary KRL files (``ssh-keygen -k`` output) are not read: list the keys and
-serials as text instead. Must not know users, connections or the config's shape.
+serials as text instead. Must not know users, connections or the config's shape;
+what a certificate blob says is read in `consrv.ssh.certs`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import typing
-from typing import Any
 
 import asyncssh
-import asyncssh.public_key
-from asyncssh.packet import PacketDecodeError
 
 __all__ = ["Revoked", "parse_revoked"]
 
@@ -46,50 +43,11 @@ class Revoked:
     def key(self, public_data: bytes) -> bool:
         return public_data in self.keys
 
-    def certificate(self, cert: asyncssh.SSHCertificate) -> bool:
-        """The certificate's key, its CA, its serial or its key id is revoked."""
-        # asyncssh keeps an OpenSSH certificate's CA, serial and key id without a
-        # public accessor for the last two (SSHOpenSSHCertificate, 2.17 to 2.24).
-        facts = typing.cast(Any, cert)
-        if self.key(cert.key.public_data) or self.key(facts.signing_key.public_data):
-            return True
-        if any(low <= facts._serial <= high for low, high in self.serials):
-            return True
-        key_id = facts._key_id
-        if isinstance(key_id, bytes):
-            key_id = key_id.decode("utf-8", "replace")
+    def serial(self, serial: int) -> bool:
+        return any(low <= serial <= high for low, high in self.serials)
+
+    def key_id(self, key_id: str) -> bool:
         return key_id in self.ids
-
-    def blob(self, key_data: bytes) -> bool:
-        """A key or certificate as it arrives in an authentication request."""
-        if not self:
-            return False
-        try:
-            cert = asyncssh.public_key.decode_ssh_certificate(key_data)
-        except (asyncssh.KeyImportError, PacketDecodeError):  # a plain key (or nothing)
-            return self.key(key_data)
-        return self.certificate(cert)
-
-
-def signing_ca(key_data: bytes) -> bytes | None:
-    """The public data of the CA that signed a certificate blob (None: not a certificate)."""
-    try:
-        cert = asyncssh.public_key.decode_ssh_certificate(key_data)
-    except (asyncssh.KeyImportError, PacketDecodeError):
-        return None
-    ca: bytes = typing.cast(Any, cert).signing_key.public_data
-    return ca
-
-
-def certificate_key_id(key_data: bytes) -> str | None:
-    """The key id of a certificate blob (None: not a certificate). A fleet gateway's
-    certificates carry GATEWAY:SESSION there (the ``via`` of the audit log)."""
-    try:
-        cert = asyncssh.public_key.decode_ssh_certificate(key_data)
-    except (asyncssh.KeyImportError, PacketDecodeError):
-        return None
-    key_id = typing.cast(Any, cert)._key_id  # no public accessor: see Revoked.certificate
-    return key_id.decode("utf-8", "replace") if isinstance(key_id, bytes) else str(key_id)
 
 
 def parse_revoked(text: str) -> tuple[Revoked, list[tuple[int, str]]]:

@@ -1,4 +1,4 @@
-"""consrv.ssh.tuning: asyncio callbacks run in passes; a connection keeps its options.
+"""consrv.ssh.compat's performance hooks: callbacks run in passes; options are kept.
 
 A real trio-asyncio loop (no fakes): a trio instrument counts the scheduler's
 rounds (one wait for I/O each), and each callback notes the round it ran in.
@@ -14,8 +14,8 @@ import asyncssh
 import trio
 import trio_asyncio
 
+from consrv.ssh.compat import run_ready_callbacks_together, skip_config_reload
 from consrv.ssh.keys import write_new_key
-from consrv.ssh.tuning import run_ready_callbacks_together, skip_config_reload
 
 
 class Rounds(trio.abc.Instrument):

@@ -33,7 +33,7 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-# The ciphers consrv can offer: asyncssh's, less CBC (never: see ssh/wire.py).
+# The ciphers consrv can offer: asyncssh's, less CBC (never: see ssh/compat.py).
 CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",

@@ -6,9 +6,10 @@ MaxStartups / PerSourceMaxStartups), file descriptors kept in reserve for the
 connections already in, refused authentication requests per connection
 (MaxAuthTries), resource errors from ``accept()`` (asyncio hands them to the
 loop's exception handler, and trio-asyncio's default one raises them into the
-nursery: the whole server would stop), and ``env`` requests (refused: consrv
-uses no environment; asyncssh keeps every one). Must not know users, consoles or
-the audit log: the SSH front asks, counts and records.
+nursery: the whole server would stop). The hooks into asyncssh that apply some
+of them to a connection (counting refused requests, refusing ``env`` requests)
+are in `consrv.ssh.compat`. Must not know users, consoles or the audit log: the
+SSH front asks, counts and records.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
-
-import asyncssh
 
 logger = logging.getLogger(__name__)
 
@@ -177,62 +176,6 @@ class AuthTries:
     @property
     def exceeded(self) -> bool:
         return self.count >= self.limit
-
-
-TOO_MANY = "Too many authentication failures"
-
-
-def on_auth_failure(conn: asyncssh.SSHServerConnection, refused: Callable[[bool], bool]) -> None:
-    """Call ``refused(supported_method)`` for every authentication failure ``conn`` sends.
-
-    asyncssh has no hook for a refused request (only ``validate_public_key``, which
-    is not called for unsupported methods or bad signatures), so the connection's
-    ``send_userauth_failure`` is wrapped, on this connection only. When
-    ``refused`` returns True the failure is not sent: the connection is cut with
-    sshd's words instead (SSH_DISCONNECT_NO_MORE_AUTH_METHODS_AVAILABLE).
-    """
-    send_failure = conn.send_userauth_failure
-
-    def counted(partial_success: bool) -> None:
-        # A supported method's handler is the connection's current auth while it
-        # answers; an unsupported method is refused before any handler exists.
-        if refused(conn.auth is not None):
-            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, TOO_MANY)
-            return
-        send_failure(partial_success)
-
-    conn.send_userauth_failure = counted  # type: ignore[method-assign]
-
-
-def check_keys(conn: asyncssh.SSHServerConnection, refused: Callable[[bytes], bool]) -> None:
-    """Ask ``refused(key_data)`` before ``conn`` accepts any key or certificate.
-
-    ``key_data`` is the key or certificate exactly as the client offered it. asyncssh
-    asks the server object only about plain keys, and not at all about a certificate
-    a trusted CA signed; its connection's ``validate_public_key`` sees both, so it
-    is wrapped, on this connection only (revoked keys: consrv.revocation).
-    """
-    validate = conn.validate_public_key
-
-    async def checked(username: str, key_data: bytes, msg: bytes, signature: bytes) -> bool:
-        if refused(key_data):
-            return False
-        return await validate(username, key_data, msg, signature)
-
-    conn.validate_public_key = checked  # type: ignore[method-assign]
-
-
-def refuse_env(chan: asyncssh.SSHServerChannel[bytes]) -> None:
-    """Refuse every ``env`` request on ``chan`` (asyncssh keeps each one, without limit).
-
-    asyncssh looks its request handlers up on the channel by name, so this one is
-    replaced on this channel only. The packet is dropped unread: nothing is kept.
-    """
-
-    def refused(packet: Any) -> bool:
-        return False
-
-    chan._process_env_request = refused  # type: ignore[method-assign]
 
 
 class AcceptErrors:

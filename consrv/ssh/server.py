@@ -26,9 +26,10 @@ from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, split_ca_line
 from consrv.console import notice_bytes
 from consrv.metrics import SshStats
-from consrv.revocation import certificate_key_id, signing_ca
 from consrv.service import Commands, Input, Login, Service
 from consrv.session import Session
+from consrv.ssh import compat, umac
+from consrv.ssh.certs import certificate_key_id, revoked_blob, signing_ca
 from consrv.ssh.handshake import describe_failure
 from consrv.ssh.keys import load_or_create_host_key
 from consrv.ssh.limits import (
@@ -36,14 +37,7 @@ from consrv.ssh.limits import (
     Admission,
     AuthTries,
     RefusalLog,
-    check_keys,
-    on_auth_failure,
-    refuse_env,
 )
-from consrv.ssh.tuning import run_ready_callbacks_together, skip_config_reload
-from consrv.ssh.tunnel import open_tunnel
-from consrv.ssh.umac import install as install_keyed_umac
-from consrv.ssh.wire import KEX_ALGS, one_packet_per_write
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +90,8 @@ class SSHFront:
         acceptors: list[asyncssh.SSHAcceptor] = []
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
-        run_ready_callbacks_together(loop)
-        install_keyed_umac()
+        compat.run_ready_callbacks_together(loop)
+        umac.install()
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -118,8 +112,8 @@ class SSHFront:
             host,
             port,
             server_host_keys=[host_key],
-            kex_algs=KEX_ALGS,  # curve25519-sha256 first, for Dropbear: see wire.py
-            encryption_algs=self.config.ssh.ciphers,  # never CBC: see wire.py
+            kex_algs=compat.kex_algs(),  # curve25519-sha256 first, for Dropbear: see compat
+            encryption_algs=self.config.ssh.ciphers,  # never CBC: see docs/upstream.md
             encoding=None,
             line_editor=False,
             agent_forwarding=False,
@@ -222,10 +216,10 @@ class _Server(asyncssh.SSHServer):
         self.host = str(conn.get_extra_info("peername")[0])
         if not self._admitted(conn):
             return
-        on_auth_failure(conn, self._auth_refused)
-        check_keys(conn, self._revoked)
-        one_packet_per_write(conn)
-        skip_config_reload(conn)
+        compat.count_auth_failures(conn, self._auth_refused)
+        compat.check_keys(conn, self._revoked)
+        compat.one_packet_per_write(conn)
+        compat.skip_config_reload(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]
         self.peer, self.peer_addr = f"{host}:{port}", (host, port)
@@ -245,7 +239,7 @@ class _Server(asyncssh.SSHServer):
 
     def _revoked(self, key_data: bytes) -> bool:
         """True if ``key_data`` (a key or certificate) is revoked (``ssh.revoked_keys``)."""
-        if not self.front.config.ssh.revoked.blob(key_data):
+        if not revoked_blob(self.front.config.ssh.revoked, key_data):
             self.credential = key_data
             return False
         self.attempt = "revoked"
@@ -368,7 +362,7 @@ class _Server(asyncssh.SSHServer):
             **{"from": self.peer},
         )  # fmt: skip
         self.log.info("%s: tunnel to %s %s", self.user, where, "opened" if allowed else "refused")
-        return open_tunnel(dest_host, dest_port) if allowed else False
+        return compat.open_tunnel(dest_host, dest_port) if allowed else False
 
     def session_requested(self) -> _SSHSession | bool:
         assert self.user is not None
@@ -420,7 +414,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
     # -- asyncssh callbacks --------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self.chan = chan
-        refuse_env(chan)
+        compat.refuse_env(chan)
 
     def pty_requested(self, term_type: str, term_size: Any, term_modes: Any) -> bool:
         self.pty, self.term_type, self.term_size = True, term_type, tuple(term_size)
@@ -498,7 +492,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
             still = login.user in config.users and ca in trusted
         else:
             still = config.user_for_key(self.key) == login.user
-        revoked = config.ssh.revoked.blob(self.credential)
+        revoked = revoked_blob(config.ssh.revoked, self.credential)
         if revoked or not still:
             logger.info("reload: %s's key is gone: ending their session", login.user)
             if revoked:

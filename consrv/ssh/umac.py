@@ -11,8 +11,8 @@ packet, and is a tenth of a 32 KiB packet's whole cost in consrv
 gives the same tags for a fraction of the work.
 
 `install` swaps asyncssh's handler for the four UMAC algorithms in its MAC
-registry (``asyncssh.mac._mac_handler``, private: checked by the tests against
-asyncssh's own implementation, tag for tag). Where nettle or that registry is
+registry (private: `consrv.ssh.compat`'s keyed-umac hook; checked by the tests
+against asyncssh's own implementation, tag for tag). Where nettle or that registry is
 missing, nothing changes and asyncssh's own UMAC (or none) stays.
 """
 
@@ -23,7 +23,7 @@ import ctypes.util
 import hmac
 from typing import Any
 
-import asyncssh.mac
+from consrv.ssh import compat
 
 # nettle's struct umac128_ctx is about 2.4 KB; asyncssh allocates 4096 as well.
 _CTX_SIZE = 4096
@@ -70,15 +70,11 @@ class KeyedUMAC:
         return hmac.compare_digest(self.sign(seq, packet), sig)
 
 
+def available() -> bool:
+    """libnettle is loadable here (its UMAC functions too)."""
+    return _nettle is not None and hasattr(_nettle, "nettle_umac64_set_key")
+
+
 def install() -> bool:
     """Make asyncssh use `KeyedUMAC` for its UMAC algorithms; False if it cannot."""
-    handlers: dict[bytes, tuple[Any, int, tuple[Any, ...]]] | None = getattr(
-        asyncssh.mac, "_mac_handler", None
-    )
-    if _nettle is None or handlers is None:
-        return False
-    for name, bits in ALGORITHMS.items():
-        if name in handlers:
-            _handler, hash_size, _args = handlers[name]
-            handlers[name] = (KeyedUMAC, hash_size, (bits,))
-    return True
+    return available() and compat.install_keyed_umac(KeyedUMAC, ALGORITHMS)

@@ -27,7 +27,7 @@ from consrv.fleet.metrics import FleetCollector
 from consrv.fleet.targets import peers_of, targets_url
 from consrv.metrics import metrics_registry
 from consrv.service import Login
-from consrv.ssh.tunnel import _ChannelSide
+from consrv.ssh.compat import _ChannelSide
 from tests.fleet.offline import entry, line, offline_gateway
 from tests.fleet.sim import fleet_init
 from tests.test_service import FakeChannel

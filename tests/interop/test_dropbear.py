@@ -1,7 +1,7 @@
 """Dropbear's client (``dbclient``, Debian ``dropbear-bin``) through consrv.
 
 dbclient sends its first key exchange packet as a guess; consrv's key exchange
-order (consrv/ssh/wire.py) is what makes that guess work with asyncssh. The last
+order (consrv/ssh/compat.py) is what makes that guess work with asyncssh. The last
 test shows the failure consrv had before: asyncssh's default order refuses dbclient.
 Keys: converted with ``dropbearconvert``. Host key checking: on, through a
 ``known_hosts`` in the client's own $HOME (Dropbear's format: host, no port).
@@ -19,8 +19,8 @@ import pytest
 import trio
 import trio_asyncio
 
+from consrv.ssh.compat import kex_algs
 from consrv.ssh.handshake import HandshakeFailure, describe_failure
-from consrv.ssh.wire import KEX_ALGS
 from tests.interop.clients import (
     PtyClient,
     check_attach,
@@ -136,7 +136,7 @@ async def test_asyncssh_default_kex_order_breaks_dropbears_guess(dropbear: Dropb
     # asyncssh's own first is the hybrid mlkem768x25519-sha256, dbclient's (its
     # guess) curve25519-sha256: asyncssh keeps the guess, Dropbear sends it again.
     # Should asyncssh ever judge guesses as RFC 4253 does, this fails: consrv's
-    # reordering (consrv/ssh/wire.py) is then no longer needed.
+    # reordering (consrv/ssh/compat.py) is then no longer needed.
     began_auth, failure = await _handshake(None, dropbear)
     assert not began_auth
     assert failure.reason == "protocol_error", failure
@@ -146,5 +146,5 @@ async def test_asyncssh_default_kex_order_breaks_dropbears_guess(dropbear: Dropb
 
 
 async def test_consrvs_kex_order_keeps_dropbears_guess(dropbear: Dropbear) -> None:
-    began_auth, failure = await _handshake(KEX_ALGS, dropbear)
+    began_auth, failure = await _handshake(kex_algs(), dropbear)
     assert began_auth, failure
