@@ -77,7 +77,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 PIP_COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
                --no-emit-find-links --no-emit-index-url --no-emit-trusted-host
 lock: setup
-	$(PIP_COMPILE) --upgrade -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) --upgrade -o requirements/runtime.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --upgrade --extra test -o requirements/test.txt pyproject.toml requirements/test.in
 	rm -f $(VENV)/.installed
 	$(MAKE) test
@@ -86,7 +86,7 @@ lock: setup
 # The same without --upgrade: after a change to pyproject.toml, add what is new and keep
 # every other pin.
 relock: setup
-	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml
+	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra test -o requirements/test.txt pyproject.toml requirements/test.in
 	rm -f $(VENV)/.installed
 	$(MAKE) setup
