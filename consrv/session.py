@@ -8,7 +8,7 @@ console's ``procserv_keys`` policy and are written to the console log with the
 user. Queued input is encoded for procServ and sent with back-pressure (the
 channel is paused while the queue is full, so a large paste flows at
 procServ's pace and loses nothing). Knows nothing of asyncssh: it talks to the
-channel through the small ``Channel`` protocol.
+channel through ``contracts.Channel``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import trio
 from consrv import views
 from consrv.access import Role
 from consrv.config import ConsoleConfig
-from consrv.console import Console, Sink, Viewer, text_bytes
+from consrv.console import Console, Viewer
+from consrv.contracts import Channel, text_bytes
+from consrv.host.actions import IOC_VERBS, ActionDenied, ActionFailed
 from consrv.protocol import escape, procserv
 from consrv.protocol.escape import EscapeParser, format_prefix
 from consrv.protocol.telnet import InputEncoder
@@ -43,19 +45,9 @@ REPLAY_SHORT, REPLAY_LONG = 20, 60
 # Queued input that has not moved for this long means procServ takes no input.
 STALL_TIMEOUT = 2.0
 
-IOC_VERBS = ("restart", "start", "stop")
 
-
-class Channel(Sink, Protocol):
-    """What a session needs of its SSH channel."""
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-
-class IocControl(Protocol):
-    """An IOC's unit, as a session may act on it (see ``service``)."""
+class IocActions(Protocol):
+    """An IOC's unit, as a session may act on it (``host.IocControl``; a test's fake)."""
 
     @property
     def may_operate(self) -> bool:
@@ -83,14 +75,6 @@ class MessagePolicy(Protocol):
         ``kind="lock"`` for write-lock changes, which have a budget of their own."""
 
 
-class ActionFailed(Exception):
-    """An IOC action that did not happen; str() is the message for the user."""
-
-
-class ActionDenied(ActionFailed):
-    """An IOC action refused before it was requested (the user may not operate any more)."""
-
-
 class Session:
     """A user attached to a console until they leave, the channel closes, or it is cancelled."""
 
@@ -105,7 +89,7 @@ class Session:
         pty: bool,
         login: str = "",
         peer: str = "",
-        ioc: IocControl | None = None,
+        ioc: IocActions | None = None,
         messages: MessagePolicy | None = None,
         current: Callable[[], ConsoleConfig | None] | None = None,
     ) -> None:
