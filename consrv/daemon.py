@@ -21,8 +21,7 @@ from prometheus_client.registry import Collector
 from consrv import exposure
 from consrv.audit import AuditLog
 from consrv.commands import Shell
-from consrv.config import Config, ConfigError, load_config
-from consrv.config.web import restart_only
+from consrv.config import Config, ConfigError, load_config, restart_only
 from consrv.fleet import Gateway, GatewayKeyError, build_gateway, prepare_reload
 from consrv.fleet.metrics import FleetCollector
 from consrv.host import Host

@@ -230,6 +230,12 @@ def cycles() -> list[list[str]]:
     return found
 
 
+def test_no_import_cycles_anywhere() -> None:
+    """No two consrv modules import each other, even only for types (a cycle kept alive
+    by ``if TYPE_CHECKING`` is still two modules that cannot be read apart)."""
+    assert cycles() == []
+
+
 def test_contracts_stand_on_nothing() -> None:
     """consrv/contracts.py imports only the standard library: every layer may import it."""
     path = CONSRV_DIR / "contracts.py"

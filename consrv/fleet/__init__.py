@@ -14,8 +14,7 @@ from pathlib import Path
 
 import asyncssh
 
-from consrv.config import Config
-from consrv.config.fleet import FleetConfig
+from consrv.config import Config, FleetConfig
 from consrv.contracts import Commands
 from consrv.fleet.gateway import Gateway, Identity
 from consrv.fleet.identity import Minter
