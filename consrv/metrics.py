@@ -168,7 +168,7 @@ class MatcherView(Protocol):
     def counts(self) -> Mapping[str, int]: ...
 
 
-class ConsoleView(Protocol):
+class MeteredConsole(Protocol):
     @property
     def name(self) -> str: ...
     @property
@@ -196,7 +196,7 @@ class ConsoleSettingsView(Protocol):
 
 class RegistryView(Protocol):
     @property
-    def consoles(self) -> Mapping[str, ConsoleView]: ...
+    def consoles(self) -> Mapping[str, MeteredConsole]: ...
     @property
     def settings(self) -> Mapping[str, ConsoleSettingsView]: ...
 
@@ -305,7 +305,7 @@ class _ConsoleFamilies:
             "pattern",
         )
 
-    def add(self, console: ConsoleView, settings: ConsoleSettingsView | None) -> None:
+    def add(self, console: MeteredConsole, settings: ConsoleSettingsView | None) -> None:
         name = console.name
         ioc = settings is not None and settings.ioc
         self.info.add_metric([name], {"ioc": "true" if ioc else "false"})
@@ -318,7 +318,7 @@ class _ConsoleFamilies:
             for pattern, count in list(console.matcher.counts.items()):
                 self.patterns.add_metric([name, pattern], count)
 
-    def _add_upstream(self, name: str, console: ConsoleView) -> None:
+    def _add_upstream(self, name: str, console: MeteredConsole) -> None:
         stats = console.stats
         self.up.add_metric([name], 1 if console.up else 0)
         self.connects.add_metric([name], stats.connects)
@@ -328,7 +328,7 @@ class _ConsoleFamilies:
         if stats.last_output is not None:
             self.last_output.add_metric([name], stats.last_output)
 
-    def _add_users(self, name: str, console: ConsoleView) -> None:
+    def _add_users(self, name: str, console: MeteredConsole) -> None:
         roles = Counter(viewer.role for viewer in list(console.viewers))
         for role in (Role.RW, Role.RO):
             self.clients.add_metric([name, ROLE_LABELS[role]], roles[role])
@@ -338,7 +338,7 @@ class _ConsoleFamilies:
             self.writer_since.add_metric([name], lock.since)
         self.dropped.add_metric([name], console.stats.viewer_bytes_dropped)
 
-    def _add_child(self, name: str, console: ConsoleView) -> None:
+    def _add_child(self, name: str, console: MeteredConsole) -> None:
         stats = console.stats
         self.child_up.add_metric([name], 1 if console.up and console.child_pid is not None else 0)
         self.child_starts.add_metric([name], stats.child_starts)

@@ -138,7 +138,7 @@ def test_layer_checker_sees_relative_and_aliased_imports() -> None:
 
 def test_every_front_that_exists_is_checked() -> None:
     """Every front is there, so the walk above covers it (and the SSH front reaches
-    the fleet only through ``service.Commands``, wired in daemon.py)."""
+    the fleet only through ``contracts.Commands``, wired in daemon.py)."""
     present = {p.relative_to(CONSRV_DIR).parts[0] for p in consrv_modules()} & set(FRONTS)
     assert present == set(FRONTS)
     assert any(layer_of(p) == "fleet" for p in consrv_modules())

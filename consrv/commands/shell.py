@@ -30,8 +30,8 @@ from consrv.commands.options import (
     no_args,
     split_words,
 )
-from consrv.commands.sinks import EofWaiter, GatedSink, PrefixSink
-from consrv.console import Console, Viewer
+from consrv.commands.watch import EofWaiter, watch
+from consrv.console import Console
 from consrv.contracts import (
     DENIED,
     FAILED,
@@ -52,9 +52,6 @@ from consrv.names import InvalidName, validate_console_name
 from consrv.session import Session
 
 DEFAULT_TAIL = 20
-# A `tail -f` / `follow` with no output looks at the config this often (a reload
-# that took the user's access away ends it; output is checked as it comes).
-WATCH_RECHECK = 1.0
 # `log`: what one search may cost, and how many run at once.
 LOG_LIMITS = Limits(results=MAX_TAIL, output=16 << 20)
 LOG_SEARCHES = 4
@@ -293,37 +290,8 @@ class CommandRun:
         return OK
 
     async def _watch(self, consoles: dict[str, Console], *, prefixed: bool) -> None:
-        """Read-only output of `consoles` until the user closes their input."""
-        done = EofWaiter()
-        self.on_input(done)
-        viewers = []
-        for name, console in consoles.items():
-            inner = PrefixSink(self.channel, name) if prefixed else self.channel
-            sink = GatedSink(
-                inner, functools.partial(self._may_watch, name), lambda: self.registry.config
-            )
-            limit = self.registry.settings[name].viewer_buffer
-            viewer = Viewer(sink, user=self.login.user, role=Role.RO, limit=limit, pty=self.pty)
-            viewer.login, viewer.peer = self.login.login, self.login.peer
-            viewer.on_evict = done.eof
-            sink.on_refused = functools.partial(self._stop_watching, console, viewer)
-            console.attach(viewer)
-            viewers.append((console, viewer, sink))
-        try:
-            while not done.is_set():
-                with trio.move_on_after(WATCH_RECHECK):
-                    await done.wait()
-                for _, _, sink in viewers:
-                    sink.check()
-        finally:
-            for console, viewer, _ in viewers:
-                console.detach(viewer)
-
-    def _may_watch(self, name: str) -> bool:
-        return name in self.registry.consoles and self.host.role(self.login, name) is not None
-
-    def _stop_watching(self, console: Console, viewer: Viewer) -> None:
-        console.evict(viewer, f"your access to {console.name} changed: no longer shown")
+        await watch(self.host, lambda: self.login, self.channel, consoles, prefixed=prefixed,
+                    pty=self.pty, on_input=self.on_input)  # fmt: skip
 
     async def action(self, verb: str, args: list[str]) -> int:
         positional, _ = split_words(verb, args)

@@ -22,7 +22,7 @@ def line(**message: Any) -> bytes:
 
 
 def entry(name: str, **fields: Any) -> dict[str, Any]:
-    """A console's feed entry, as consrv/feed.py writes it."""
+    """A console's feed entry, as consrv/host/feed.py writes it."""
     return {
         "name": name,
         "state": "up",

@@ -1,17 +1,71 @@
-"""What a read-only watcher (``tail -f``, ``follow``, ``watch``) reads and writes
-through: input that only waits for the end, a sink that asks the config in force
-before every write, a sink that prefixes each line with its console's name.
+"""Read-only watching (``tail -f``, ``follow``): the consoles' output through sinks that
+ask the config in force before every write, until the user closes their input.
 
-Owns nothing but these adapters over a `contracts.Sink`; knows no console.
+Owns `watch` and its adapters: input that only waits for the end (`EofWaiter`, also
+``watch --json``'s), a sink gated by the user's access (`GatedSink`), a sink that
+prefixes each line with its console's name (`PrefixSink`). Knows no command line.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import trio
 
-from consrv.contracts import Sink
+from consrv.access import Role
+from consrv.console import Console, Viewer
+from consrv.contracts import Input, Login, Sink
+from consrv.host import Host
+
+# A `tail -f` / `follow` with no output looks at the config this often (a reload
+# that took the user's access away ends it; output is checked as it comes).
+WATCH_RECHECK = 1.0
+
+
+async def watch(
+    host: Host,
+    login: Callable[[], Login],
+    channel: Sink,
+    consoles: dict[str, Console],
+    *,
+    prefixed: bool,
+    pty: bool,
+    on_input: Callable[[Input], None],
+) -> None:
+    """Read-only output of `consoles` until the user closes their input; ``login()`` is
+    the user as the config in force sees them."""
+    registry = host.registry
+
+    def may_watch(name: str) -> bool:
+        return name in registry.consoles and host.role(login(), name) is not None
+
+    def stop_watching(console: Console, viewer: Viewer) -> None:
+        console.evict(viewer, f"your access to {console.name} changed: no longer shown")
+
+    done = EofWaiter()
+    on_input(done)
+    viewers = []
+    for name, console in consoles.items():
+        inner = PrefixSink(channel, name) if prefixed else channel
+        sink = GatedSink(inner, functools.partial(may_watch, name), lambda: registry.config)
+        limit = registry.settings[name].viewer_buffer
+        user = login()
+        viewer = Viewer(sink, user=user.user, role=Role.RO, limit=limit, pty=pty)
+        viewer.login, viewer.peer = user.login, user.peer
+        viewer.on_evict = done.eof
+        sink.on_refused = functools.partial(stop_watching, console, viewer)
+        console.attach(viewer)
+        viewers.append((console, viewer, sink))
+    try:
+        while not done.is_set():
+            with trio.move_on_after(WATCH_RECHECK):
+                await done.wait()
+            for _, _, sink in viewers:
+                sink.check()
+    finally:
+        for console, viewer, _ in viewers:
+            console.detach(viewer)
 
 
 class EofWaiter:
