@@ -31,7 +31,6 @@ from consrv.metrics import (
     ConsoleCollector,
     IocCollector,
     ReloadStats,
-    SshStats,
     metrics_registry,
     serve_metrics,
 )
@@ -39,6 +38,7 @@ from consrv.registry import Registry
 from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
+from consrv.ssh.stats import SshStats
 from consrv.web.server import WebFront, make_web
 
 logger = logging.getLogger(__name__)

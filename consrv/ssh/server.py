@@ -26,7 +26,6 @@ from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, split_ca_line
 from consrv.contracts import Commands, Input, Login, notice_bytes
 from consrv.host import Host
-from consrv.metrics import SshStats
 from consrv.revocation import certificate_key_id, signing_ca
 from consrv.session import Session
 from consrv.ssh.handshake import describe_failure
@@ -40,6 +39,7 @@ from consrv.ssh.limits import (
     on_auth_failure,
     refuse_env,
 )
+from consrv.ssh.stats import SshStats
 from consrv.ssh.tuning import run_ready_callbacks_together, skip_config_reload
 from consrv.ssh.tunnel import open_tunnel
 from consrv.ssh.umac import install as install_keyed_umac
