@@ -1,19 +1,32 @@
-"""The ``consrv`` command: ``serve``, ``check-config``, ``import``, ``fleet init``, ``version``."""
+"""The ``consrv`` command: ``serve``, ``check-config``, ``import``, ``fleet init``, ``version``.
+
+``consrv version`` and ``--help`` import nothing beyond this module: each command's
+own modules (the config, asyncssh, the server) are imported once it is chosen.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from consrv import __version__, exposure
-from consrv.config import Config, ConfigError, load_config
-from consrv.fleet import setup as fleet_setup
-from consrv.migrate import command as import_command
+from consrv import __version__
+
+if TYPE_CHECKING:
+    from consrv.config import Config, ConfigError
+
+# Commands whose arguments their own module adds (`add_arguments(parser)`), once chosen.
+DELEGATED = {
+    "import": ("consrv.migrate.command", "make a consrv config from procServ or conserver configs"),
+    "fleet": ("consrv.fleet.setup", "set up a fleet gateway (docs/fleet.md)"),
+}
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="consrv", description=__doc__)
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; the arguments of `DELEGATED` commands only for ``command``."""
+    parser = argparse.ArgumentParser(prog="consrv", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the console server in the foreground")
     serve.add_argument("--config", type=Path, required=True, help="the YAML config file")
@@ -21,8 +34,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path, required=True, help="the YAML config file")
     sub.add_parser("version", help="print the version")
-    import_command.add_arguments(sub)
-    fleet_setup.add_arguments(sub)
+    for name, (module, text) in DELEGATED.items():
+        delegated = sub.add_parser(name, help=text)
+        if name == command:
+            importlib.import_module(module).add_arguments(delegated)
     return parser
 
 
@@ -37,6 +52,8 @@ def describe(error: ConfigError, path: Path) -> str:
 
 def _check(config: Config, path: Path) -> int:
     """check-config's verdict: refusals fail it (status 2), warnings are printed."""
+    from consrv import exposure
+
     for warning in exposure.warnings(config):
         print(f"consrv: warning: {warning}", file=sys.stderr)
     refused = exposure.refusals(config)
@@ -49,16 +66,22 @@ def _check(config: Config, path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = _parser(next((w for w in words if not w.startswith("-")), None)).parse_args(words)
     if args.command == "version":
         print(f"consrv {__version__}")
         return 0
     if args.command == "import":
+        from consrv.migrate import command as import_command
+
         return import_command.run(args)
     if args.command == "fleet":
+        from consrv.fleet import setup as fleet_setup
         from consrv.ssh.keys import write_new_key
 
         return fleet_setup.run(args, write_new_key)
+    from consrv.config import ConfigError, load_config
+
     try:
         config = load_config(args.config)
     except ConfigError as exc:

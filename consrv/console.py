@@ -23,6 +23,7 @@ import trio
 from consrv.access import Role
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.consolelog import ConsoleLog
+from consrv.contracts import Sink, notice_bytes
 from consrv.pathwatch import PathWatcher
 from consrv.protocol import procserv
 from consrv.protocol.procserv import ProcServParser
@@ -52,31 +53,6 @@ STABLE_AFTER = 1.0
 # While connected, the socket path is checked this often for a new socket (by
 # the registry, for all consoles in one task: an idle console costs no wakeups).
 PATH_CHECK_INTERVAL = 1.0
-
-
-class Sink(Protocol):
-    """Where a viewer's bytes go (an SSH channel, or a test's buffer)."""
-
-    def write(self, data: bytes) -> None:
-        """Queue bytes; never blocks."""
-
-    def write_notice(self, data: bytes) -> None:
-        """Queue a consrv message (stderr for SSH); never blocks."""
-
-    def buffered(self) -> int:
-        """Bytes queued and not yet taken by the peer."""
-
-
-def text_bytes(text: str, *, pty: bool) -> bytes:
-    """Text for the user's channel: a terminal wants \r\n line ends."""
-    data = text.encode()
-    return data.replace(b"\n", b"\r\n") if pty else data
-
-
-def notice_bytes(text: str, *, pty: bool) -> bytes:
-    """A consrv message on a line of its own (a terminal may be mid-line)."""
-    message = b"[consrv: " + text.encode() + b"]"
-    return b"\r\n" + message + b"\r\n" if pty else message + b"\n"
 
 
 def _read_ready(stream: trio.SocketStream, size: int) -> bytes:

@@ -20,26 +20,26 @@ from prometheus_client.registry import Collector
 
 from consrv import exposure
 from consrv.audit import AuditLog
-from consrv.config import Config, ConfigError, load_config
-from consrv.config.web import restart_only
+from consrv.commands import Shell
+from consrv.config import Config, ConfigError, load_config, restart_only
 from consrv.fleet import Gateway, GatewayKeyError, build_gateway, prepare_reload
 from consrv.fleet.metrics import FleetCollector
+from consrv.host import Host
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.logins import LoginTokens
 from consrv.metrics import (
     ConsoleCollector,
     IocCollector,
     ReloadStats,
-    SshStats,
     metrics_registry,
     serve_metrics,
 )
 from consrv.registry import Registry
 from consrv.sdnotify import Notifier, watchdog_forever
-from consrv.service import Service
 from consrv.ssh import compat
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
+from consrv.ssh.stats import SshStats
 from consrv.web.server import WebFront, make_web
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,12 @@ async def serve(
             nursery.start_soon(_run_iocs, registry, iocs)
         ssh_stats = SshStats((config.ssh.login, config.ssh.observer_login))
         logins = LoginTokens(ttl=config.web.login_ttl) if config.web is not None else None
-        service = Service(registry, iocs, logins)
-        gateway = build_gateway(config, service)  # fleet.peers: one namespace (docs/fleet.md)
+        host = Host(registry, iocs, logins)
+        shell = Shell(host)  # the command line on this host
+        gateway = build_gateway(config, host, shell)  # fleet.peers: one namespace (docs/fleet.md)
         if gateway is not None:
             await nursery.start(gateway.run)
-        front = SSHFront(config, service, ssh_stats, audit, commands=gateway, tunnels=gateway)
+        front = SSHFront(config, host, gateway or shell, ssh_stats, audit, tunnels=gateway)
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
         if reloads is not None:
@@ -80,7 +81,7 @@ async def serve(
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
         if config.web is not None and logins is not None:
-            web = make_web(service, logins, config.web, audit)
+            web = make_web(host, logins, config.web, audit)
             collectors.append(web.stats)
             await nursery.start(WebFront(web).serve)
         if config.metrics_listen is not None:

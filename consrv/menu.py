@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import trio
 
-from consrv.console import Sink
+from consrv.contracts import Sink
 
 MAX_LINE = 256
 # Lines typed ahead of the menu's reading them: more are dropped (a paste of a

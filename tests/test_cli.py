@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.harness import Consrv
 
 
@@ -97,3 +99,19 @@ def test_sigint_stops_the_server_like_sigterm(tmp_path: Path) -> None:
     assert server.process.wait(timeout=5) == 0
     assert "SIGINT: stopping" in server.stderr()
     assert "INFO consrv.daemon: stopped" in server.stderr()
+
+
+@pytest.mark.parametrize("argv", [["version"], ["--help"]])
+def test_version_and_help_import_none_of_the_server(argv: list[str]) -> None:
+    """``consrv version`` and ``--help`` answer at once: no asyncssh, pydantic or trio-asyncio
+    (each command's modules are imported once it is chosen)."""
+    code = (
+        "import sys\nfrom consrv.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('asyncssh', 'pydantic', 'trio_asyncio', 'consrv.daemon')"
+        " if m in sys.modules), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stderr.strip() == "[]"

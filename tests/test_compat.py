@@ -19,9 +19,10 @@ import asyncssh
 import trio
 import trio_asyncio
 
+from consrv.commands import Shell
 from consrv.config import load_config
+from consrv.host import Host
 from consrv.registry import Registry
-from consrv.service import Service
 from consrv.ssh import compat, umac
 from consrv.ssh.server import SSHFront
 from tests.harness import make_key, write_config
@@ -66,7 +67,8 @@ async def test_every_hook_is_active_on_a_live_connection(tmp_path: Path) -> None
     async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
         registry = Registry(config)
         await nursery.start(registry.run)
-        front = SSHFront(config, Service(registry))
+        host = Host(registry)
+        front = SSHFront(config, host, Shell(host))
         [(host, port)] = await nursery.start(front.serve)
 
         async def login() -> None:

@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from consrv import exposure
-from consrv.config import ConfigError, Endpoint, WebConfig, parse_config
-from consrv.config.web import restart_only
+from consrv.config import ConfigError, Endpoint, WebConfig, parse_config, restart_only
 from consrv.daemon import _warn_restart_only
 
 

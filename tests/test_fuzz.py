@@ -18,9 +18,11 @@ import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from consrv.commands import Shell
 from consrv.config import Config, ConfigError, Problem, parse_config
+from consrv.contracts import DENIED, NOT_FOUND, OK, USAGE, Login
+from consrv.host import Host
 from consrv.registry import Registry
-from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Login, Service
 from tests.test_service import FakeChannel
 from tests.waits import deadline
 
@@ -60,7 +62,7 @@ async def test_any_command_line_gets_a_documented_status(tmp_path: Path, command
         what = f"Service.handle({command!r}) to return or to end when cancelled at 0.5 s"
         with deadline(5, what, lambda: channel.notices):
             with trio.move_on_after(0.5) as waiting:  # attach/tail -f/follow keep going
-                status = await Service(registry).handle(
+                status = await Shell(Host(registry)).handle(
                     OLGA, command, channel, pty=False, on_input=channel.on_input
                 )
         if waiting.cancelled_caught:

@@ -138,7 +138,7 @@ def test_layer_checker_sees_relative_and_aliased_imports() -> None:
 
 def test_every_front_that_exists_is_checked() -> None:
     """Every front is there, so the walk above covers it (and the SSH front reaches
-    the fleet only through ``service.Commands``, wired in daemon.py)."""
+    the fleet only through ``contracts.Commands``, wired in daemon.py)."""
     present = {p.relative_to(CONSRV_DIR).parts[0] for p in consrv_modules()} & set(FRONTS)
     assert present == set(FRONTS)
     assert any(layer_of(p) == "fleet" for p in consrv_modules())
@@ -163,3 +163,124 @@ def test_the_web_front_is_covered() -> None:
 def test_only_the_web_front_imports_the_web_stack(path: Path) -> None:
     imports = consrv_imports(path.read_text(encoding="utf-8"), package_of(path))
     assert imports & WEB_ONLY == set()
+
+
+# ---------------------------------------------------------------- the host layer
+
+
+def module_name(path: Path) -> str:
+    """``consrv.host.policy`` for consrv/host/policy.py, ``consrv.host`` for its __init__."""
+    parts = path.relative_to(CONSRV_DIR.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in consrv_modules()}
+
+
+def consrv_module_imports(path: Path) -> set[str]:
+    """Every consrv module ``path`` imports, by full name: at the top, inside functions and
+    under ``if TYPE_CHECKING`` alike (``from consrv.x import y`` is ``consrv.x.y`` when y is a
+    module, else ``consrv.x``)."""
+    package = package_of(path)
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names = [f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module
+                     for a in node.names]  # fmt: skip
+        else:
+            continue
+        found |= {name for name in names if name in MODULES}
+    return found
+
+
+def cycles() -> list[list[str]]:
+    """Strongly connected groups of more than one module in consrv's import graph."""
+    graph = {name: sorted(consrv_module_imports(path) - {name}) for name, path in MODULES.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return found
+
+
+def test_no_import_cycles_anywhere() -> None:
+    """No two consrv modules import each other, even only for types (a cycle kept alive
+    by ``if TYPE_CHECKING`` is still two modules that cannot be read apart)."""
+    assert cycles() == []
+
+
+def test_contracts_stand_on_nothing() -> None:
+    """consrv/contracts.py imports only the standard library: every layer may import it."""
+    path = CONSRV_DIR / "contracts.py"
+    source = path.read_text(encoding="utf-8")
+    imports = consrv_imports(source, package_of(path))
+    assert {name for name in imports if name.startswith("consrv")} == set()
+    assert imports <= {"__future__", "collections", "dataclasses", "typing"}
+
+
+# What web/ and fleet/ (and any later front but ssh/) may import of consrv: the contracts,
+# the host layer, the command grammar (as data), and the pure helpers below the host
+# (reports' shapes, roles, names, settings, log files). Never the command line itself
+# (commands.shell), a session, the registry or the IOC manager: those are the host's.
+FRONT_MAY_IMPORT = frozenset(
+    {
+        "consrv.contracts", "consrv.host", "consrv.commands.grammar", "consrv.protocol.feed",
+        "consrv.views", "consrv.access", "consrv.names", "consrv.config", "consrv.menu",
+        "consrv.logins", "consrv.logfiles", "consrv.consolelog", "consrv.audit",
+        "consrv.console",  # web/stream.py: a read-only Viewer on a console (docs/architecture.md)
+    }
+)  # fmt: skip
+
+
+def allowed_for_front(name: str, front: str) -> bool:
+    return (
+        name.startswith(f"consrv.{front}")
+        or any(name == m or name.startswith(m + ".") for m in FRONT_MAY_IMPORT)
+        or name == "consrv"
+    )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in consrv_modules() if layer_of(p) in FRONTS and layer_of(p) != "ssh"],
+    ids=lambda p: str(p.relative_to(CONSRV_DIR)),
+)
+def test_fronts_reach_the_core_through_contracts_and_host(path: Path) -> None:
+    front = layer_of(path)
+    refused = {m for m in consrv_module_imports(path) if not allowed_for_front(m, front)}
+    assert refused == set()
+
+
+def test_the_gateway_reads_the_grammar_not_its_own_lists() -> None:
+    """One grammar: fleet/ keeps no list of verbs of its own."""
+    source = (CONSRV_DIR / "fleet" / "gateway.py").read_text(encoding="utf-8")
+    assert "consrv.commands.grammar" in consrv_module_imports(CONSRV_DIR / "fleet" / "gateway.py")
+    for verb in ('"restart"', '"version"', '"watch"', '"log"'):
+        assert verb not in source

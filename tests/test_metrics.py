@@ -31,18 +31,17 @@ from consrv.access import Role
 from consrv.config import Endpoint, Pattern
 from consrv.console import Console, Viewer
 from consrv.metrics import (
-    AUTH_FAILURE_REASONS,
     UNIT_STATES,
     ConsoleCollector,
     IocCollector,
     RegistryView,
     ReloadStats,
-    SshStats,
     metrics_registry,
     parse_request,
     serve_metrics,
 )
 from consrv.patterns import LineMatcher
+from consrv.ssh.stats import AUTH_FAILURE_REASONS, SshStats
 from consrv.upstream import UnixTarget
 from tests.fakes import MemorySink, running, unix_server, wait_for
 from tests.test_procserv import REAL_27

@@ -18,11 +18,13 @@ import pytest
 import trio
 
 from consrv.audit import AuditLog
+from consrv.commands import VERBS, CommandRun, Shell
 from consrv.config import ConfigError, parse_config
+from consrv.contracts import DENIED, FAILED, NOT_FOUND, OK, USAGE, Input, Login
+from consrv.host import Host
 from consrv.ioc import SystemctlError
 from consrv.menu import pick
 from consrv.registry import Registry
-from consrv.service import DENIED, FAILED, NOT_FOUND, OK, USAGE, Input, Login, Service
 from tests.fakes import MemorySink, Peer, unix_server, wait_for
 
 BANNER = b'@@@ Child "T" PID: 77\r\n\xff\xfb\x01\xff\xfd\x22'
@@ -54,7 +56,7 @@ class FakeChannel(MemorySink):
 
 @dataclass
 class Site:
-    service: Service
+    service: Shell
     peers: dict[str, Peer]
     nursery: trio.Nursery
 
@@ -111,7 +113,7 @@ async def site(
         for peer in peers.values():
             await peer.send(BANNER)
         await wait_for(lambda: all(c.child_pid == 77 for c in registry.consoles.values()))
-        yield Site(Service(registry), peers, nursery)
+        yield Site(Shell(Host(registry)), peers, nursery)
         nursery.cancel_scope.cancel()
 
 
@@ -129,7 +131,7 @@ async def test_list_shows_only_visible_consoles_with_state(tmp_path: Path) -> No
 async def test_list_json_is_stable_and_complete(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
         attached, _ = s.start(ALICE, "ioc-a")
-        await wait_for(lambda: s.service.registry.consoles["ioc-a"].writer_name() == "alice")
+        await wait_for(lambda: s.service.host.registry.consoles["ioc-a"].writer_name() == "alice")
         status, out = await s.run(OLGA, "list --json")
         assert status == OK
         data = json.loads(out.stdout)
@@ -172,7 +174,7 @@ async def test_who_lists_users_per_console(tmp_path: Path) -> None:
 async def test_status_one_console_and_all(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
         await s.peers["ioc-a"].stream.aclose()
-        await wait_for(lambda: not s.service.registry.consoles["ioc-a"].up)
+        await wait_for(lambda: not s.service.host.registry.consoles["ioc-a"].up)
         status, out = await s.run(OLGA, "status ioc-a")
         assert status == OK
         assert out.stdout.startswith("console   ioc-a: down\n")
@@ -186,7 +188,9 @@ async def test_status_one_console_and_all(tmp_path: Path) -> None:
 async def test_tail_prints_the_last_lines_and_follows(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
         await s.peers["ioc-a"].send(b"".join(b"line %d\r\n" % i for i in range(50)))
-        await wait_for(lambda: b"line 49" in s.service.registry.consoles["ioc-a"].scrollback.data())
+        await wait_for(
+            lambda: b"line 49" in s.service.host.registry.consoles["ioc-a"].scrollback.data()
+        )
         status, out = await s.run(OLGA, "tail ioc-a -n 3")
         assert (status, out.stdout) == (OK, "line 47\r\nline 48\r\nline 49\r\n")
         status, out = await s.run(OLGA, "tail -n5 ioc-a")
@@ -218,7 +222,7 @@ async def test_follow_interleaves_matching_consoles_line_by_line(tmp_path: Path)
 
 async def test_attach_options_read_only_and_force(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
-        consoles = s.service.registry.consoles
+        consoles = s.service.host.registry.consoles
         alice, _ = s.start(ALICE, "attach ioc-a")
         await wait_for(lambda: consoles["ioc-a"].writer_name() == "alice")
         bob, _ = s.start(BOB, "attach ioc-a --ro")
@@ -280,7 +284,7 @@ async def test_observer_login_is_read_only_even_with_a_read_write_user(tmp_path:
         await wait_for(lambda: out.inputs)
         out.inputs[0].feed(b"\x05ca\x05cfEVIL\r")
         out.inputs[0].eof()
-        assert s.service.registry.consoles["ioc-a"].writer_name() is None
+        assert s.service.host.registry.consoles["ioc-a"].writer_name() is None
         assert await _nothing_sent(s.peers["ioc-a"])
 
 
@@ -371,7 +375,7 @@ async def test_ioc_actions_are_audited_with_user_source_and_result(tmp_path: Pat
     registry, iocs = Registry(config, audit), FakeIocs()
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run)
-        service = Service(registry, iocs)  # type: ignore[arg-type]
+        service = Shell(Host(registry, iocs))  # type: ignore[arg-type]
         channel = FakeChannel()
         status = await service.handle(
             ALICE, "restart llrf", channel, pty=False, on_input=channel.on_input
@@ -390,3 +394,10 @@ async def test_ioc_actions_are_audited_with_user_source_and_result(tmp_path: Pat
         ("alice", "llrf", "restart", "failed", "127.0.0.1:5000"),
     ]
     assert iocs.calls == [("restart", "llrf"), ("restart", "llrf")]
+
+
+def test_the_shell_carries_out_every_verb_of_the_grammar() -> None:
+    """commands.grammar is the one list of verbs: the shell has a handler for each, no more."""
+    registry = Registry(parse_config(CONFIG, Path("/")))
+    run = CommandRun(Shell(Host(registry)), ALICE, FakeChannel(), False, lambda _: None)
+    assert run.handlers().keys() == VERBS.keys()

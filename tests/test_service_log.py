@@ -12,17 +12,19 @@ from pathlib import Path
 
 import trio
 
+from consrv.commands import Shell
 from consrv.config import parse_config
+from consrv.contracts import NOT_FOUND, OK, USAGE, Login
+from consrv.host import Host
 from consrv.logins import LoginTokens
 from consrv.registry import Registry
-from consrv.service import NOT_FOUND, OK, USAGE, Login, Service
 from tests.test_service import ALICE, ALICE_OBSERVING, BOB, OLGA, FakeChannel
 
 LINES = "".join(f"2026-12-03T21:{m:02d}:00.000+00:00 epics> dbl {m}\n" for m in range(0, 30, 5))
 
 
 @asynccontextmanager
-async def service(tmp_path: Path, logins: LoginTokens | None = None) -> AsyncIterator[Service]:
+async def service(tmp_path: Path, logins: LoginTokens | None = None) -> AsyncIterator[Shell]:
     logs = tmp_path / "logs"
     logs.mkdir()
     half = LINES.index("21:15")  # ioc-a.log.1: minutes 0-10, ioc-a.log: 15-25
@@ -43,11 +45,11 @@ async def service(tmp_path: Path, logins: LoginTokens | None = None) -> AsyncIte
     registry = Registry(parse_config(data, tmp_path))
     async with trio.open_nursery() as nursery:
         await nursery.start(registry.run)
-        yield Service(registry, logins=logins)
+        yield Shell(Host(registry, logins=logins))
         nursery.cancel_scope.cancel()
 
 
-async def run(service: Service, login: Login, command: str) -> tuple[int, FakeChannel]:
+async def run(service: Shell, login: Login, command: str) -> tuple[int, FakeChannel]:
     channel = FakeChannel()
     status = await service.handle(login, command, channel, pty=False, on_input=channel.on_input)
     return status, channel

@@ -16,15 +16,15 @@ messages (`consoles.my-ioc.socket: expected a path`). Two steps:
 (a key given twice is an error) and runs both steps.
 
 All problems of a step are reported together, one `<key.path>: <problem>` a line.
-A new top-level section: its raw model in `schema.py` (or a module of its own
-that `schema.py` imports), its dataclass in `model.py`, its resolution in
-`resolve.py`. Only the names below are the package's interface.
+The package is organised by stage, never by section: a new top-level section
+(``fleet:``, ``web:`` and the core's alike) has its raw model in `schema.py`, its
+dataclass in `model.py`, its resolution in `resolve.py`. Only the names below are
+the package's interface.
 
 Must not know: trio, sockets, SSH sessions. docs/configuration.md is the reference.
 """
 
 from consrv.config.errors import ConfigError, Problem
-from consrv.config.fleet import FleetConfig, PeerAddress
 from consrv.config.load import load_config, parse_config
 from consrv.config.model import (
     CIPHERS,
@@ -35,12 +35,18 @@ from consrv.config.model import (
     ConsoleConfig,
     ConsoleDefaults,
     Endpoint,
+    FleetConfig,
     IocConfig,
     LogConfig,
     MessageLimits,
     Pattern,
+    PeerAddress,
     SshConfig,
     User,
+    WebConfig,
+    WebLimits,
+    WebTls,
+    restart_only,
 )
 from consrv.config.values import (
     parse_duration,
@@ -49,7 +55,6 @@ from consrv.config.values import (
     parse_size,
     split_ca_line,
 )
-from consrv.config.web import WebConfig, WebLimits, WebTls
 
 __all__ = [
     "CIPHERS",
@@ -79,5 +84,6 @@ __all__ = [
     "parse_endpoint",
     "parse_public_key",
     "parse_size",
+    "restart_only",
     "split_ca_line",
 ]

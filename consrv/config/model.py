@@ -1,21 +1,18 @@
 """The resolved config: frozen dataclasses the rest of consrv reads."""
 
 import dataclasses
+import ipaddress
 import re
 import types
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from consrv.names import (
     validate_console_name,
 )
 from consrv.protocol.escape import DEFAULT_PREFIX
 from consrv.revocation import Revoked
-
-if TYPE_CHECKING:
-    from consrv.config.fleet import FleetConfig
-    from consrv.config.web import WebConfig
 
 DEFAULT_HOST_KEY = Path("/var/lib/consrv/ssh_host_ed25519_key")
 # sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -174,6 +171,106 @@ class ConsoleConfig:
     audit_input: bool = False  # every byte this console's writers send goes to the audit log
 
 
+# -- the `fleet:` section (docs/fleet.md) ---------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PeerAddress:
+    """One peer: the HOST users type after '@' (``name``), and where it listens."""
+
+    name: str
+    endpoint: Endpoint
+
+    @property
+    def address(self) -> str:
+        return str(self.endpoint)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrometheusPeers:
+    """Peers from Prometheus: the targets of one job (fleet/targets.py)."""
+
+    url: str
+    job: str
+    ssh_port: int = 22
+    interval: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetConfig:
+    name: str = ""
+    peers: tuple[PeerAddress, ...] = ()
+    known_hosts: Path | None = None
+    key: Path | None = None
+    ca_key: Path | None = None
+    bind: str | None = None
+    connect_timeout: float = 4.0
+    keepalive_interval: float = 2.0
+    keepalive_count_max: int = 2
+    gateway_users: tuple[str, ...] = ()
+    prometheus: PrometheusPeers | None = None
+
+    @property
+    def gateway(self) -> bool:
+        """True if this consrv is a gateway (it has peers, or reads them from Prometheus)."""
+        return bool(self.peers) or self.prometheus is not None
+
+
+# -- the `web:` section (docs/web.md) -------------------------------------------------
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_LISTEN = Endpoint("127.0.0.1", 8443)
+
+
+@dataclasses.dataclass(frozen=True)
+class WebTls:
+    cert: Path
+    key: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class WebLimits:
+    streams_per_user: int = 8  # live console pages open at once, per user
+    searches: int = 4  # log searches at once (all users)
+    downloads: int = 4  # log downloads at once (all users)
+    viewer_buffer: int = 256 << 10  # bytes queued for one browser before it is dropped
+    sessions: int = 1000  # signed-in browsers kept
+    send_timeout: float = 10.0  # seconds one frame may take to go out before the browser is dropped
+
+
+@dataclasses.dataclass(frozen=True)
+class WebConfig:
+    listen: Endpoint = DEFAULT_LISTEN
+    url: str | None = None  # the address users open (behind a proxy); None: from listen
+    tls: WebTls | None = None
+    trusted_proxies: tuple[IpNetwork, ...] = ()
+    identity_header: str | None = None  # a user name set by an authenticating proxy
+    login_ttl: float = 60.0  # the one-time link from `ssh ... web`
+    session_ttl: float = 12 * 3600.0  # a signed-in browser, from its sign-in
+    limits: WebLimits = WebLimits()
+
+
+# What a reload cannot change (read once at start): the listener, and the sizes of
+# the stores and pools made at start. The rest is read from the config in force.
+RESTART_ONLY = (
+    "listen", "tls", "login_ttl", "session_ttl",
+    "limits.searches", "limits.downloads", "limits.sessions", "limits.send_timeout",
+)  # fmt: skip
+
+
+def restart_only(web: WebConfig | None) -> dict[str, object]:
+    """The `RESTART_ONLY` settings of `web` (empty without a web section)."""
+    if web is None:
+        return {}
+    found: dict[str, object] = {}
+    for key in RESTART_ONLY:
+        value: object = web
+        for part in key.split("."):
+            value = getattr(value, part)
+        found[key] = value
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     ssh: SshConfig
@@ -188,8 +285,8 @@ class Config:
     ioc: IocConfig | None = None
     audit_log: Path | None = None
     messages: MessageLimits = MessageLimits()
-    fleet: "FleetConfig | None" = None  # the `fleet:` section (config/fleet.py)
-    web: "WebConfig | None" = None  # the browser view (None: off)
+    fleet: FleetConfig | None = None  # the `fleet:` section
+    web: WebConfig | None = None  # the browser view (None: off)
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

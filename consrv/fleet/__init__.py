@@ -1,8 +1,8 @@
 """The fleet front: one namespace over many consrv hosts (docs/fleet.md).
 
-A front like ``ssh/``: it stands on the core (service, views, config) and never
-imports another front. daemon.py wires a `Gateway` in as the SSH front's
-``service.Commands`` when the config has peers, and hands it each reloaded config
+A front like ``ssh/``: it stands on the host layer (``contracts``, ``host``, the
+command grammar) and never imports another front. daemon.py wires a `Gateway` in as the SSH front's
+``contracts.Commands`` when the config has peers, and hands it each reloaded config
 (`Identity` read first, so a key that cannot be read fails the reload whole).
 """
 
@@ -14,13 +14,13 @@ from pathlib import Path
 
 import asyncssh
 
-from consrv.config import Config
-from consrv.config.fleet import FleetConfig
+from consrv.config import Config, FleetConfig
+from consrv.contracts import Commands
 from consrv.fleet.gateway import Gateway, Identity
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings
 from consrv.fleet.targets import TargetSource
-from consrv.service import Service
+from consrv.host import Host
 
 __all__ = ["Gateway", "GatewayKeyError", "Identity", "build_gateway", "prepare_reload"]
 
@@ -62,13 +62,15 @@ def _read_key(name: str, path: Path) -> asyncssh.SSHKey:
     raise GatewayKeyError(f"{name}: {path}: {why}")
 
 
-def build_gateway(config: Config, service: Service) -> Gateway | None:
+def build_gateway(config: Config, host: Host, local: Commands) -> Gateway | None:
     """The gateway the config asks for (``fleet.peers``), or None. Reads its keys now."""
     fleet = config.fleet
     if fleet is None or not fleet.gateway:
         return None
     identity = read_identity(config)
-    gateway = Gateway(service, fleet.name, static_peers(fleet), identity.settings, identity.minter)
+    gateway = Gateway(
+        host, local, fleet.name, static_peers(fleet), identity.settings, identity.minter
+    )
     gateway.source = _source(fleet)
     return gateway
 

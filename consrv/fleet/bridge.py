@@ -19,9 +19,9 @@ import asyncssh
 import trio
 import trio_asyncio
 
+from consrv.contracts import Channel
 from consrv.fleet.identity import Credential
 from consrv.fleet.link import LinkSettings
-from consrv.session import Channel
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ class Bridge:
         self._pending = bytearray()  # typed before the peer's channel was open
         self._eof = False
 
-    # -- the user's side (service.Input, plus the pty's events) -------------------
+    # -- the user's side (contracts.Input, plus the pty's events) -------------------
     def feed(self, data: bytes) -> None:
         if self.peer is None:
             self._pending += data

@@ -1,22 +1,23 @@
 """The fleet's directory: which peer runs which console, and what each peer said last.
 
-Owns the gateway's picture of its peers, built from their change feeds
-(consrv/feed.py): per peer, up or down (and since when), its users' groups, its
-consoles' routing entries; and the answers built on it: which consoles a user
-may see (the owning peer's own rules, `access.role_for`), and where a name the
-user typed lives (``NAME`` or ``NAME@HOST``; ambiguous, unknown, unreachable).
+Owns the gateway's picture of its peers, built from their change feeds (the
+events of ``protocol/feed.py``, written by ``host/feed.py``): per peer, up or
+down (and since when), its users' groups, its consoles' routing entries; and the
+answers built on it: which consoles a user may see (the owning peer's own rules,
+`access.role_for`), and where a name the user typed lives (``NAME`` or
+``NAME@HOST``; ambiguous, unknown, unreachable).
 
 Pure: no I/O, no clock (times are passed in), no SSH.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from consrv.access import Role, role_for
+from consrv.protocol.feed import ConsoleEntry, Event, Hello, Removed, Sync, decode
 
 HOST_SEPARATOR = "@"  # NAME@HOST: '@' is not a console-name character
 
@@ -49,10 +50,6 @@ class Peer:
         if entry is None or user not in self.users:
             return False
         return role_for(user, self.users[user], entry.get("operate", ()), ()) is Role.RW
-
-
-class FeedError(ValueError):
-    """A feed line that is not what consrv/feed.py writes."""
 
 
 @dataclass(frozen=True)
@@ -94,35 +91,24 @@ class Directory:
 
     def receive(self, peer: Peer, line: bytes, now: float) -> None:
         """One feed line from ``peer``. Raises FeedError for anything else."""
-        try:
-            message = json.loads(line)
-        except ValueError:
-            raise FeedError(f"not JSON: {line[:80]!r}") from None
-        if not isinstance(message, dict) or message.get("schema") != 1:
-            raise FeedError(f"not a schema 1 feed line: {line[:80]!r}")
-        try:
-            self._apply(peer, message, now)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise FeedError(f"bad feed line {line[:80]!r}: {exc!r}") from None
-        peer.changed = now
+        self.apply(peer, decode(line), now)
 
-    def _apply(self, peer: Peer, message: dict[str, Any], now: float) -> None:
-        kind, consoles = message.get("type"), peer._pending
+    def apply(self, peer: Peer, event: Event, now: float) -> None:
+        """One feed event from ``peer``."""
+        consoles = peer._pending
         target = consoles if consoles is not None else peer.consoles
-        if kind == "hello":
-            peer.users = {u: frozenset(g) for u, g in dict(message["users"]).items()}
-        elif kind == "console":
-            entry = dict(message["console"])
-            target[str(entry["name"])] = entry
-        elif kind == "removed":
-            target.pop(str(message["name"]), None)
-        elif kind == "sync":
+        if isinstance(event, Hello):
+            peer.users = {user: frozenset(groups) for user, groups in event.users.items()}
+        elif isinstance(event, ConsoleEntry):
+            target[event.name] = event.entry
+        elif isinstance(event, Removed):
+            target.pop(event.name, None)
+        elif isinstance(event, Sync):
             if consoles is not None:
                 peer.consoles, peer._pending = consoles, None
             if not peer.up:
                 peer.up, peer.since, peer.error = True, now, ""
-        else:
-            raise FeedError(f"unknown feed line type {kind!r}")
+        peer.changed = now
 
     def lost(self, peer: Peer, now: float, error: str) -> None:
         """The peer's feed ended: it is down (its last consoles are kept, as unreachable)."""

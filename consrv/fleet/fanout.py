@@ -7,8 +7,7 @@ that lines from several hosts never mix on the user's screen.
 
 from __future__ import annotations
 
-from consrv.service import Input
-from consrv.session import Channel
+from consrv.contracts import Channel, Input
 
 
 class Fanout:

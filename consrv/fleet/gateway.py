@@ -8,7 +8,8 @@ host, through a `Bridge` under a certificate minted for the user; ``follow``
 spans hosts. ``NAME@HOST`` picks a host; a name on several hosts is refused with
 the choices; a name whose host is down gets one line naming the host and since
 when (exit status 5), within the hop's deadline. Everything else is this host's
-`Service`. The SSH front reaches the gateway only through ``service.Commands``.
+`commands.Shell`. The SSH front reaches the gateway only through
+``contracts.Commands``; which verb goes where is ``commands.grammar``'s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,20 @@ import asyncssh
 import trio
 
 from consrv import views
-from consrv.console import text_bytes
+from consrv.commands.grammar import REPORTS, VERBS, name_index
+from consrv.contracts import (
+    DENIED,
+    NOT_FOUND,
+    OK,
+    UNREACHABLE,
+    USAGE,
+    Channel,
+    Commands,
+    Input,
+    Login,
+    error_bytes,
+    text_bytes,
+)
 from consrv.fleet import reports
 from consrv.fleet.bridge import Bridge, Hop, Terminal, open_hop
 from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, split_host
@@ -33,17 +47,10 @@ from consrv.fleet.fanout import Fanout, Lines
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings, PeerLink, split_address
 from consrv.fleet.targets import TargetSource, read_peers
+from consrv.host import Host
 from consrv.menu import LineReader, pick
-from consrv.service import DENIED, NOT_FOUND, OK, USAGE, Input, Login, Service
-from consrv.session import Channel
 
 logger = logging.getLogger(__name__)
-
-UNREACHABLE = 5  # exit status: the console's host cannot be reached now (docs/fleet.md)
-REPORTS = ("list", "who", "status")
-NAMED = ("attach", "tail", "status", "who", "start", "stop", "restart")
-LOCAL_ONLY = ("help", "version", "watch", "list", "follow", "web", "log")
-VALUED = ("-n",)  # options whose value is the next word
 
 
 @dataclass(frozen=True)
@@ -56,11 +63,12 @@ class Identity:
 
 
 class Gateway:
-    """``service.Commands`` for a consrv with peers: the fleet first, then this host."""
+    """``contracts.Commands`` for a consrv with peers: the fleet first, then this host."""
 
     def __init__(
         self,
-        service: Service,
+        host: Host,
+        local: Commands,  # this host's command line (commands.Shell)
         name: str,
         peers: list[tuple[str, str]],
         link_settings: LinkSettings,
@@ -68,7 +76,7 @@ class Gateway:
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.service, self.name, self.minter = service, name, minter
+        self.host, self.local, self.name, self.minter = host, local, name, minter
         self.link_settings = link_settings
         self.clock = clock
         self.directory = Directory(peers)
@@ -162,7 +170,7 @@ class Gateway:
             for peer in self.directory.peers.values()
         )
 
-    # -- service.Commands ------------------------------------------------------------
+    # -- contracts.Commands -----------------------------------------------------------
     async def handle(
         self,
         login: Login,
@@ -172,7 +180,7 @@ class Gateway:
         pty: bool,
         on_input: Callable[[Input], None],
     ) -> int:
-        run = _Run(self, self.service.current(login), channel, pty, on_input)
+        run = FleetRun(self, self.host.current(login), channel, pty, on_input)
         try:
             words = shlex.split(command)
         except ValueError:
@@ -180,11 +188,11 @@ class Gateway:
         if not words:
             return await (run.menu() if pty and command.strip() == "" else run.local(command))
         verb, args = words[0], words[1:]
-        if verb in REPORTS and _name_index(words) is None:
+        if verb in REPORTS and name_index(words) is None:
             return await run.report(verb, args, command)
-        if verb == "follow":
+        if verb in VERBS and VERBS[verb].spans_hosts:
             return await run.follow(args, command)
-        index = _name_index(words)
+        index = name_index(words)
         if index is None:
             return await run.local(command)
         return await run.named(words, index)
@@ -195,7 +203,7 @@ async def _run_link(link: PeerLink, scope: trio.CancelScope) -> None:
         await link.run()
 
 
-class _Run:
+class FleetRun:
     """One command line on the gateway for one login."""
 
     def __init__(
@@ -208,11 +216,11 @@ class _Run:
     ) -> None:
         self.gateway, self.login, self.channel, self.pty = gateway, login, channel, pty
         self.on_input = on_input
-        self.service, self.directory = gateway.service, gateway.directory
+        self.host, self.directory = gateway.host, gateway.directory
 
     async def local(self, command: str, channel: Channel | None = None,
                     on_input: Callable[[Input], None] | None = None) -> int:  # fmt: skip
-        return await self.service.handle(
+        return await self.gateway.local.handle(
             self.login, command, channel or self.channel, pty=self.pty,
             on_input=on_input or self.on_input,
         )  # fmt: skip
@@ -221,16 +229,16 @@ class _Run:
         self.channel.write(text_bytes(text, pty=self.pty))
 
     def error(self, text: str, status: int) -> int:
-        self.channel.write_notice(text_bytes(f"consrv: {text}\n", pty=self.pty))
+        self.channel.write_notice(error_bytes(text, pty=self.pty))
         return status
 
     # -- list / who / status over the fleet ------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """Every console the user may see, here and on every peer, by name then host."""
         rows = []
-        for name in self.service.visible(self.login):
-            row = views.console_dict(self.service.view(name))
-            who = self.service.registry.consoles[name].who()
+        for name in self.host.visible(self.login):
+            row = views.console_dict(self.host.view(name))
+            who = self.host.registry.consoles[name].who()
             row["who"] = [views.who_dict(name, entry) for entry in who]
             rows.append({**row, "host": self.gateway.name})
         now = self.gateway.clock()
@@ -246,7 +254,7 @@ class _Run:
     async def report(self, verb: str, args: list[str], command: str) -> int:
         flags = set(args)
         if not flags <= {"--json"}:
-            return await self.local(command)  # the local service says what is wrong
+            return await self.local(command)  # this host's shell says what is wrong
         rows, missing, now = self.rows(), self.directory.missing(), self.gateway.clock()
         if verb == "who":
             who = reports.who_json(rows, missing) if flags else None
@@ -265,7 +273,7 @@ class _Run:
         """``ssh -t console@gw``: every console the user may see, picked by number or name."""
         rows = self.rows()
         if not rows:
-            return await self.local("")  # the service says there is none
+            return await self.local("")  # this host's shell says there is none
         self.text(reports.list_table(rows, self.directory.missing(), self.gateway.clock(),
                                      numbered=True))  # fmt: skip
         choices = [f"{row['name']}@{row['host']}" for row in rows]
@@ -293,7 +301,7 @@ class _Run:
         name, host = split_host(text)
         if host == self.gateway.name:
             return None
-        here = not host and name in self.service.visible(self.login)
+        here = not host and name in self.host.visible(self.login)
         found = self.directory.lookup(self.login.user, text, read_only=self.login.read_only)
         if not here:
             return found
@@ -308,7 +316,7 @@ class _Run:
         where = self.where(text)
         if where is None or (isinstance(where, Missing) and not host):
             words[index] = name
-            return await self.local(shlex.join(words))  # unknown: the service suggests
+            return await self.local(shlex.join(words))  # unknown: this host's shell suggests
         if isinstance(where, Missing):
             return self.error(f"unknown console {text[:130]!r}; try: list", NOT_FOUND)
         if isinstance(where, Ambiguous):
@@ -368,7 +376,7 @@ class _Run:
         return self.error(f"{peer.name} unreachable{since}: {why}", UNREACHABLE)
 
     def _peer_login(self) -> str:
-        ssh = self.service.registry.config.ssh
+        ssh = self.host.registry.config.ssh
         return ssh.observer_login if self.login.read_only else ssh.login
 
     # -- follow across hosts -------------------------------------------------------------
@@ -380,7 +388,7 @@ class _Run:
         peers = sorted({f.peer.name for f in visible if fnmatch.fnmatchcase(f.name, pattern)})
         if not peers:
             return await self.local(command)
-        here = any(fnmatch.fnmatchcase(n, pattern) for n in self.service.visible(self.login))
+        here = any(fnmatch.fnmatchcase(n, pattern) for n in self.host.visible(self.login))
         fan = Fanout()
         self.on_input(fan)
         statuses: list[int] = []
@@ -397,21 +405,3 @@ class _Run:
             for name in peers:
                 nursery.start_soon(one, self.directory.peers[name])
         return OK if OK in statuses else min(statuses)
-
-
-def _name_index(words: list[str]) -> int | None:
-    """Where the console's name is in a command line, or None if it names none."""
-    verb = words[0]
-    if verb in NAMED:
-        skip = False
-        for index, word in enumerate(words[1:], start=1):
-            if skip:
-                skip = False
-            elif word in VALUED:
-                skip = True
-            elif not word.startswith("-"):
-                return index
-        return None
-    if verb in LOCAL_ONLY or verb.startswith("-"):
-        return None
-    return 0

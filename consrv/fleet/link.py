@@ -20,13 +20,13 @@ import asyncssh
 import trio
 import trio_asyncio
 
-from consrv.fleet.directory import Directory, FeedError, Peer
+from consrv.fleet.directory import Directory, Peer
+from consrv.protocol.feed import FeedDecoder, FeedError
 
 logger = logging.getLogger(__name__)
 
 FEED_COMMAND = "watch --json"
 BACKOFF_START, BACKOFF_CAP = 0.5, 5.0
-MAX_LINE = 1 << 20  # a feed line longer than this is a broken peer
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class _FeedReader(asyncssh.SSHClientSession[bytes]):
 
     def __init__(self, link: PeerLink) -> None:
         self.link = link
-        self.partial = b""
+        self.decoder = FeedDecoder()
         self.ended = trio.Event()
         self.error = ""
 
@@ -77,13 +77,10 @@ class _FeedReader(asyncssh.SSHClientSession[bytes]):
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.error = data.decode(errors="replace").strip()[:200]
             return
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()
+        self.decoder.receive_data(data)
         try:
-            for line in lines:
-                self.link.received(line)
-            if len(self.partial) > MAX_LINE:
-                raise FeedError("a feed line over 1 MiB")
+            while (event := self.decoder.next_event()) is not None:
+                self.link.directory.apply(self.link.peer, event, self.link.clock())
         except FeedError as exc:
             self.error = str(exc)
             self.ended.set()
@@ -111,9 +108,6 @@ class PeerLink:
         self.conn: asyncssh.SSHClientConnection | None = None
         self.local_address: str | None = None  # as the peer sees this gateway
         self.reconnects = 0
-
-    def received(self, line: bytes) -> None:
-        self.directory.receive(self.peer, line, self.clock())
 
     async def run(self) -> None:
         backoff = BACKOFF_START

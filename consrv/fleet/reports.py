@@ -1,7 +1,7 @@
 """The fleet's list, who and status: schema 1 reports with a HOST column and ``host`` key.
 
 Owns the shape of fleet-wide reports. Rows are `views.console_dict` dictionaries
-(local consoles) or the entries peers send (consrv/feed.py: the same keys, less the
+(local consoles) or the entries peers send (consrv/host/feed.py: the same keys, less the
 volatile ones), each with ``host`` added. A console whose peer is down is listed
 with state ``unreachable``; the JSON says which peers are missing, so a partial
 answer is never mistaken for a whole one. Schema 1 is extended, not changed:

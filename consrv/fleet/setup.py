@@ -24,8 +24,8 @@ GATEWAY_USER = "gateway"
 MakeKey = Callable[[Path, str], asyncssh.SSHKey]
 
 
-def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("fleet", help="set up a fleet gateway (docs/fleet.md)")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """``consrv fleet``'s arguments (cli.py makes the subcommand)."""
     actions = parser.add_subparsers(dest="fleet_command", required=True)
     init = actions.add_parser(
         "init",

@@ -25,13 +25,11 @@ __all__ = ["add_arguments", "env_dir_default", "run", "system_group_members"]
 PROG = "consrv import"
 
 
-def add_arguments(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """The `import` command and its two sources, under `consrv`'s subcommands."""
-    parser = sub.add_parser(
-        "import",
-        help="make a consrv config from procServ or conserver configs",
-        description="Make a consrv config from the configs a host already has. "
-        "Prints YAML (or writes --output); what cannot be carried over is listed on stderr.",
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The `import` command's two sources (cli.py makes the subcommand)."""
+    parser.description = (
+        "Make a consrv config from the configs a host already has. "
+        "Prints YAML (or writes --output); what cannot be carried over is listed on stderr."
     )
     sources = parser.add_subparsers(dest="source", required=True)
     ps = sources.add_parser(

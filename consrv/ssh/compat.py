@@ -35,6 +35,8 @@ from asyncssh.forward import SSHForwarder
 from asyncssh.kex import get_default_kex_algs
 from asyncssh.packet import String
 
+from consrv.ssh import umac
+
 logger = logging.getLogger("consrv.ssh")
 
 Kind = Literal["security", "performance", "function"]
@@ -102,8 +104,6 @@ def _probe_loop() -> str | None:
 
 
 def _probe_umac() -> str | None:
-    from consrv.ssh import umac
-
     handlers = getattr(asyncssh.mac, "_mac_handler", None)
     if not isinstance(handlers, dict) or not set(umac.ALGORITHMS) <= set(handlers):
         return "asyncssh.mac._mac_handler has no UMAC entries"
@@ -360,14 +360,15 @@ def run_ready_callbacks_together(loop: Any) -> bool:
     return True
 
 
-def install_keyed_umac(keyed: type, algorithms: dict[bytes, int]) -> bool:
-    """Put ``keyed`` in asyncssh's MAC registry for ``algorithms`` {name: bits}."""
+def install_keyed_umac() -> bool:
+    """Put `umac.KeyedUMAC` in asyncssh's MAC registry for its four UMAC algorithms."""
     handlers: dict[bytes, tuple[Any, int, tuple[Any, ...]]] | None = getattr(
         asyncssh.mac, "_mac_handler", None
     )
-    if "keyed-umac" not in active or handlers is None:
+    if "keyed-umac" not in active or handlers is None or not umac.available():
         return False
-    for name, bits in algorithms.items():
+    keyed = umac.KeyedUMAC
+    for name, bits in umac.ALGORITHMS.items():
         if name in handlers:
             _handler, hash_size, _args = handlers[name]
             handlers[name] = (keyed, hash_size, (bits,))

@@ -38,7 +38,7 @@ _HINTS = {
 
 @dataclass(frozen=True)
 class HandshakeFailure:
-    reason: str  # one of consrv.metrics.HANDSHAKE_FAILURE_REASONS
+    reason: str  # one of consrv.ssh.stats.HANDSHAKE_FAILURE_REASONS
     message: str  # one log line, without the connection prefix
 
     @property

@@ -2,7 +2,7 @@
 
 Owns listening, host keys, public-key authentication (key → user), the login
 names (service login / observer login), and adapting an asyncssh channel to
-``session.Channel``. Everything a command means lives in ``service``.
+``contracts.Channel``. Everything a command means lives in ``commands``.
 
 asyncssh callbacks run in the trio thread (trio-asyncio's loop), so they may
 call trio's synchronous API (``nursery.start_soon``) directly.
@@ -24,11 +24,10 @@ import trio_asyncio
 from consrv.access import Role
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, split_ca_line
-from consrv.console import notice_bytes
-from consrv.metrics import SshStats
-from consrv.service import Commands, Input, Login, Service
+from consrv.contracts import Commands, Input, Login, notice_bytes
+from consrv.host import Host
 from consrv.session import Session
-from consrv.ssh import compat, umac
+from consrv.ssh import compat
 from consrv.ssh.certs import certificate_key_id, revoked_blob, signing_ca
 from consrv.ssh.handshake import describe_failure
 from consrv.ssh.keys import load_or_create_host_key
@@ -38,6 +37,7 @@ from consrv.ssh.limits import (
     AuthTries,
     RefusalLog,
 )
+from consrv.ssh.stats import SshStats
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +62,13 @@ class SSHFront:
     def __init__(
         self,
         config: Config,
-        service: Service,
+        host: Host,
+        commands: Commands,  # this host's commands.Shell, or a fleet gateway in front of it
         stats: SshStats | None = None,
         audit: AuditLog = NO_AUDIT,
-        commands: Commands | None = None,
         tunnels: Tunnels | None = None,
     ) -> None:
-        self.config, self.service, self.audit = config, service, audit
-        self.commands: Commands = commands or service  # a fleet gateway, or the service
+        self.config, self.host, self.commands, self.audit = config, host, commands, audit
         self.tunnels = tunnels  # ssh -J to a fleet gateway's peers; None: no tunnels
         self.ca_keys = _ca_entries(config)
         self.stats = stats or SshStats((config.ssh.login, config.ssh.observer_login))
@@ -91,7 +90,7 @@ class SSHFront:
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
         compat.run_ready_callbacks_together(loop)
-        umac.install()
+        compat.install_keyed_umac()
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
@@ -508,7 +507,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         session = self.input
         if isinstance(session, Session):
             name = session.console.name
-            role = self.front.service.role(self.login, name)
+            role = self.front.host.role(self.login, name)
             if role is not session.role:
                 now = role.value if role is not None else "none"
                 session.console.evict(
@@ -547,7 +546,7 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         if self._eof:
             reader.eof()
 
-    # -- session.Channel -----------------------------------------------------
+    # -- contracts.Channel ---------------------------------------------------
     def write(self, data: bytes) -> None:
         self._write(data, None)
 

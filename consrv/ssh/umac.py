@@ -10,8 +10,8 @@ packet, and is a tenth of a 32 KiB packet's whole cost in consrv
 (``set_nonce``, ``update``, ``digest``), so one keyed context per direction
 gives the same tags for a fraction of the work.
 
-`install` swaps asyncssh's handler for the four UMAC algorithms in its MAC
-registry (private: `consrv.ssh.compat`'s keyed-umac hook; checked by the tests
+`consrv.ssh.compat.install_keyed_umac` swaps asyncssh's handler for the four UMAC
+algorithms in its MAC registry (private: the keyed-umac hook; checked by the tests
 against asyncssh's own implementation, tag for tag). Where nettle or that registry is
 missing, nothing changes and asyncssh's own UMAC (or none) stays.
 """
@@ -22,8 +22,6 @@ import ctypes
 import ctypes.util
 import hmac
 from typing import Any
-
-from consrv.ssh import compat
 
 # nettle's struct umac128_ctx is about 2.4 KB; asyncssh allocates 4096 as well.
 _CTX_SIZE = 4096
@@ -73,8 +71,3 @@ class KeyedUMAC:
 def available() -> bool:
     """libnettle is loadable here (its UMAC functions too)."""
     return _nettle is not None and hasattr(_nettle, "nettle_umac64_set_key")
-
-
-def install() -> bool:
-    """Make asyncssh use `KeyedUMAC` for its UMAC algorithms; False if it cannot."""
-    return available() and compat.install_keyed_umac(KeyedUMAC, ALGORITHMS)

@@ -3,7 +3,7 @@
 Owns the HTTP surface (Starlette routes, a few lines each), the security headers on
 every response, and who may see what on every request: the user comes from the
 session cookie or a trusted proxy's header (`auth`), their rights from the config in
-force (`Service`, as for SSH, always read-only). Console bytes never reach HTML here:
+force (`host.Host`, as for SSH, always read-only). Console bytes never reach HTML here:
 they go to the terminal emulator over the WebSocket (`stream`); names and log text
 go through Jinja2's autoescape. Knows nothing of SSH or the fleet.
 """
@@ -33,8 +33,9 @@ from consrv import views
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, WebConfig
 from consrv.console import Console
+from consrv.contracts import Login
+from consrv.host import Host
 from consrv.logins import LoginTokens
-from consrv.service import Login, Service
 from consrv.web.auth import COOKIE, Sessions, proxy_user, same_origin
 from consrv.web.stats import WebStats
 from consrv.web.stream import CLOSE_POLICY, Stream
@@ -57,9 +58,9 @@ HEADERS = {
 
 @dataclasses.dataclass
 class Web:
-    """What the routes share: the core's service, sign-in state, counters, limits."""
+    """What the routes share: the host, sign-in state, counters, limits."""
 
-    service: Service
+    host: Host
     logins: LoginTokens
     sessions: Sessions
     stats: WebStats
@@ -76,7 +77,7 @@ class Web:
 
     @property
     def config(self) -> Config:
-        return self.service.registry.config
+        return self.host.registry.config
 
     @property
     def web(self) -> WebConfig:
@@ -103,8 +104,8 @@ class Web:
 
     def console(self, login: Login, name: str) -> Console | None:
         """The console `name` if `login` may see it now (else None: 404, names do not leak)."""
-        console = self.service.registry.consoles.get(name)
-        if console is None or self.service.role(login, name) is None:
+        console = self.host.registry.consoles.get(name)
+        if console is None or self.host.role(login, name) is None:
             return None
         return console
 
@@ -197,8 +198,8 @@ class Pages:
         return JSONResponse({"schema": views.SCHEMA, "consoles": self._listing(login)})
 
     def _listing(self, login: Login) -> list[dict[str, Any]]:
-        service = self.web.service
-        return [views.console_dict(service.view(name)) for name in service.visible(login)]
+        host = self.web.host
+        return [views.console_dict(host.view(name)) for name in host.visible(login)]
 
     async def sign_in(self, request: Request) -> Response:
         user = self.web.logins.redeem(request.path_params["token"])
@@ -288,7 +289,7 @@ def _still_allowed(
     """Whether, by the config in force, the user may still see this very console."""
 
     def allowed() -> bool:
-        if web.service.registry.get(console.name) is not console:
+        if web.host.registry.get(console.name) is not console:
             return False
         if web.user(connection) != user:  # signed out, session expired
             return False

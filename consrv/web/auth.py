@@ -5,7 +5,7 @@ their SHA-256, a lifetime from sign-in and a bounded count), the proxy rule (the
 identity header counts only from an address in ``web.trusted_proxies``: hypercorn's
 ProxyFixMiddleware does not check the peer, so this does), and the Origin rule for
 WebSocket handshakes and POSTs. Knows nothing of consoles: what a user may see is
-asked of the config in force on every request (``Service``).
+asked of the config in force on every request (``host.Host``).
 """
 
 from __future__ import annotations

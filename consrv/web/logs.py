@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
 from consrv.consolelog import sanitize_event
+from consrv.contracts import Login
 from consrv.logfiles import (
     BadTime,
     Limits,
@@ -34,7 +35,6 @@ from consrv.logfiles import (
     parse_time,
     search,
 )
-from consrv.service import Login
 from consrv.web.app import Pages, Web
 
 SEARCH_LIMITS = Limits(results=500, output=2 << 20)

@@ -22,8 +22,8 @@ from starlette.types import ASGIApp
 
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import WebConfig
+from consrv.host import Host
 from consrv.logins import LoginTokens
-from consrv.service import Service
 from consrv.web.app import SecurityHeaders, Web, routes
 from consrv.web.auth import Sessions
 from consrv.web.logs import LogPages
@@ -56,11 +56,9 @@ def build_app(web: Web) -> ASGIApp:
     return SecurityHeaders(app)
 
 
-def make_web(
-    service: Service, logins: LoginTokens, config: WebConfig, audit: AuditLog = NO_AUDIT
-) -> Web:
+def make_web(host: Host, logins: LoginTokens, config: WebConfig, audit: AuditLog = NO_AUDIT) -> Web:
     sessions = Sessions(ttl=config.session_ttl, capacity=config.limits.sessions)
-    web = Web(service, logins, sessions, WebStats(), config, audit)
+    web = Web(host, logins, sessions, WebStats(), config, audit)
     web.stats.sessions = lambda: len(sessions)
     web.stats.streams = lambda: sum(web.streams.values())
     return web

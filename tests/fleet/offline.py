@@ -8,12 +8,13 @@ from typing import Any
 
 import asyncssh
 
+from consrv.commands import Shell
 from consrv.config import parse_config
 from consrv.fleet.gateway import Gateway
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings
+from consrv.host import Host
 from consrv.registry import Registry
-from consrv.service import Service
 
 
 def line(**message: Any) -> bytes:
@@ -21,7 +22,7 @@ def line(**message: Any) -> bytes:
 
 
 def entry(name: str, **fields: Any) -> dict[str, Any]:
-    """A console's feed entry, as consrv/feed.py writes it."""
+    """A console's feed entry, as consrv/host/feed.py writes it."""
     return {
         "name": name,
         "state": "up",
@@ -38,11 +39,11 @@ def entry(name: str, **fields: Any) -> dict[str, Any]:
 
 def offline_gateway(now: float = 1000.0) -> Gateway:
     """Two peers: iochost-17 up with ``ioc-a``, iochost-18 never reached."""
-    service = Service(Registry(parse_config({}, Path("/"))))
+    host = Host(Registry(parse_config({}, Path("/"))))
     settings = LinkSettings(asyncssh.generate_private_key("ssh-ed25519"), Path("/dev/null"))
     minter = Minter(asyncssh.generate_private_key("ssh-ed25519"), "gw")
     peers = [("iochost-17", "127.0.0.17:22"), ("iochost-18", "127.0.0.18:22")]
-    gateway = Gateway(service, "gw", peers, settings, minter, clock=lambda: now)
+    gateway = Gateway(host, Shell(host), "gw", peers, settings, minter, clock=lambda: now)
     directory, peer = gateway.directory, gateway.directory.peers["iochost-17"]
     directory.connected(peer, now)
     for message in (

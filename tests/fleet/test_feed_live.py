@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from consrv.config import FleetConfig
-from consrv.service import DENIED
+from consrv.contracts import DENIED
 from tests.fakes import wait_for
 from tests.test_service import ALICE, OLGA, FakeChannel, site
 
@@ -20,7 +20,7 @@ def lines(channel: FakeChannel) -> list[dict[str, Any]]:
 
 async def test_the_feed_is_a_snapshot_then_changes_for_gateway_users_only(tmp_path: Path) -> None:
     async with site(tmp_path) as s:
-        registry = s.service.registry
+        registry = s.service.host.registry
         status, out = await s.run(OLGA, "watch --json")
         assert status == DENIED
         assert "fleet gateways" in out.notices.decode()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from consrv.fleet.gateway import UNREACHABLE
+from consrv.contracts import UNREACHABLE
 from tests.fleet.sim import (
     DUPLICATE,
     PEERS,

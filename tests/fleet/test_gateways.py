@@ -20,7 +20,7 @@ import pytest
 import trio
 import yaml
 
-from consrv.service import DENIED, OK
+from consrv.contracts import DENIED, OK
 from tests.fleet.sim import PEERS, Fleet, Gateway, ssh_argv
 from tests.harness import Consrv
 from tests.sshclients import PtySSH

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from consrv.service import DENIED, OK
+from consrv.contracts import DENIED, OK
 from consrv.ssh.keys import write_new_key
 from tests.fleet.sim import (
     fleet_init,

@@ -16,17 +16,19 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from consrv.access import Role
+from consrv.commands.grammar import name_index
 from consrv.config import ConfigError, parse_config
-from consrv.feed import Feed
+from consrv.contracts import UNREACHABLE, Login
 from consrv.fleet.bridge import HIGH_WATER, Bridge
-from consrv.fleet.directory import Ambiguous, Directory, FeedError, Found, Missing
-from consrv.fleet.gateway import UNREACHABLE, Identity, _name_index
+from consrv.fleet.directory import Ambiguous, Directory, Found, Missing
+from consrv.fleet.gateway import Identity
 from consrv.fleet.identity import VALIDITY, Minter
 from consrv.fleet.link import LinkSettings
 from consrv.fleet.metrics import FleetCollector
 from consrv.fleet.targets import peers_of, targets_url
+from consrv.host.feed import Feed
 from consrv.metrics import metrics_registry
-from consrv.service import Login
+from consrv.protocol.feed import FeedError
 from consrv.ssh.compat import _ChannelSide
 from tests.fleet.offline import entry, line, offline_gateway
 from tests.fleet.sim import fleet_init
@@ -165,7 +167,7 @@ def test_a_broken_feed_line_is_an_error(data: bytes) -> None:
     ],
 )
 def test_where_the_console_name_is(command: str, index: int | None) -> None:
-    assert _name_index(command.split()) == index
+    assert name_index(command.split()) == index
 
 
 async def test_fleet_list_has_hosts_and_names_the_missing_peers() -> None:

@@ -14,8 +14,8 @@ import asyncssh
 import pytest
 import trio
 
-from consrv.metrics import HANDSHAKE_FAILURE_REASONS
 from consrv.ssh.handshake import describe_failure
+from consrv.ssh.stats import HANDSHAKE_FAILURE_REASONS
 from tests.interop.clients import run, within
 from tests.interop.conftest import Interop
 

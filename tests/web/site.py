@@ -17,9 +17,9 @@ import httpx
 import trio
 
 from consrv.config import Config, parse_config
+from consrv.host import Host
 from consrv.logins import LoginTokens
 from consrv.registry import Registry
-from consrv.service import Service
 from consrv.web.app import Web
 from consrv.web.server import build_app, make_web
 from tests.fakes import Peer, UnixServer, unix_server, wait_for
@@ -74,7 +74,7 @@ async def web_site(root: Path, **web: Any) -> AsyncIterator[Site]:
     registry = Registry(config)
     assert config.web is not None
     logins = LoginTokens(ttl=config.web.login_ttl)
-    state = make_web(Service(registry, logins=logins), logins, config.web)
+    state = make_web(Host(registry, logins=logins), logins, config.web)
     async with AsyncExitStack() as stack:
         servers = {
             name: await stack.enter_async_context(unix_server(console.socket))

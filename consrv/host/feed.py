@@ -1,7 +1,7 @@
 """The change feed a fleet gateway reads from this host: ``watch --json``.
 
-Owns what a gateway learns about this host's consoles and how it is framed: one
-JSON object per line, each with ``"schema": FEED_SCHEMA`` and a ``"type"``:
+Owns what a gateway learns about this host's consoles, as the events of
+``protocol/feed.py`` (their framing is there, shared with the gateway's reader):
 
 - ``hello``: this host's users and their groups (the gateway judges who may see
   a console with this host's own rules: `access.role_for` over the console's
@@ -16,25 +16,24 @@ Volatile fields (last output, memory, CPU) are left out, so an idle host sends
 nothing. Idle times are carried as each user's ``last_input`` (the wall-clock
 time of their last keystroke, to the second, or null), which changes only when
 they type: the gateway works out ``idle_seconds`` from it as a local `who` does.
-Knows nothing of SSH: it reads the service's consoles and writes lines to a
-``session.Channel``-like sink.
+Knows nothing of SSH: it reads the host's consoles and writes lines to a
+``contracts.Sink``.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import trio
 
 from consrv import views
 from consrv.config import Config
+from consrv.contracts import Sink
+from consrv.host.policy import Host
+from consrv.protocol.feed import ConsoleEntry, Event, Hello, Removed, Sync, encode
 
-if TYPE_CHECKING:
-    from consrv.service import Service
-
-FEED_SCHEMA = 1
 # How often the feed compares this host's consoles with what it last sent (in process: cheap).
 POLL_INTERVAL = 0.25
 # A reader this far behind is dropped (it reconnects and gets a fresh snapshot).
@@ -44,25 +43,19 @@ _VOLATILE = ("last_output",)
 _VOLATILE_UNIT = ("memory_bytes", "cpu_seconds")
 
 
-class Sink(Protocol):
-    def write(self, data: bytes) -> None: ...
-
-    def buffered(self) -> int: ...
-
-
-def console_entry(service: Service, name: str) -> dict[str, Any]:
+def console_entry(host: Host, name: str) -> dict[str, Any]:
     """What a gateway needs of console ``name``: its report (schema 1), who, its ACLs."""
-    entry = views.console_dict(service.view(name))
+    entry = views.console_dict(host.view(name))
     for key in _VOLATILE:
         entry.pop(key, None)
     if entry["ioc"] is not None:
         entry["ioc"] = {k: v for k, v in entry["ioc"].items() if k not in _VOLATILE_UNIT}
-    cfg = service.registry.settings[name]
+    cfg = host.registry.settings[name]
     now = time.time()
     entry["who"] = [
         {"user": w.user, "mode": w.mode, "since": views.iso(w.since), "login": w.login,
          "from": w.peer, "last_input": None if w.idle is None else views.iso(now - w.idle)}
-        for w in service.registry.consoles[name].who(now=now)
+        for w in host.registry.consoles[name].who(now=now)
     ]  # fmt: skip
     entry["rw"], entry["ro"] = list(cfg.rw), list(cfg.ro)
     entry["operate"] = list(cfg.operate) if cfg.ioc else []
@@ -84,24 +77,24 @@ class Feed:
 
     def update(self, users: dict[str, list[str]], consoles: dict[str, dict[str, Any]]) -> bytes:
         """The lines (possibly none) that turn the last state sent into this one."""
-        lines: list[dict[str, Any]] = []
+        events: list[Event] = []
         if users != self.users:
-            lines.append({"type": "hello", "users": users})
+            events.append(Hello(users))
             self.users = users
         for name in sorted(self.consoles.keys() - consoles.keys()):
-            lines.append({"type": "removed", "name": name})
+            events.append(Removed(name))
             del self.consoles[name]
         for name, entry in sorted(consoles.items()):
             if self.consoles.get(name) != entry:
-                lines.append({"type": "console", "console": entry})
+                events.append(ConsoleEntry(entry))
                 self.consoles[name] = entry
         if not self.synced:
-            lines.append({"type": "sync"})
+            events.append(Sync())
             self.synced = True
-        return b"".join(views.to_json({"schema": FEED_SCHEMA, **line}).encode() for line in lines)
+        return b"".join(encode(event) for event in events)
 
 
-async def run_feed(service: Service, sink: Sink, done: Callable[[], bool]) -> bool:
+async def run_feed(host: Host, sink: Sink, done: Callable[[], bool]) -> bool:
     """Write the feed to ``sink`` until ``done()``: a snapshot, then the changes.
 
     False if the reader fell `MAX_BEHIND` behind (the feed ends; it may read again).
@@ -110,8 +103,8 @@ async def run_feed(service: Service, sink: Sink, done: Callable[[], bool]) -> bo
     while not done():
         if sink.buffered() > MAX_BEHIND:
             return False
-        registry = service.registry
-        consoles = {name: console_entry(service, name) for name in registry.consoles}
+        registry = host.registry
+        consoles = {name: console_entry(host, name) for name in registry.consoles}
         data = feed.update(users_entry(registry.config), consoles)
         if data:
             sink.write(data)

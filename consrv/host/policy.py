@@ -1,0 +1,96 @@
+"""The host's access policy: who may see, write and operate which console.
+
+Owns the answers every front asks of this host (the SSH command line, the web
+view, a fleet gateway's feed): the login as the config in force sees it, a
+user's role on a console (no role: the console does not exist for them, so names
+do not leak), who may operate an IOC unit, the consoles a user may see and a
+console's report. Also the users' message budgets, shared by all their sessions.
+Knows no front and no command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+
+from consrv import views
+from consrv.access import Role, role_for
+from consrv.contracts import Login
+from consrv.ioc import IocManager
+from consrv.logins import LoginTokens
+from consrv.ratelimit import MessageBudgets
+from consrv.registry import Registry
+
+
+class Host:
+    """This host's consoles, as each login may see and act on them."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        ioc: IocManager | None = None,
+        logins: LoginTokens | None = None,
+    ) -> None:
+        self.registry, self.ioc = registry, ioc
+        self._budgets = MessageBudgets()  # every user's broadcasts and notes
+        # The web view's one-time links (None: no web view); ``logins.base_url`` is set
+        # once the web listener is bound.
+        self.logins = logins
+
+    @property
+    def messages(self) -> MessageBudgets:
+        """Users' message budgets, with the limits of the config in force."""
+        limits, budgets = self.registry.config.messages, self._budgets
+        budgets.burst, budgets.per_minute = limits.burst, limits.per_minute
+        budgets.max_length = limits.max_length
+        return budgets
+
+    def current(self, login: Login) -> Login:
+        """`login` as the config in force now sees it (its groups may have changed)."""
+        return dataclasses.replace(login, groups=self.registry.config.groups_of(login.user))
+
+    def role(self, login: Login, name: str) -> Role | None:
+        cfg = self.registry.settings.get(name)
+        if cfg is None:
+            return None
+        role = role_for(login.user, login.groups, cfg.rw, cfg.ro)
+        if role is not None and login.read_only:
+            return Role.RO
+        return role
+
+    def may_operate(self, login: Login, name: str) -> bool:
+        cfg = self.registry.settings.get(name)
+        if cfg is None or not cfg.ioc or login.read_only or self.ioc is None:
+            return False
+        return role_for(login.user, login.groups, cfg.operate, ()) is Role.RW
+
+    def visible(self, login: Login) -> list[str]:
+        return sorted(n for n in self.registry.consoles if self.role(login, n) is not None)
+
+    def view(self, name: str) -> views.ConsoleView:
+        console = self.registry.consoles[name]
+        cfg = self.registry.settings[name]
+        ioc_config = self.registry.config.ioc
+        if not cfg.ioc or ioc_config is None:
+            return views.ConsoleView(console)
+        health = self.ioc.health.get(name) if self.ioc is not None else None
+        return views.ConsoleView(console, ioc_config.unit_for(name), health)
+
+    def suggest(self, login: Login, name: str) -> str:
+        """``; did you mean 'x'?`` for a name the user mistyped (only names they may see)."""
+        close = difflib.get_close_matches(name, self.visible(login), n=1)
+        return f"; did you mean {close[0]!r}?" if close else "; try: list"
+
+
+class LiveMessages:
+    """A session's message budget, judged by the config in force when a message is sent."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    @property
+    def max_length(self) -> int:
+        return self.host.messages.max_length
+
+    def take(self, user: str, now: float, kind: str = "message") -> float:
+        return self.host.messages.take(user, now, kind)
