@@ -76,11 +76,11 @@ class SimConsole:
             "upstream": f"unix:{socket}",
             "connected": self.up,
             "child_pid": self.child_pid if self.up and self.child_running else None,
-            "auto_restart": True if self.up else None,
-            "write": "one" if self.writer else "free",
+            "auto_restart": "ON" if self.up else None,  # procServ's word, from its greeting
+            "write": "exclusive",  # the console's write mode (config), not who writes
             "writer": self.writer,
             "viewers": self.viewers,
-            "child_starts": 1,
+            "child_starts": 0,  # starts consrv saw: the child was running before it came
             "child_exits": 0,
             "ioc": None,
             "who": who,
@@ -153,9 +153,10 @@ class Fleet:
             count = self.args.consoles
             if index == 0 and self.args.flood_consoles:
                 count = self.args.flood_consoles
-            consoles = {
-                f"sim-{index:04d}-{n}": SimConsole(f"sim-{index:04d}-{n}") for n in range(count)
-            }
+            names = [f"sim-{index:04d}-{n}" for n in range(count)]
+            if self.args.names:
+                names = [f"{name}{index or ''}" for name in self.args.names.split(",")]
+            consoles = {name: SimConsole(name) for name in names}
             key = asyncssh.generate_private_key("ssh-ed25519")
             self.peers.append(SimPeer(index, 0, key, consoles))
 
@@ -295,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keepalive", type=float, default=2.0, help="server keep-alive (s)")
     parser.add_argument("--flood-consoles", type=int, default=0, help="peer 0's console count")
     parser.add_argument("--flood-interval", type=float, default=0.0, help="peer 1's line gap")
+    parser.add_argument("--names", default="", help="console names (comma-separated)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
     asyncio.run(Fleet(args).run())
