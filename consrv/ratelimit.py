@@ -31,6 +31,10 @@ class TokenBucket:
             return 0.0
         return (1 - self._tokens) / self.rate
 
+    def refund(self) -> None:
+        """Give back the token just taken (it was not used)."""
+        self._tokens = min(self.burst, self._tokens + 1)
+
 
 @dataclass
 class MessageBudgets:

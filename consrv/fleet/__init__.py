@@ -42,7 +42,7 @@ def read_identity(config: Config) -> Identity:
     assert fleet.known_hosts is not None
     settings = LinkSettings(
         key=_read_key("fleet.key", fleet.key),
-        known_hosts=fleet.known_hosts,
+        known_hosts=_read_known_hosts(fleet.known_hosts),
         login=config.ssh.observer_login,
         bind=fleet.bind,
         connect_timeout=fleet.connect_timeout,
@@ -50,6 +50,17 @@ def read_identity(config: Config) -> Identity:
         keepalive_count_max=fleet.keepalive_count_max,
     )
     return Identity(settings, Minter(_read_key("fleet.ca_key", fleet.ca_key), fleet.name))
+
+
+def _read_known_hosts(path: Path) -> asyncssh.SSHKnownHosts:
+    """``fleet.known_hosts``, parsed once for every link (a reload reads it again)."""
+    try:
+        return asyncssh.read_known_hosts(str(path))
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        why = str(exc)
+    raise GatewayKeyError(f"fleet.known_hosts: {path}: {why}")
 
 
 def _read_key(name: str, path: Path) -> asyncssh.SSHKey:

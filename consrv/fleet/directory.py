@@ -20,6 +20,9 @@ from consrv.access import Role, role_for
 from consrv.protocol.feed import ConsoleEntry, Event, Hello, Removed, Sync, decode
 
 HOST_SEPARATOR = "@"  # NAME@HOST: '@' is not a console-name character
+# Consoles kept for one peer: a peer announcing more (a bug, or a hostile host) costs
+# the gateway this many entries, not what it sends; the rest are dropped and counted.
+MAX_CONSOLES_PER_PEER = 2000
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Peer:
     error: str = ""  # why it is down
     users: dict[str, frozenset[str]] = field(default_factory=dict)
     consoles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: int = 0  # console entries over MAX_CONSOLES_PER_PEER, ever
     # A feed being read: entries since its `hello`, swapped in at its `sync`.
     _pending: dict[str, dict[str, Any]] | None = None
 
@@ -100,7 +104,10 @@ class Directory:
         if isinstance(event, Hello):
             peer.users = {user: frozenset(groups) for user, groups in event.users.items()}
         elif isinstance(event, ConsoleEntry):
-            target[event.name] = event.entry
+            if event.name in target or len(target) < MAX_CONSOLES_PER_PEER:
+                target[event.name] = event.entry
+            else:
+                peer.dropped += 1
         elif isinstance(event, Removed):
             target.pop(event.name, None)
         elif isinstance(event, Sync):

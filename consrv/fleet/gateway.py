@@ -62,6 +62,9 @@ class Identity:
     minter: Minter
 
 
+CONNECTING = 32
+
+
 class Gateway:
     """``contracts.Commands`` for a consrv with peers: the fleet first, then this host."""
 
@@ -80,8 +83,11 @@ class Gateway:
         self.link_settings = link_settings
         self.clock = clock
         self.directory = Directory(peers)
+        # Links being set up at once: a gateway starting in front of 1,000 peers does
+        # their key exchanges a few dozen at a time, so its own users are served meanwhile.
+        self.connecting = trio.CapacityLimiter(CONNECTING)
         self.links = {
-            peer.name: PeerLink(peer, self.directory, link_settings, clock)
+            peer.name: PeerLink(peer, self.directory, link_settings, clock, self.connecting)
             for peer in self.directory.peers.values()
         }
         self.static = frozenset(self.links)  # from the config: never dropped
@@ -108,7 +114,9 @@ class Gateway:
 
     def _add(self, name: str, address: str, why: str) -> None:
         peer = self.directory.add_peer(name, address)
-        self.links[name] = PeerLink(peer, self.directory, self.link_settings, self.clock)
+        self.links[name] = PeerLink(
+            peer, self.directory, self.link_settings, self.clock, self.connecting
+        )
         if self._nursery is not None:
             self._start(name)
         logger.info("fleet: peer %s (%s) added (%s)", name, address, why)

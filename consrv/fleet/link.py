@@ -10,11 +10,11 @@ peer never slows another: each link is its own trio task.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncssh
 import trio
@@ -22,11 +22,24 @@ import trio_asyncio
 
 from consrv.fleet.directory import Directory, Peer
 from consrv.protocol.feed import FeedDecoder, FeedError
+from consrv.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
 FEED_COMMAND = "watch --json"
 BACKOFF_START, BACKOFF_CAP = 0.5, 5.0
+# Keep-alives the gateway sends a second, at most, over all its links: each costs it
+# about 0.2 ms of CPU (a request out, a reply in), so 25 a second is 0.5 % of a core.
+# Up to 100 peers every link keeps ``fleet.keepalive_interval``; beyond, the interval
+# stretches with the fleet (1,000 peers: 40 s). A dead peer is seen at once (its
+# connection closes); a hung one within interval x count_max; a user's own request to
+# a hung peer still fails within ``connect_timeout`` (docs/fleet.md, "Sizing").
+KEEPALIVES_PER_SECOND = 25.0
+# Feed events taken from one peer: a burst, then a steady rate. A peer that sends more
+# (a flood, or 10,000 consoles at once) is read more slowly: its channel is paused until
+# the bucket refills, SSH flow control holds the rest at the peer, and every other
+# peer's events go on being read as they come.
+FEED_BURST, FEED_RATE = 5000, 500.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +47,9 @@ class LinkSettings:
     """How the gateway reaches its peers (from the ``fleet:`` section)."""
 
     key: asyncssh.SSHKey  # the gateway's own identity on every peer
-    known_hosts: Path
+    known_hosts: (
+        asyncssh.SSHKnownHosts
+    )  # parsed once (asyncssh would re-read a path per connection)
     login: str = "observer"  # the peers' observer login: the feed needs no more
     bind: str | None = None  # the local address to connect from
     connect_timeout: float = 4.0
@@ -42,17 +57,23 @@ class LinkSettings:
     keepalive_count_max: int = 2
 
     async def connect(
-        self, host: str, port: int, *, login: str, client_keys: list[object]
+        self,
+        host: str,
+        port: int,
+        *,
+        login: str,
+        client_keys: list[object],
+        keepalive_interval: float | None = None,
     ) -> asyncssh.SSHClientConnection:
         """An SSH connection to a peer whose host key ``known_hosts`` vouches for."""
         connect = trio_asyncio.aio_as_trio(asyncssh.connect)
         with trio.fail_after(self.connect_timeout):
             conn: asyncssh.SSHClientConnection = await connect(
                 host, port, username=login, client_keys=client_keys,
-                known_hosts=str(self.known_hosts), agent_path=None, agent_forwarding=False,
+                known_hosts=self.known_hosts, agent_path=None, agent_forwarding=False,
                 local_addr=(self.bind, 0) if self.bind else None,
                 connect_timeout=self.connect_timeout, login_timeout=self.connect_timeout,
-                keepalive_interval=self.keepalive_interval,
+                keepalive_interval=keepalive_interval or self.keepalive_interval,
                 keepalive_count_max=self.keepalive_count_max, encoding=None,
                 config=None,
             )  # fmt: skip
@@ -72,18 +93,50 @@ class _FeedReader(asyncssh.SSHClientSession[bytes]):
         self.decoder = FeedDecoder()
         self.ended = trio.Event()
         self.error = ""
+        self.chan: asyncssh.SSHClientChannel[bytes] | None = None
+        self.bucket = TokenBucket(FEED_BURST, FEED_RATE, time.monotonic())
+        self.paused = False
+
+    def connection_made(self, chan: asyncssh.SSHClientChannel[bytes]) -> None:
+        self.chan = chan
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if datatype == asyncssh.EXTENDED_DATA_STDERR:
             self.error = data.decode(errors="replace").strip()[:200]
             return
         self.decoder.receive_data(data)
+        if not self.paused:  # else a drain is due already
+            self._drain()
+
+    def _drain(self) -> None:
+        """Apply the events received, as far as this peer's budget goes."""
+        self.paused = False
+        if self.ended.is_set():  # the feed is over: its peer is down, nothing to apply
+            return
         try:
-            while (event := self.decoder.next_event()) is not None:
+            while (wait := self.bucket.take(time.monotonic())) == 0.0:
+                event = self.decoder.next_event()
+                if event is None:
+                    self.bucket.refund()
+                    self._resume()
+                    return
                 self.link.directory.apply(self.link.peer, event, self.link.clock())
         except FeedError as exc:
             self.error = str(exc)
             self.ended.set()
+            return
+        self._pause(wait)
+
+    def _pause(self, wait: float) -> None:
+        """Over budget: read nothing more from this peer for ``wait`` seconds."""
+        self.paused = True
+        if self.chan is not None:
+            self.chan.pause_reading()
+        asyncio.get_running_loop().call_later(wait, self._drain)
+
+    def _resume(self) -> None:
+        if self.chan is not None:
+            self.chan.resume_reading()
 
     def exit_status_received(self, status: int) -> None:
         self.error = self.error or f"the feed ended with status {status}"
@@ -103,8 +156,10 @@ class PeerLink:
         directory: Directory,
         settings: LinkSettings,
         clock: Callable[[], float] = time.time,
+        connecting: trio.CapacityLimiter | None = None,
     ) -> None:
         self.peer, self.directory, self.settings, self.clock = peer, directory, settings, clock
+        self.connecting = connecting or trio.CapacityLimiter(1)  # set-ups at once, shared
         self.conn: asyncssh.SSHClientConnection | None = None
         self.local_address: str | None = None  # as the peer sees this gateway
         self.reconnects = 0
@@ -123,13 +178,20 @@ class PeerLink:
             backoff = min(backoff * 2, BACKOFF_CAP)
             self.reconnects += 1
 
+    def keepalive_interval(self) -> float:
+        """This link's: ``fleet.keepalive_interval``, stretched in a large fleet."""
+        fleet = len(self.directory.peers) / KEEPALIVES_PER_SECOND
+        return max(self.settings.keepalive_interval, fleet)
+
     async def _once(self) -> str:
         """One connection, until it ends; why it ended."""
         host, port = split_address(self.peer.address)
         try:
-            conn = await self.settings.connect(
-                host, port, login=self.settings.login, client_keys=[self.settings.key]
-            )
+            async with self.connecting:
+                conn = await self.settings.connect(
+                    host, port, login=self.settings.login, client_keys=[self.settings.key],
+                    keepalive_interval=self.keepalive_interval(),
+                )  # fmt: skip
         except trio.TooSlowError:
             return f"no answer within {self.settings.connect_timeout:g} s"
         except (OSError, asyncssh.Error) as exc:

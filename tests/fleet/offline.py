@@ -37,10 +37,13 @@ def entry(name: str, **fields: Any) -> dict[str, Any]:
     }
 
 
+NO_HOSTS = asyncssh.import_known_hosts("")  # a gateway that trusts no peer's host key
+
+
 def offline_gateway(now: float = 1000.0) -> Gateway:
     """Two peers: iochost-17 up with ``ioc-a``, iochost-18 never reached."""
     host = Host(Registry(parse_config({}, Path("/"))))
-    settings = LinkSettings(asyncssh.generate_private_key("ssh-ed25519"), Path("/dev/null"))
+    settings = LinkSettings(asyncssh.generate_private_key("ssh-ed25519"), NO_HOSTS)
     minter = Minter(asyncssh.generate_private_key("ssh-ed25519"), "gw")
     peers = [("iochost-17", "127.0.0.17:22"), ("iochost-18", "127.0.0.18:22")]
     gateway = Gateway(host, Shell(host), "gw", peers, settings, minter, clock=lambda: now)

@@ -30,7 +30,7 @@ from consrv.host.feed import Feed
 from consrv.metrics import metrics_registry
 from consrv.protocol.feed import FeedError
 from consrv.ssh.compat import _ChannelSide
-from tests.fleet.offline import entry, line, offline_gateway
+from tests.fleet.offline import NO_HOSTS, entry, line, offline_gateway
 from tests.fleet.sim import fleet_init
 from tests.test_service import FakeChannel
 
@@ -249,7 +249,7 @@ def test_the_gateways_metrics() -> None:
 
 def test_a_reconfigured_gateway_drops_and_adds_peers_and_swaps_its_identity() -> None:
     gateway = offline_gateway()
-    settings = LinkSettings(asyncssh.generate_private_key("ssh-ed25519"), Path("/new"))
+    settings = LinkSettings(asyncssh.generate_private_key("ssh-ed25519"), NO_HOSTS)
     identity = Identity(settings, Minter(asyncssh.generate_private_key("ssh-ed25519"), "gw"))
     peers = [("iochost-17", "127.0.0.17:22"), ("iochost-19", "127.0.0.19:22")]
     gateway.reconfigure(peers, identity)
