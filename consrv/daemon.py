@@ -24,6 +24,7 @@ from consrv.config import Config, ConfigError, load_config
 from consrv.config.web import restart_only
 from consrv.fleet import Gateway, GatewayKeyError, build_gateway, prepare_reload
 from consrv.fleet.metrics import FleetCollector
+from consrv.handover import Handover
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.logins import LoginTokens
 from consrv.metrics import (
@@ -51,17 +52,25 @@ async def serve(
     *,
     notifier: Notifier | None = None,
     reloads: trio.MemoryReceiveChannel[Path] | None = None,
+    handover: Handover | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run consrv until cancelled; ``task_status`` gets the bound SSH addresses.
 
     Each path received on `reloads` is a request to re-read the config from it.
+    `handover`: connections the previous process left in systemd's store are taken
+    over, and at a restart this one's are left there (consrv/handover.py).
     """
     notifier = notifier or Notifier(None)
     audit = AuditLog(config.audit_log, max_size=config.log.max_size, keep=config.log.keep)
     async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
         registry = Registry(config, audit)
+        if handover is not None:
+            registry.on_add = handover.adopt
         await nursery.start(registry.run)
+        if handover is not None:
+            handover.finish_adopting()
+            handover.registry = registry
         iocs = _ioc_manager(config)
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
@@ -73,6 +82,9 @@ async def serve(
             await nursery.start(gateway.run)
         front = SSHFront(config, service, ssh_stats, audit, commands=gateway, tunnels=gateway)
         ssh_stats.sessions = front.session_roles
+        front.handover = handover
+        if handover is not None:
+            handover.before_release = front.restart_goodbye
         reload_stats = ReloadStats()
         if reloads is not None:
             reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
@@ -90,6 +102,8 @@ async def serve(
             # serve_metrics logs "metrics on http://HOST:PORT/metrics" (IPv6 in brackets)
             await nursery.start(serve_metrics, config.metrics_listen, metrics_registry(*collectors))
         addresses = await nursery.start(front.serve)
+        if handover is not None:
+            handover.close_unclaimed_listeners()
         for host, port in addresses:
             logger.info("ssh listening on %s:%d", host, port)
         logger.info("serving %d console(s)", len(registry.consoles))
@@ -219,12 +233,15 @@ async def _report_status(notifier: Notifier, registry: Registry, front: SSHFront
         notifier.status(_status(registry, front))
 
 
-async def _serve_until_signal(config: Config, path: Path | None) -> None:
+async def _serve_until_signal(config: Config, path: Path | None, fd_store: bool) -> None:
     notifier = Notifier.from_environ()
+    handover = Handover.from_environ(notifier) if fd_store else None
     send, receive = trio.open_memory_channel[Path](1)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with trio.open_nursery() as nursery:
-            serving = functools.partial(serve, config, notifier=notifier, reloads=receive)
+            serving = functools.partial(
+                serve, config, notifier=notifier, reloads=receive, handover=handover
+            )
             await nursery.start(serving)
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -237,9 +254,23 @@ async def _serve_until_signal(config: Config, path: Path | None) -> None:
                     continue
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 notifier.stopping()
+                if handover is not None and signum == signal.SIGTERM:
+                    await _arm_handover(handover)
                 nursery.cancel_scope.cancel()
                 break
+    if handover is not None and handover.restarting:
+        handover.store()
     notifier.close()
+
+
+async def _arm_handover(handover: Handover) -> None:
+    """systemd restarts us (an upgrade): the next process goes on from here."""
+    if await handover.is_restart() and handover.registry is not None:
+        logger.info("systemd restarts consrv: handing the consoles and listeners on")
+        handover.restarting = True
+        if handover.before_release is not None:  # users told while the consoles still drain
+            await handover.before_release(handover)
+        handover.arm(handover.registry.consoles)
 
 
 def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:
@@ -263,8 +294,12 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-def run(config: Config, path: Path | None = None) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`)."""
+def run(config: Config, path: Path | None = None, *, fd_store: bool = False) -> int:
+    """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`).
+
+    `fd_store`: take over what systemd's file descriptor store holds, and at a
+    restart leave the consoles and listeners there (consrv/handover.py).
+    """
     for warning in exposure.warnings(config):
         logger.warning("%s", warning)
     refused = exposure.fleet_refusals(config)  # the host key is refused by the SSH front
@@ -275,7 +310,7 @@ def run(config: Config, path: Path | None = None) -> int:
     raise_descriptor_limit()
     failures: list[OSError] = []
     try:
-        trio.run(_serve_until_signal, config, path)
+        trio.run(_serve_until_signal, config, path, fd_store)
     except* OSError as group:  # e.g. the SSH port is taken: a clear line, not a traceback
         failures.extend(_leaves(group))
     for exc in failures:

@@ -281,6 +281,23 @@ class ProcServParser:
         self._state = _LineState.COLLECTING
         self._partial = b""
 
+    def snapshot(self) -> dict[str, str]:
+        """What the parser carries between chunks (invariant 1), as JSON-able values:
+        the line state and the unfinished line (latin-1, so any byte survives)."""
+        return {"state": self._state.name, "partial": self._partial.decode("latin-1")}
+
+    @classmethod
+    def resume(cls, snapshot: dict[str, object]) -> ProcServParser:
+        """A parser in the state `snapshot` gave; ValueError if it is not one."""
+        parser = cls()
+        state, partial = snapshot.get("state"), snapshot.get("partial")
+        if not isinstance(state, str) or state not in _LineState.__members__:
+            raise ValueError(f"not a procServ parser state: {state!r}")
+        if not isinstance(partial, str) or len(partial) > MAX_LINE:
+            raise ValueError("the unfinished line is not a string of at most MAX_LINE")
+        parser._state, parser._partial = _LineState[state], partial.encode("latin-1")
+        return parser
+
     @property
     def buffered_bytes(self) -> int:
         """Bytes carried over from an unfinished line (never more than MAX_LINE)."""
