@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -287,7 +287,7 @@ class ProcServParser:
         return {"state": self._state.name, "partial": self._partial.decode("latin-1")}
 
     @classmethod
-    def resume(cls, snapshot: dict[str, object]) -> ProcServParser:
+    def resume(cls, snapshot: Mapping[str, object]) -> ProcServParser:
         """A parser in the state `snapshot` gave; ValueError if it is not one."""
         parser = cls()
         state, partial = snapshot.get("state"), snapshot.get("partial")

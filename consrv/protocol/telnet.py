@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 __all__ = ["InputEncoder", "TelnetDecoder", "escape_iac"]
 
@@ -73,7 +73,7 @@ class TelnetDecoder:
         return {"state": self._state.name, "negotiation_seen": self._seen}
 
     @classmethod
-    def resume(cls, snapshot: dict[str, object]) -> TelnetDecoder:
+    def resume(cls, snapshot: Mapping[str, object]) -> TelnetDecoder:
         """A decoder in the state `snapshot` gave; ValueError if it is not one."""
         decoder = cls()
         state, seen = snapshot.get("state"), snapshot.get("negotiation_seen")
