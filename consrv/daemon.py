@@ -18,7 +18,7 @@ import trio
 import trio_asyncio
 from prometheus_client.registry import Collector
 
-from consrv import exposure
+from consrv import exposure, successor
 from consrv.audit import AuditLog
 from consrv.config import Config, ConfigError, load_config
 from consrv.config.web import restart_only
@@ -40,6 +40,7 @@ from consrv.sdnotify import Notifier, watchdog_forever
 from consrv.service import Service
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
+from consrv.successor import Successor
 from consrv.web.server import WebFront, make_web
 
 logger = logging.getLogger(__name__)
@@ -235,9 +236,13 @@ async def _report_status(notifier: Notifier, registry: Registry, front: SSHFront
 
 async def _serve_until_signal(config: Config, path: Path | None, fd_store: bool) -> None:
     notifier = Notifier.from_environ()
-    handover = Handover.from_environ(notifier) if fd_store else None
+    handover = Handover.from_environ(
+        notifier, fd_store=fd_store, from_predecessor=successor.from_predecessor()
+    )
+    heir: Successor | None = None  # SIGUSR2: the process the consoles go to
     send, receive = trio.open_memory_channel[Path](1)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+    with trio.open_signal_receiver(*wanted) as signals:
         async with trio.open_nursery() as nursery:
             serving = functools.partial(
                 serve, config, notifier=notifier, reloads=receive, handover=handover
@@ -252,25 +257,46 @@ async def _serve_until_signal(config: Config, path: Path | None, fd_store: bool)
                     with contextlib.suppress(trio.WouldBlock):  # one already waiting is enough
                         send.send_nowait(path)
                     continue
+                if signum == signal.SIGUSR2:
+                    heir = await _upgrade(handover, notifier)
+                    if heir is None:
+                        continue
+                    nursery.cancel_scope.cancel()
+                    break
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 notifier.stopping()
-                if handover is not None and signum == signal.SIGTERM:
-                    await _arm_handover(handover)
+                if signum == signal.SIGTERM and await handover.is_restart():
+                    logger.info("systemd restarts consrv: handing the consoles on through it")
+                    await _hand_over(handover)
                 nursery.cancel_scope.cancel()
                 break
-    if handover is not None and handover.restarting:
-        handover.store()
+    if handover.restarting:
+        handover.store(heir)
     notifier.close()
 
 
-async def _arm_handover(handover: Handover) -> None:
-    """systemd restarts us (an upgrade): the next process goes on from here."""
-    if await handover.is_restart() and handover.registry is not None:
-        logger.info("systemd restarts consrv: handing the consoles and listeners on")
-        handover.restarting = True
-        if handover.before_release is not None:  # users told while the consoles still drain
-            await handover.before_release(handover)
-        handover.arm(handover.registry.consoles)
+async def _upgrade(handover: Handover, notifier: Notifier) -> Successor | None:
+    """SIGUSR2: start the next consrv beside this one; once it is ready, it becomes
+    systemd's main process and gets the consoles (consrv/successor.py). None: we stay."""
+    if handover.registry is None:
+        return None
+    heir = await Successor.start()
+    if heir is None:
+        return None
+    logger.info("upgrade: pid %d is ready: handing the consoles on to it", heir.pid)
+    if notifier.notify(MAINPID=heir.pid):
+        notifier.barrier()
+    await _hand_over(handover)
+    return heir
+
+
+async def _hand_over(handover: Handover) -> None:
+    """The next process goes on from here: users told while the consoles still drain."""
+    assert handover.registry is not None
+    handover.restarting = True
+    if handover.before_release is not None:
+        await handover.before_release(handover)
+    handover.arm(handover.registry.consoles)
 
 
 def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:

@@ -99,6 +99,32 @@ def _received(environ: Mapping[str, str]) -> dict[str, list[int]]:
     return found
 
 
+class Receiver(Protocol):
+    """Where a restart leaves the descriptors: systemd's store, or the successor."""
+
+    def send_fds(self, name: str, fds: list[int]) -> bool:
+        """Pass duplicates of `fds` under `name`; False if that failed."""
+
+    def confirm(self) -> bool:
+        """Wait until the receiver holds everything sent; False if it did not say so."""
+
+
+class _Systemd:
+    """systemd's file descriptor store, through sd_notify."""
+
+    def __init__(self, notifier: Notifier) -> None:
+        self.notifier = notifier
+
+    def send_fds(self, name: str, fds: list[int]) -> bool:
+        return self.notifier.store_fds(name, fds)
+
+    def confirm(self) -> bool:
+        return self.notifier.barrier()
+
+    def __str__(self) -> str:
+        return "systemd"
+
+
 class _Consoles(Protocol):
     """The registry, as the hand-over sees it."""
 
@@ -126,8 +152,10 @@ class Handover:
         scope: str = "system",
         unit: str | None = None,
         received: dict[str, list[int]] | None = None,
+        fd_store: bool = True,
     ) -> None:
         self.notifier, self.scope, self.unit = notifier, scope, unit
+        self.fd_store = fd_store  # SIGTERM in a systemd restart leaves all in its store
         self.restarting = False  # set by `arm`: the consoles' connections go on
         self._released = _Released()
         self._state: dict[str, Any] = {}
@@ -141,14 +169,25 @@ class Handover:
         self._take(received or {})
 
     @classmethod
-    def from_environ(cls, notifier: Notifier, environ: Mapping[str, str] | None = None) -> Handover:
-        """The hand-over for a process systemd started: what it passed, our unit and scope."""
+    def from_environ(
+        cls,
+        notifier: Notifier,
+        *,
+        fd_store: bool,
+        from_predecessor: dict[str, list[int]] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Handover:
+        """This process's hand-over: what a predecessor passed (consrv/successor.py), else
+        with `fd_store` what systemd passed; our unit and the manager's scope."""
         env = os.environ if environ is None else environ
         unit = None
         with contextlib.suppress(OSError):
             unit = unit_of_cgroup(Path("/proc/self/cgroup").read_text())
         scope = "user" if env.get("MANAGERPID") else "system"
-        handover = cls(notifier, scope=scope, unit=unit, received=_received(env))
+        received = from_predecessor
+        if received is None and fd_store:
+            received = _received(env)
+        handover = cls(notifier, scope=scope, unit=unit, received=received, fd_store=fd_store)
         for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             os.environ.pop(key, None)  # not for the processes consrv starts
         return handover
@@ -166,7 +205,7 @@ class Handover:
             logger.warning("hand-over: %d descriptor(s) named %r: not ours, closed", len(fds), name)
             for fd in fds:
                 os.close(fd)
-        if self._consoles or self._listeners or self._state:
+        if self.fd_store and (self._consoles or self._listeners or self._state):
             for name in (STATE_NAME, CONSOLE_NAME, LISTENER_NAME):
                 self.notifier.remove_fds(name)  # systemd's copies would hold them open
 
@@ -260,7 +299,7 @@ class Handover:
 
     async def is_restart(self) -> bool:
         """Whether systemd is restarting this unit (its job is ``restart``), not stopping it."""
-        if not self.notifier.enabled or self.unit is None:
+        if not self.fd_store or not self.notifier.enabled or self.unit is None:
             return False
         argv = ["systemctl", "--no-pager", "list-jobs", "--no-legend", "--plain", "--", self.unit]
         if self.scope == "user":
@@ -313,9 +352,11 @@ class Handover:
         self._released.listener_fds.append(os.dup(fd))
         self._state["listeners_released_at"] = time.time()
 
-    def store(self) -> None:
-        """After the task tree ended: give systemd the sockets and the state; wait until it
-        has them (BARRIER=1) so none is lost as this process exits."""
+    def store(self, to: Receiver | None = None) -> None:
+        """After the task tree ended: give the sockets and the state `to` the successor
+        (default: systemd's store), and wait until it has them (BARRIER=1) so none is
+        lost as this process exits."""
+        to = to or _Systemd(self.notifier)
         released = self._released
         for name, entry in released.consoles.items():  # the line state once all is written
             log = released.released[name].log
@@ -332,18 +373,19 @@ class Handover:
             os.write(memfd, json.dumps(state).encode())
             stored = all(
                 [
-                    *(self.notifier.store_fds(CONSOLE_NAME, [fd]) for fd in released.console_fds),
-                    *(self.notifier.store_fds(LISTENER_NAME, [fd]) for fd in released.listener_fds),
-                    self.notifier.store_fds(STATE_NAME, [memfd]),
+                    *(to.send_fds(CONSOLE_NAME, [fd]) for fd in released.console_fds),
+                    *(to.send_fds(LISTENER_NAME, [fd]) for fd in released.listener_fds),
+                    to.send_fds(STATE_NAME, [memfd]),
                 ]
             )
-            confirmed = self.notifier.barrier()
+            confirmed = to.confirm()
         finally:
             for fd in (*released.console_fds, *released.listener_fds, memfd):
                 os.close(fd)
         logger.info(
-            "hand-over: %d console(s) and %d listener(s) given to systemd%s",
+            "hand-over: %d console(s) and %d listener(s) given to %s%s",
             len(released.console_fds),
             len(released.listener_fds),
+            to,
             "" if stored and confirmed else " (not all confirmed: some output may be lost)",
         )

@@ -37,6 +37,11 @@ from tests.waits import wait_until
 pytestmark = pytest.mark.integration
 
 RESTARTS = 5
+WATCHDOG = 2  # seconds; the test outlives it after the last restart
+# SIGUSR2 (a successor started beside the old process): the consoles unread and a
+# reconnect, each at most this (measured: ~0.05 s and ~0.2 s under a load of 28 on 2
+# cores; the targets are 0.5 s and 1 s: generous for loaded CI machines).
+SUCCESSOR_BOUND = 2.0
 LINES_PER_SECOND = 100
 # A user reconnecting at once is in within this (the issue's bound is 1 s on an idle
 # host; this 2-core machine runs several test suites at once: see docs/performance.md).
@@ -73,12 +78,19 @@ def attach_argv(port: int, key: Path) -> list[str]:
 def consrv_unit(config: Path, stderr: Path, runtime_dir: Path) -> str:
     """consrv.service for a user manager: its notify and fd-store lines, this venv's consrv."""
     program = Path(sys.executable).parent / "consrv"
-    lines = ["[Unit]", "Description=consrv (user scope)", "[Service]"]
-    for line in CONSRV_UNIT.read_text().splitlines():
+    unit = CONSRV_UNIT.read_text().splitlines()
+    lines = ["[Unit]", "Description=consrv (user scope)"]
+    lines += [line for line in unit if line.startswith("StartLimit")]
+    lines.append("[Service]")
+    for line in unit:
         if line.split("=", 1)[0] in UNIT_KEYS:
             line = line.replace("/usr/local/bin/consrv", str(program))
             lines.append(line.replace("/etc/consrv/consrv.yaml", str(config)))
-    lines += [f"StandardError=append:{stderr}", f"Environment=XDG_RUNTIME_DIR={runtime_dir}"]
+    lines += [
+        f"StandardError=append:{stderr}",
+        f"Environment=XDG_RUNTIME_DIR={runtime_dir}",
+        f"WatchdogSec={WATCHDOG}",  # short: a process that does not ping is killed in the test
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -105,8 +117,18 @@ def figures(stderr: str, what: str) -> list[float]:
     return [float(x) for x in re.findall(rf"{what} for ([0-9.]+) s", stderr)]
 
 
+async def _trigger(manager: SystemdUser, how: str) -> trio.Process:
+    """Restart consrv ``how``: ``systemctl restart`` (the fd store) or SIGUSR2 (a successor)."""
+    if how == "restart":
+        argv = ["systemctl", "--user", "restart", "consrv.service"]
+    else:
+        argv = ["systemctl", "--user", "kill", "-s", "USR2", "--kill-who=main", "consrv.service"]
+    return await trio.lowlevel.open_process(argv, env=manager.env)
+
+
+@pytest.mark.parametrize("how", ["restart", "usr2"])
 async def test_five_restarts_lose_no_line_and_users_get_back_in(
-    manager: SystemdUser, tmp_path: Path
+    manager: SystemdUser, tmp_path: Path, how: str
 ) -> None:
     alice: UserKey = make_key(tmp_path, "alice")
     port = _free_port()
@@ -141,9 +163,7 @@ async def test_five_restarts_lose_no_line_and_users_get_back_in(
                 await user.expect(rb"n=[0-9]+\r\n")
                 for _ in range(RESTARTS):
                     pid = manager.show("consrv.service", "MainPID")["MainPID"]
-                    restart = await trio.lowlevel.open_process(
-                        ["systemctl", "--user", "restart", "consrv.service"], env=manager.env
-                    )
+                    restart = await _trigger(manager, how)
                     await user.expect(rb"\[consrv: restarting for an upgrade\]")
                     told = time.monotonic()
                     await user.wait()
@@ -152,12 +172,20 @@ async def test_five_restarts_lose_no_line_and_users_get_back_in(
                     await user.expect(rb"attached to counter")
                     reconnects.append(time.monotonic() - told)
                     assert await restart.wait() == 0
-                    assert manager.show("consrv.service", "MainPID")["MainPID"] != pid
+                    wait_until(
+                        lambda old=pid: (  # type: ignore[misc]
+                            manager.show("consrv.service", "MainPID")["MainPID"] not in (old, "0")
+                        ),
+                        "consrv.service's MainPID to be the new process",
+                    )
                     await user.expect(rb"n=[0-9]+\r\n")
             finally:
                 await user.aclose()
             last = log_numbers()[-1]
             wait_until(lambda: log_numbers()[-1] >= last + 100, "1 s more of counter lines")
+            pid = manager.show("consrv.service", "MainPID")["MainPID"]
+            await trio.sleep(WATCHDOG * 1.5)  # the last process pings systemd's watchdog itself
+            assert manager.show("consrv.service", "MainPID")["MainPID"] == pid
         finally:
             manager.systemctl("stop", "consrv.service", check=False)
     numbers = log_numbers()
@@ -168,7 +196,7 @@ async def test_five_restarts_lose_no_line_and_users_get_back_in(
     assert len(unread) == RESTARTS, text
     assert len(deaf) == RESTARTS, text
     print(
-        f"\n{len(numbers)} lines, {RESTARTS} restarts; consoles unread (s): "
+        f"\n{how}: {len(numbers)} lines, {RESTARTS} restarts; consoles unread (s): "
         + " ".join(f"{x:.3f}" for x in unread)
         + "; listener not accepting (s): "
         + " ".join(f"{x:.3f}" for x in deaf)
@@ -177,3 +205,7 @@ async def test_five_restarts_lose_no_line_and_users_get_back_in(
     )
     assert max(reconnects) < RECONNECT_BOUND, reconnects
     assert "refused" not in text
+    if how == "usr2":  # the same unit run all along: no restart as systemd counts them
+        assert manager.show("consrv.service", "NRestarts")["NRestarts"] == "0"
+        assert max(unread) < SUCCESSOR_BOUND, unread
+        assert max(reconnects) < SUCCESSOR_BOUND, reconnects
