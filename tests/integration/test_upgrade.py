@@ -19,6 +19,7 @@ manager, procServ and every ssh are stopped at the end.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import sys
 import time
@@ -29,7 +30,7 @@ import pytest
 import trio
 
 from consrv.demo import ProcServ
-from tests.harness import UserKey, make_key, write_config
+from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.sshclients import PtySSH, ssh_argv
 from tests.systemd_user import CONSRV_UNIT, SystemdUser
 from tests.waits import wait_until
@@ -209,3 +210,43 @@ async def test_five_restarts_lose_no_line_and_users_get_back_in(
         assert manager.show("consrv.service", "NRestarts")["NRestarts"] == "0"
         assert max(unread) < SUCCESSOR_BOUND, unread
         assert max(reconnects) < SUCCESSOR_BOUND, reconnects
+
+
+async def test_a_successor_that_fails_leaves_the_old_process_serving(tmp_path: Path) -> None:
+    """SIGUSR2 after a broken upgrade (here: a config that no longer loads): the new
+    process exits before it is ready; the old one says so and serves on, all of it."""
+    alice = make_key(tmp_path, "alice")
+    counter = ProcServ("counter", tmp_path, [sys.executable, "-c", COUNTER])
+    log_path = tmp_path / "logs" / "counter.log"
+    config = write_config(
+        tmp_path / "consrv.yaml",
+        {
+            "ssh": {"listen": ["127.0.0.1:0"], "host_key": str(tmp_path / "host_key")},
+            "log_dir": str(tmp_path / "logs"),
+            "users": {"alice": {"keys": [alice.public]}},
+            "defaults": {"rw": ["alice"]},
+            "consoles": {"counter": {"socket": str(counter.socket)}},
+        },
+    )
+    consrv = Consrv(config, tmp_path)
+    with counter:
+        consrv.start()
+        try:
+            wait_until(lambda: log_path.exists() and log_path.read_bytes().count(b"n=") > 10,
+                       "counter lines in consrv's log", seen=consrv.stderr)  # fmt: skip
+            config.write_text("ssh: [this is not a mapping\n")
+            assert consrv.process is not None
+            consrv.process.send_signal(signal.SIGUSR2)
+            consrv.wait_for_log(rb"did not get ready \(exit status 2\); still serving")
+            size = log_path.stat().st_size
+            wait_until(lambda: log_path.stat().st_size > size, "more counter lines")
+            listed = await trio.run_process(
+                ssh_argv(consrv.port, alice.private, "console", "list", tty=False),
+                capture_stdout=True,
+                check=False,
+            )
+            assert listed.returncode == 0
+            assert b"counter" in listed.stdout
+        finally:
+            assert consrv.stop() == 0
+    assert "hand-over" not in consrv.stderr()
