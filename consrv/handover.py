@@ -15,7 +15,9 @@ POLLHUP (a procServ that exited) is dropped by systemd on its own.
 
 When: only at a restart. On SIGTERM `is_restart` asks systemd whether the job that
 stops this unit is a restart (``systemctl list-jobs UNIT``); a plain stop hands over
-nothing (systemd would only close it all). Users are told ``restarting for an upgrade``.
+nothing (systemd would only close it all). On SIGUSR2 the same goes to a successor
+started beside this process instead (successor.py: no gap while it imports). Users are
+told ``restarting for an upgrade``.
 
 The state (version 1), keyed by console name; each console's socket is found among the
 descriptors named ``console`` by its (st_dev, st_ino)::
@@ -200,7 +202,11 @@ class Handover:
         for fd in received.pop(CONSOLE_NAME, []):
             self._consoles[_identity(fd)] = fd
         for fd in received.pop(LISTENER_NAME, []):
-            self._listeners.append(socket.socket(fileno=fd))
+            try:
+                self._listeners.append(socket.socket(fileno=fd))
+            except OSError as exc:  # not a socket: nothing to listen on
+                logger.warning("hand-over: a listener that is not a socket (%s): closed", exc)
+                os.close(fd)
         for name, fds in received.items():
             logger.warning("hand-over: %d descriptor(s) named %r: not ours, closed", len(fds), name)
             for fd in fds:
