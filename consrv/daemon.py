@@ -258,7 +258,7 @@ async def _serve_until_signal(config: Config, path: Path | None, fd_store: bool)
                         send.send_nowait(path)
                     continue
                 if signum == signal.SIGUSR2:
-                    heir = await _upgrade(handover, notifier)
+                    heir = await handover.to_successor()
                     if heir is None:
                         continue
                     nursery.cancel_scope.cancel()
@@ -266,37 +266,12 @@ async def _serve_until_signal(config: Config, path: Path | None, fd_store: bool)
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 notifier.stopping()
                 if signum == signal.SIGTERM and await handover.is_restart():
-                    logger.info("systemd restarts consrv: handing the consoles on through it")
-                    await _hand_over(handover)
+                    await handover.hand_over()  # into systemd's fd store
                 nursery.cancel_scope.cancel()
                 break
     if handover.restarting:
         handover.store(heir)
     notifier.close()
-
-
-async def _upgrade(handover: Handover, notifier: Notifier) -> Successor | None:
-    """SIGUSR2: start the next consrv beside this one; once it is ready, it becomes
-    systemd's main process and gets the consoles (consrv/successor.py). None: we stay."""
-    if handover.registry is None:
-        return None
-    heir = await Successor.start()
-    if heir is None:
-        return None
-    logger.info("upgrade: pid %d is ready: handing the consoles on to it", heir.pid)
-    if notifier.notify(MAINPID=heir.pid):
-        notifier.barrier()
-    await _hand_over(handover)
-    return heir
-
-
-async def _hand_over(handover: Handover) -> None:
-    """The next process goes on from here: users told while the consoles still drain."""
-    assert handover.registry is not None
-    handover.restarting = True
-    if handover.before_release is not None:
-        await handover.before_release(handover)
-    handover.arm(handover.registry.consoles)
 
 
 def _leaves(group: BaseExceptionGroup[OSError]) -> list[OSError]:

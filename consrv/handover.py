@@ -54,6 +54,7 @@ from consrv.console import Console, ProcServKeys
 from consrv.protocol.procserv import ProcServParser
 from consrv.protocol.telnet import TelnetDecoder
 from consrv.sdnotify import Notifier
+from consrv.successor import Successor
 
 __all__ = ["FAREWELL", "Handover", "unit_of_cgroup"]
 
@@ -66,8 +67,8 @@ LISTENER_NAME = "ssh-listen"
 FIRST_FD = 3  # SD_LISTEN_FDS_START
 # What users are told when consrv stops for a restart.
 FAREWELL = "restarting for an upgrade"
-# Asking systemd which job stops us: bounded, a stop must not hang on it.
-JOB_QUERY_TIMEOUT = 3.0
+# Asking systemd which job stops us: bounded (TimeoutStopSec=10), a stop must not hang.
+JOB_QUERY_TIMEOUT = 5.0
 
 Identity = tuple[int, int]
 
@@ -304,9 +305,18 @@ class Handover:
     # -- handing on (the old process) ---------------------------------------
 
     async def is_restart(self) -> bool:
-        """Whether systemd is restarting this unit (its job is ``restart``), not stopping it."""
+        """Whether to leave the consoles in systemd's store at this SIGTERM: unless systemd
+        says its job for this unit is a plain ``stop`` (then it would only close them).
+        If systemd cannot be asked, they are left there: losing nothing comes first."""
         if not self.fd_store or not self.notifier.enabled or self.unit is None:
             return False
+        job = await self._job()
+        logger.info("SIGTERM: systemd's job for %s: %s", self.unit, job or "unknown")
+        return job != "stop"
+
+    async def _job(self) -> str | None:
+        """systemd's job for our unit (``restart``, ``stop``, ...); None if unknown."""
+        assert self.unit is not None
         argv = ["systemctl", "--no-pager", "list-jobs", "--no-legend", "--plain", "--", self.unit]
         if self.scope == "user":
             argv.insert(1, "--user")
@@ -315,11 +325,38 @@ class Handover:
                 result = await trio.run_process(argv, capture_stdout=True, check=False)
             except OSError as exc:
                 logger.warning("hand-over: cannot ask systemd for our job: %s", exc)
-                return False
-            jobs = result.stdout.decode(errors="replace").split()
-            return "restart" in jobs
+                return None
+            for line in result.stdout.decode(errors="replace").splitlines():
+                words = line.split()  # JOB UNIT TYPE STATE
+                if len(words) >= 3 and words[1] == self.unit:
+                    return words[2]
+            return None
         logger.warning("hand-over: systemctl list-jobs took over %g s", JOB_QUERY_TIMEOUT)
-        return False
+        return None
+
+    async def hand_over(self) -> None:
+        """The next process goes on from here: the SSH front keeps its listeners and tells
+        its users while the consoles still drain, then each console is armed to hand on
+        its connection as its reader ends (the caller cancels the task tree)."""
+        assert self.registry is not None
+        self.restarting = True
+        if self.before_release is not None:
+            await self.before_release(self)
+        self.arm(self.registry.consoles)
+
+    async def to_successor(self) -> Successor | None:
+        """SIGUSR2: start the next consrv beside this one; once it is ready it becomes
+        systemd's main process and the consoles go to it (successor.py). None: we stay."""
+        if self.registry is None:
+            return None
+        heir = await Successor.start()
+        if heir is None:
+            return None
+        logger.info("upgrade: pid %d is ready: handing the consoles on to it", heir.pid)
+        if self.notifier.notify(MAINPID=heir.pid):
+            self.notifier.barrier()
+        await self.hand_over()
+        return heir
 
     def arm(self, consoles: Mapping[str, Console]) -> None:
         """A restart: each console hands on its connection as its reader task ends."""
