@@ -206,8 +206,8 @@ async def test_five_restarts_lose_no_line_and_users_get_back_in(
     )
     assert max(reconnects) < RECONNECT_BOUND, reconnects
     assert "refused" not in text
-    told = "given to systemd" if how == "restart" else "given to the new process"
-    assert text.count(told) == RESTARTS, text  # and the final `systemctl stop` hands over nothing
+    given = "given to systemd" if how == "restart" else "given to the new process"
+    assert text.count(given) == RESTARTS, text  # and the final `systemctl stop` hands over nothing
     assert text.count("hand-over: 1 console(s)") == RESTARTS, text
     if how == "restart":
         assert text.rstrip().endswith("INFO consrv.daemon: stopped"), text
