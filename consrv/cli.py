@@ -31,6 +31,12 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the console server in the foreground")
     serve.add_argument("--config", type=Path, required=True, help="the YAML config file")
     serve.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    serve.add_argument(
+        "--fd-store",
+        action="store_true",
+        help="under systemd with FileDescriptorStoreMax=: keep the consoles and the SSH"
+        " listeners across a restart (docs/operations.md, Upgrades)",
+    )
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("--config", type=Path, required=True, help="the YAML config file")
     sub.add_parser("version", help="print the version")
@@ -92,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
     from consrv import daemon  # the server's imports are only needed to serve
 
     daemon.setup_logging(args.verbose)
-    return daemon.run(config, args.config)
+    return daemon.run(config, args.config, fd_store=getattr(args, "fd_store", False))

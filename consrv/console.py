@@ -213,6 +213,11 @@ class Console:
         self.watcher: PathWatcher | None = None
         # While connected to a UNIX socket: the connection's scope and the socket's identity.
         self._serving: tuple[trio.CancelScope, tuple[int, int, int]] | None = None
+        # A restart hands the connection to the next consrv process (handover.py): a
+        # connection to take over before connecting (`adopt`), and, once set, whom to
+        # give the connection and its decoder states to when the reader task ends.
+        self._adopted: tuple[trio.SocketStream, TelnetDecoder, ProcServParser] | None = None
+        self.release: Release | None = None
 
     # -- viewers and the write lock --------------------------------------
     def attach(self, viewer: Viewer, *, write: bool = False, force: bool = False) -> None:
@@ -363,10 +368,20 @@ class Console:
         return True
 
     # -- the reader task -------------------------------------------------
+    def adopt(
+        self, stream: trio.SocketStream, decoder: TelnetDecoder, parser: ProcServParser
+    ) -> None:
+        """Take over a connection the previous consrv process held (before `run`):
+        `run` drains it first, from the decoders' states, without a new greeting."""
+        self._adopted = (stream, decoder, parser)
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect, drain, reconnect with backoff; forever (cancel to stop)."""
         task_status.started()
         backoff = Backoff()
+        if self._adopted is not None:
+            adopted, self._adopted = self._adopted, None
+            await self._serve(*adopted)
         while True:
             seen = self._identity()
             try:
@@ -398,20 +413,29 @@ class Console:
             logger.warning("%s: cannot connect to %s: %s", self.name, self.target, text)
             self._last_error = text
 
-    async def _serve(self, stream: trio.SocketStream) -> None:
+    async def _serve(
+        self,
+        stream: trio.SocketStream,
+        decoder: TelnetDecoder | None = None,
+        parser: ProcServParser | None = None,
+    ) -> None:
         identity = self._identity()
+        adopted = decoder is not None
+        decoder, parser = decoder or TelnetDecoder(), parser or ProcServParser()
         async with stream:
-            self._set_up(stream)
+            self._set_up(stream, adopted=adopted)
             try:
                 with trio.CancelScope() as scope:
                     if identity is not None:
                         self._serving = (scope, identity)
-                    await self._drain(stream)
+                    await self._drain(stream, decoder, parser)
             except (trio.BrokenResourceError, OSError) as exc:
                 logger.info("%s: connection lost: %s", self.name, exc)
             finally:
                 self._serving = None
-                self._set_down()
+                if self.release is not None:  # a restart: the next process goes on from here
+                    self.release(self, stream, decoder, parser)
+                self._set_down(quiet=self.release is not None)
 
     def check_path(self) -> None:
         """While connected: if another socket has taken our path (a new procServ), move to it.
@@ -429,29 +453,40 @@ class Console:
             self._serving = None
             scope.cancel()
 
-    async def _drain(self, stream: trio.SocketStream) -> None:
-        decoder, parser = TelnetDecoder(), ProcServParser()
+    async def _drain(
+        self, stream: trio.SocketStream, decoder: TelnetDecoder, parser: ProcServParser
+    ) -> None:
+        # Cancelled only while waiting for a read (trio's receive is atomic): a chunk
+        # once read is decoded, shown and logged whole, so a restart that hands the
+        # connection on (handover.py) leaves nothing read and not logged.
         while data := await stream.receive_some(READ_SIZE):
-            if BATCH_FROM <= len(data) < BATCH_ENOUGH:
-                await trio.sleep(BATCH_WAIT)
-                data += _read_ready(stream, READ_SIZE)
-            output = decoder.receive_data(data)
-            if output:
-                await self._on_output(output)
-                for event in parser.receive_data(output):
-                    self._on_event(event)
+            with trio.CancelScope(shield=True):
+                if BATCH_FROM <= len(data) < BATCH_ENOUGH:
+                    await trio.sleep(BATCH_WAIT)
+                    data += _read_ready(stream, READ_SIZE)
+                output = decoder.receive_data(data)
+                if output:
+                    await self._on_output(output)
+                    for event in parser.receive_data(output):
+                        self._on_event(event)
 
-    def _set_up(self, stream: trio.SocketStream) -> None:
+    def _set_up(self, stream: trio.SocketStream, *, adopted: bool = False) -> None:
         self._stream, self.up, self._last_error = stream, True, None
-        self.keys = ProcServKeys()
         self.stats.connects += 1
+        if adopted:  # the keys and the child's state came with it; no line in the log
+            logger.info("%s: took over the connection to %s", self.name, self.target)
+            return
+        self.keys = ProcServKeys()
         logger.info("%s: connected to %s", self.name, self.target)
         self.log_event(f"upstream up ({self.target})")
         self.announce(f"{self.name} up")
 
-    def _set_down(self) -> None:
-        self._stream, self.up, self.child_running = None, False, None
+    def _set_down(self, *, quiet: bool = False) -> None:
+        self._stream, self.up = None, False
         self.stats.disconnects += 1
+        if quiet:  # handed over: an event line could split the line the IOC is printing
+            return
+        self.child_running = None
         logger.info("%s: disconnected from %s", self.name, self.target)
         self.log_event("upstream down")
         self.announce(f"{self.name} down")
@@ -516,6 +551,19 @@ class Console:
                 self.keys = dataclasses.replace(self.keys, logout=key)
             case _:
                 pass
+
+
+class Release(Protocol):
+    """Takes a console's connection when a restart hands it on (handover.py): called
+    as the reader task ends, before the stream is closed (so: dup the descriptor)."""
+
+    def __call__(
+        self,
+        console: Console,
+        stream: trio.SocketStream,
+        decoder: TelnetDecoder,
+        parser: ProcServParser,
+    ) -> None: ...
 
 
 class _Matcher(Protocol):

@@ -119,6 +119,16 @@ class ConsoleLog:
         """True from a failed attempt until the next successful write."""
         return self._failing
 
+    @property
+    def at_line_start(self) -> bool:
+        """Whether the next output byte starts a line (stamped, with ``timestamps``).
+        Set by a console handed over from the previous consrv process (handover.py)."""
+        return self._at_line_start
+
+    @at_line_start.setter
+    def at_line_start(self, value: bool) -> None:
+        self._at_line_start = value
+
     def write_output(self, data: bytes) -> None:
         """Log a chunk of console output (never raises)."""
         if not data or self._waiting(len(data)):

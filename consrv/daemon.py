@@ -18,12 +18,13 @@ import trio
 import trio_asyncio
 from prometheus_client.registry import Collector
 
-from consrv import exposure
+from consrv import exposure, successor
 from consrv.audit import AuditLog
 from consrv.commands import Shell
 from consrv.config import Config, ConfigError, load_config, restart_only
 from consrv.fleet import Gateway, GatewayKeyError, build_gateway, prepare_reload
 from consrv.fleet.metrics import FleetCollector
+from consrv.handover import Handover
 from consrv.host import Host
 from consrv.ioc import IocManager, Systemctl, SystemctlError
 from consrv.logins import LoginTokens
@@ -40,6 +41,7 @@ from consrv.ssh import compat
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
 from consrv.ssh.stats import SshStats
+from consrv.successor import Successor
 from consrv.web.server import WebFront, make_web
 
 logger = logging.getLogger(__name__)
@@ -52,17 +54,25 @@ async def serve(
     *,
     notifier: Notifier | None = None,
     reloads: trio.MemoryReceiveChannel[Path] | None = None,
+    handover: Handover | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run consrv until cancelled; ``task_status`` gets the bound SSH addresses.
 
     Each path received on `reloads` is a request to re-read the config from it.
+    `handover`: connections the previous process left in systemd's store are taken
+    over, and at a restart this one's are left there (consrv/handover.py).
     """
     notifier = notifier or Notifier(None)
     audit = AuditLog(config.audit_log, max_size=config.log.max_size, keep=config.log.keep)
     async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
         registry = Registry(config, audit)
+        if handover is not None:
+            registry.on_add = handover.adopt
         await nursery.start(registry.run)
+        if handover is not None:
+            handover.finish_adopting()
+            handover.registry = registry
         iocs = _ioc_manager(config)
         if iocs is not None:
             nursery.start_soon(_run_iocs, registry, iocs)
@@ -75,6 +85,9 @@ async def serve(
             await nursery.start(gateway.run)
         front = SSHFront(config, host, gateway or shell, ssh_stats, audit, tunnels=gateway)
         ssh_stats.sessions = front.session_roles
+        front.handover = handover
+        if handover is not None:
+            handover.before_release = front.restart_goodbye
         reload_stats = ReloadStats()
         if reloads is not None:
             reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
@@ -92,6 +105,8 @@ async def serve(
             # serve_metrics logs "metrics on http://HOST:PORT/metrics" (IPv6 in brackets)
             await nursery.start(serve_metrics, config.metrics_listen, metrics_registry(*collectors))
         addresses = await nursery.start(front.serve)
+        if handover is not None:
+            handover.close_unclaimed_listeners()
         for host, port in addresses:
             logger.info("ssh listening on %s:%d", host, port)
         logger.info("serving %d console(s)", len(registry.consoles))
@@ -221,12 +236,19 @@ async def _report_status(notifier: Notifier, registry: Registry, front: SSHFront
         notifier.status(_status(registry, front))
 
 
-async def _serve_until_signal(config: Config, path: Path | None) -> None:
+async def _serve_until_signal(config: Config, path: Path | None, fd_store: bool) -> None:
     notifier = Notifier.from_environ()
+    handover = Handover.from_environ(
+        notifier, fd_store=fd_store, from_predecessor=successor.from_predecessor()
+    )
+    heir: Successor | None = None  # SIGUSR2: the process the consoles go to
     send, receive = trio.open_memory_channel[Path](1)
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+    wanted = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2)
+    with trio.open_signal_receiver(*wanted) as signals:
         async with trio.open_nursery() as nursery:
-            serving = functools.partial(serve, config, notifier=notifier, reloads=receive)
+            serving = functools.partial(
+                serve, config, notifier=notifier, reloads=receive, handover=handover
+            )
             await nursery.start(serving)
             async for signum in signals:
                 if signum == signal.SIGHUP:
@@ -237,10 +259,20 @@ async def _serve_until_signal(config: Config, path: Path | None) -> None:
                     with contextlib.suppress(trio.WouldBlock):  # one already waiting is enough
                         send.send_nowait(path)
                     continue
+                if signum == signal.SIGUSR2:
+                    heir = await handover.to_successor()
+                    if heir is None:
+                        continue
+                    nursery.cancel_scope.cancel()
+                    break
                 logger.info("%s: stopping", signal.Signals(signum).name)
                 notifier.stopping()
+                if signum == signal.SIGTERM and await handover.is_restart():
+                    await handover.hand_over()  # into systemd's fd store
                 nursery.cancel_scope.cancel()
                 break
+    if handover.restarting:
+        handover.store(heir)
     notifier.close()
 
 
@@ -265,8 +297,12 @@ def setup_logging(verbose: bool = False) -> None:
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
 
 
-def run(config: Config, path: Path | None = None) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`)."""
+def run(config: Config, path: Path | None = None, *, fd_store: bool = False) -> int:
+    """Serve in the foreground until SIGTERM or SIGINT (SIGHUP re-reads `path`).
+
+    `fd_store`: take over what systemd's file descriptor store holds, and at a
+    restart leave the consoles and listeners there (consrv/handover.py).
+    """
     for warning in exposure.warnings(config):
         logger.warning("%s", warning)
     refused = exposure.fleet_refusals(config)  # the host key is refused by the SSH front
@@ -282,7 +318,7 @@ def run(config: Config, path: Path | None = None) -> int:
     raise_descriptor_limit()
     failures: list[OSError] = []
     try:
-        trio.run(_serve_until_signal, config, path)
+        trio.run(_serve_until_signal, config, path, fd_store)
     except* OSError as group:  # e.g. the SSH port is taken: a clear line, not a traceback
         failures.extend(_leaves(group))
     for exc in failures:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -156,6 +156,9 @@ class Registry:
         self._path_subs: dict[str, Subscription] = {}
         self._glob_subs: dict[Path, Subscription] = {}
         self._rediscover = trio.Event()
+        # Called with each new console before its task starts (handover.py takes over
+        # the connection the previous consrv process held).
+        self.on_add: Callable[[Console], None] | None = None
 
     def get(self, name: str) -> Console | None:
         return self.consoles.get(name)
@@ -194,6 +197,8 @@ class Registry:
             self._path_subs[cfg.name] = sub
         self.consoles[cfg.name] = console
         self.settings[cfg.name] = cfg
+        if self.on_add is not None:
+            self.on_add(console)
         self._scopes[cfg.name] = scope = trio.CancelScope()
         self._nursery.start_soon(_run_console, console, scope, name=f"console:{cfg.name}")
         return console

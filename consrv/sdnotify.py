@@ -1,5 +1,8 @@
 """sd_notify: telling systemd that consrv is ready, busy, stopping or alive; silent elsewhere.
 
+Also the file descriptor store (FDSTORE=1 with FDNAME=, FDSTOREREMOVE=1, and BARRIER=1 to
+know systemd has them all), which carries consoles across a restart (handover.py).
+
 `Notifier.from_environ()` reads ``NOTIFY_SOCKET`` (a path, or ``@name`` for an abstract
 socket). Without it every call is a no-op, so consrv runs the same under systemd, in a
 terminal and in tests. Each message is one ``AF_UNIX`` datagram of ``KEY=VALUE`` lines,
@@ -12,9 +15,11 @@ Must not know: what consrv does, SSH, consoles.
 
 from __future__ import annotations
 
+import array
 import logging
 import os
 import re
+import select
 import socket
 from collections.abc import Mapping
 
@@ -101,6 +106,50 @@ class Notifier:
     def watchdog(self) -> bool:
         """WATCHDOG=1: still alive."""
         return self.notify(WATCHDOG=1)
+
+    def store_fds(self, name: str, fds: list[int], timeout: float = 2.0) -> bool:
+        """FDSTORE=1 with FDNAME=`name`: systemd keeps duplicates of `fds` for the next
+        start of this service (FileDescriptorStoreMax=). Waits for room on the socket
+        (up to `timeout`): a restart may store many at once. False when disabled or failed."""
+        message = f"FDSTORE=1\nFDNAME={name}".encode()
+        return self._send_with_fds(message, fds, timeout)
+
+    def remove_fds(self, name: str) -> bool:
+        """FDSTOREREMOVE=1: systemd closes its copies of the descriptors named `name`."""
+        return self.notify(FDSTOREREMOVE=1, FDNAME=name)
+
+    def barrier(self, timeout: float = 2.0) -> bool:
+        """BARRIER=1: wait until systemd has handled every message sent before (it
+        closes the pipe it is given then). True when it did within `timeout`."""
+        if self.address is None:
+            return False
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        try:
+            sent = self._send_with_fds(b"BARRIER=1", [write_end], timeout)
+            os.close(write_end)
+            write_end = -1
+            if not sent:
+                return False
+            poller = select.poll()
+            poller.register(read_end, select.POLLHUP)
+            return bool(poller.poll(int(timeout * 1000)))
+        finally:
+            os.close(read_end)
+            if write_end >= 0:
+                os.close(write_end)
+
+    def _send_with_fds(self, message: bytes, fds: list[int], timeout: float) -> bool:
+        if self.address is None:
+            return False
+        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+                sock.settimeout(timeout)
+                sock.sendmsg([message], rights, 0, self.address)
+        except OSError as exc:
+            self._report(exc)
+            return False
+        return True
 
     def close(self) -> None:
         if self._socket is not None:

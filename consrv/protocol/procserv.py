@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
@@ -280,6 +280,23 @@ class ProcServParser:
     def __init__(self) -> None:
         self._state = _LineState.COLLECTING
         self._partial = b""
+
+    def snapshot(self) -> dict[str, str]:
+        """What the parser carries between chunks (invariant 1), as JSON-able values:
+        the line state and the unfinished line (latin-1, so any byte survives)."""
+        return {"state": self._state.name, "partial": self._partial.decode("latin-1")}
+
+    @classmethod
+    def resume(cls, snapshot: Mapping[str, object]) -> ProcServParser:
+        """A parser in the state `snapshot` gave; ValueError if it is not one."""
+        parser = cls()
+        state, partial = snapshot.get("state"), snapshot.get("partial")
+        if not isinstance(state, str) or state not in _LineState.__members__:
+            raise ValueError(f"not a procServ parser state: {state!r}")
+        if not isinstance(partial, str) or len(partial) > MAX_LINE:
+            raise ValueError("the unfinished line is not a string of at most MAX_LINE")
+        parser._state, parser._partial = _LineState[state], partial.encode("latin-1")
+        return parser
 
     @property
     def buffered_bytes(self) -> int:

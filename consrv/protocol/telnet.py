@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 __all__ = ["InputEncoder", "TelnetDecoder", "escape_iac"]
 
@@ -63,6 +63,26 @@ class TelnetDecoder:
             _State.SB: self._in_sb,
             _State.SB_IAC: self._in_sb_iac,
         }
+
+    def snapshot(self) -> dict[str, str | bool]:
+        """What the decoder remembers between chunks, as JSON-able values (invariant 1).
+
+        `resume` makes a decoder that goes on from exactly here: used to hand a
+        connection to the next consrv process (handover.py).
+        """
+        return {"state": self._state.name, "negotiation_seen": self._seen}
+
+    @classmethod
+    def resume(cls, snapshot: Mapping[str, object]) -> TelnetDecoder:
+        """A decoder in the state `snapshot` gave; ValueError if it is not one."""
+        decoder = cls()
+        state, seen = snapshot.get("state"), snapshot.get("negotiation_seen")
+        if not isinstance(state, str) or state not in _State.__members__:
+            raise ValueError(f"not a telnet decoder state: {state!r}")
+        if not isinstance(seen, bool):
+            raise ValueError(f"negotiation_seen is not true or false: {seen!r}")
+        decoder._state, decoder._seen = _State[state], seen
+        return decoder
 
     @property
     def negotiation_seen(self) -> bool:

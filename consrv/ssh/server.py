@@ -25,6 +25,7 @@ from consrv.access import Role
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, split_ca_line
 from consrv.contracts import Commands, Input, Login, notice_bytes
+from consrv.handover import FAREWELL, Handover
 from consrv.host import Host
 from consrv.session import Session
 from consrv.ssh import compat
@@ -43,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 _conn_ids = itertools.count(1)
 CLOSE_TIMEOUT = 2.0
+# At a restart, how long users' clients have to hang up after being told.
+GOODBYE_WAIT = 0.5
 # Bytes queued for a user beyond which consrv stops reading what they send.
 OUTPUT_LIMIT = 1 << 20
 # Input kept for a session whose command has not started reading yet; then it is paused.
@@ -80,13 +83,16 @@ class SSHFront:
         self.stats.unauthenticated = lambda: self.admission.startups
         self.accept_errors = AcceptErrors(self.stats.accept_error)
         self.refusals = RefusalLog()
+        # A restart: listeners come from and go to the next process (consrv/handover.py).
+        self.handover: Handover | None = None
+        self.acceptors: list[asyncssh.SSHAcceptor] = []
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
         host_key = load_or_create_host_key(self.config.ssh.host_key)
-        acceptors: list[asyncssh.SSHAcceptor] = []
+        acceptors = self.acceptors
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
         compat.run_ready_callbacks_together(loop)
@@ -102,14 +108,31 @@ class SSHFront:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                 await self._close(acceptors)
 
+    async def restart_goodbye(self, handover: Handover) -> None:
+        """A restart (consrv/handover.py): stop accepting, leaving the listening sockets
+        open for the next process (a user reconnecting waits in the kernel's queue), then
+        tell every user and wait (briefly) for their clients to hang up, so the notice
+        is shown: OpenSSH exits on a disconnect without printing what came before it."""
+        for acceptor in self.acceptors:
+            for sock in acceptor.sockets:
+                handover.keep_listener(sock.fileno())
+            acceptor.close()
+        for chan_session in list(self.sessions):
+            chan_session.say_goodbye(FAREWELL)
+        with trio.move_on_after(GOODBYE_WAIT):
+            while self.connections:  # noqa: ASYNC110 (emptied by asyncssh's callbacks; at most GOODBYE_WAIT)
+                await trio.sleep(0.01)
+
     async def _listen(
         self, host: str, port: int, host_key: asyncssh.SSHKey
     ) -> asyncssh.SSHAcceptor:
         create = trio_asyncio.aio_as_trio(asyncssh.create_server)
+        sock = self.handover.listener(host, port) if self.handover is not None else None
         acceptor: asyncssh.SSHAcceptor = await create(
             lambda: _Server(self),
             host,
             port,
+            sock=sock,  # handed over by the previous process: connections waiting in it
             server_host_keys=[host_key],
             kex_algs=compat.kex_algs(),  # curve25519-sha256 first, for Dropbear: see compat
             encryption_algs=self.config.ssh.ciphers,  # never CBC: see docs/upstream.md
@@ -515,9 +538,9 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
                     f"your access to {name} changed ({session.role.value} -> {now}): attach again",
                 )
 
-    def say_goodbye(self) -> None:
+    def say_goodbye(self, text: str = "shutting down") -> None:
         """consrv is stopping: tell the user, end the channel with a non-zero status."""
-        self.write_notice(notice_bytes("shutting down", pty=self.pty))
+        self.write_notice(notice_bytes(text, pty=self.pty))
         if not self._closed and self.chan is not None:
             self.chan.exit(255)
             self._closed = True

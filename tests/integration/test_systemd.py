@@ -350,7 +350,7 @@ async def test_systemctl_without_a_manager_fails_with_a_clear_message(tmp_path: 
 
 SANDBOX_SKIP = {  # [Service] settings that are not sandboxing, or that need a system manager
     "Type", "NotifyAccess", "ExecStartPre", "ExecStart", "ExecReload", "Restart",
-    "RestartSec", "TimeoutStopSec", "WatchdogSec",
+    "RestartSec", "TimeoutStopSec", "WatchdogSec", "FileDescriptorStoreMax",
     "User", "Group", "SupplementaryGroups",  # no consrv user or ioc group on test hosts
 }  # fmt: skip
 
