@@ -254,6 +254,7 @@ FRONT_MAY_IMPORT = frozenset(
         "consrv.contracts", "consrv.host", "consrv.commands.grammar", "consrv.protocol.feed",
         "consrv.views", "consrv.access", "consrv.names", "consrv.config", "consrv.menu",
         "consrv.logins", "consrv.logfiles", "consrv.consolelog", "consrv.audit",
+        "consrv.ratelimit",  # fleet/link.py: a token bucket per peer (pure)
         "consrv.console",  # web/stream.py: a read-only Viewer on a console (docs/architecture.md)
     }
 )  # fmt: skip
