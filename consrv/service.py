@@ -23,7 +23,7 @@ from typing import Protocol
 
 import trio
 
-from consrv import __version__, feed, views
+from consrv import __version__, feed, plaintext, views
 from consrv.access import Role, role_for
 from consrv.console import Console, Viewer, text_bytes
 from consrv.ioc import IocManager, SystemctlError
@@ -31,6 +31,8 @@ from consrv.logfiles import BadTime, Limits, Query, log_files, parse_time, searc
 from consrv.logins import LoginTokens
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
+from consrv.plaintext import StripSink
+from consrv.protocol import ansi
 from consrv.ratelimit import MessageBudgets
 from consrv.registry import Registry
 from consrv.session import IOC_VERBS, ActionDenied, ActionFailed, Channel, Session
@@ -48,6 +50,8 @@ WATCH_RECHECK = 1.0
 # `log`: what one search may cost, and how many run at once (SSH and web together).
 LOG_LIMITS = Limits(results=MAX_TAIL, output=16 << 20)
 LOG_SEARCHES = 4
+# Console names an unknown name's error lists when none is near it.
+SUGGESTED = 8
 
 HELP = """\
 usage: ssh -t LOGIN@HOST                     choose a console from a menu
@@ -59,6 +63,7 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
+       (tail, log: --raw keeps the terminal escapes taken out when there is no pty)
        ssh LOGIN@HOST web                    a one-time link to the read-only web view
        ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
        ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)
@@ -182,8 +187,15 @@ class Service:
             return run.error(f"{exc}; try: help", USAGE)
 
     def suggest(self, login: Login, name: str) -> str:
-        close = difflib.get_close_matches(name, self.visible(login), n=1)
-        return f"; did you mean {close[0]!r}?" if close else "; try: list"
+        """A near name ("did you mean"), else the names there are (a few, then: list)."""
+        visible = self.visible(login)
+        close = difflib.get_close_matches(name, visible, n=1)
+        if close:
+            return f"; did you mean {close[0]!r}?"
+        if not visible:
+            return "; there are no consoles you may see"
+        more = f" and {len(visible) - SUGGESTED} more (list)" if len(visible) > SUGGESTED else ""
+        return f"; consoles: {', '.join(visible[:SUGGESTED])}{more}"
 
 
 class _Run:
@@ -335,22 +347,27 @@ class _Run:
         return OK
 
     async def tail(self, args: list[str]) -> int:
-        positional, flags = _options("tail", args, {"-f"}, max_positional=1, valued={"-n"})
+        flagset = {"-f", plaintext.RAW}
+        positional, flags = _options("tail", args, flagset, max_positional=1, valued={"-n"})
         if not positional:
-            raise UsageError("usage: tail NAME [-n N] [-f]")
+            raise UsageError("usage: tail NAME [-n N] [-f] [--raw]")
         lines = _count(flags.get("-n", str(DEFAULT_TAIL)))
         console, status = self.console(positional[0])
         if console is None:
             return status
-        self.channel.write(console.scrollback.last_lines(lines))
-        if "-f" in flags:
-            await self._watch({console.name: console}, prefixed=False)
+        plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)
+        data = console.scrollback.last_lines(lines)
+        if "-f" not in flags:
+            self.channel.write(plaintext.finished(data, pty=self.pty, plain=plain))
+            return OK
+        self.channel.write(ansi.strip(data) if plain else data)
+        await self._watch({console.name: console}, prefixed=False, plain=plain)
         return OK
 
     async def log(self, args: list[str]) -> int:
-        usage = "usage: log NAME [--since T] [--until T] [--grep TEXT]"
+        usage = "usage: log NAME [--since T] [--until T] [--grep TEXT] [--raw]"
         valued = {"--since", "--until", "--grep"}
-        positional, flags = _options("log", args, set(), max_positional=1, valued=valued)
+        positional, flags = _options("log", args, {plaintext.RAW}, max_positional=1, valued=valued)
         if not positional:
             raise UsageError(usage)
         try:
@@ -368,7 +385,9 @@ class _Run:
             search, files, query, LOG_LIMITS, limiter=self.service.searches
         )
         end = b"\r\n" if self.pty else b"\n"
-        self.channel.write(b"".join(match.data + end for match in result.matches))
+        found = b"".join(match.data + end for match in result.matches)
+        plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)
+        self.channel.write(plaintext.finished(found, pty=self.pty, plain=plain))
         if result.stopped:
             self.error(f"stopped at a limit ({result.stopped}); narrow the search", OK)
         return OK
@@ -394,13 +413,19 @@ class _Run:
         await self._watch({n: self.registry.consoles[n] for n in names}, prefixed=True)
         return OK
 
-    async def _watch(self, consoles: dict[str, Console], *, prefixed: bool) -> None:
+    async def _watch(
+        self, consoles: dict[str, Console], *, prefixed: bool, plain: bool = False
+    ) -> None:
         """Read-only output of `consoles` until the user closes their input."""
         done = _EofWaiter()
         self.on_input(done)
         viewers = []
         for name, console in consoles.items():
-            inner = _PrefixSink(self.channel, name) if prefixed else self.channel
+            inner: Channel | _PrefixSink | StripSink = (
+                _PrefixSink(self.channel, name) if prefixed else self.channel
+            )
+            if plain:
+                inner = StripSink(inner)
             sink = _GatedSink(
                 inner, functools.partial(self._may_watch, name), lambda: self.registry.config
             )
@@ -613,7 +638,7 @@ class _GatedSink:
 
     def __init__(
         self,
-        inner: Channel | _PrefixSink,
+        inner: Channel | _PrefixSink | StripSink,
         allowed: Callable[[], bool],
         config: Callable[[], object],
     ) -> None:
