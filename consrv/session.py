@@ -21,7 +21,7 @@ from typing import ClassVar, Protocol
 
 import trio
 
-from consrv import views
+from consrv import questions, views
 from consrv.access import Role
 from consrv.config import ConsoleConfig
 from consrv.console import Console, Sink, Viewer, text_bytes
@@ -138,6 +138,8 @@ class Session:
         self._encoder = InputEncoder()
         self._on_yes: Callable[[], None] | None = None
         self._no_text = "not sent"  # what answering no to the pending question means
+        self._stale: questions.Staleness | None = None  # why the question stopped being true
+        self._asked = trio.Event()  # set while a question is pending
         # Typeahead: the pending question, the input chunk it was asked in, the chunk
         # being read now, and whether that chunk holds one key (and an Enter) only.
         self._question = ""
@@ -193,6 +195,9 @@ class Session:
 
     def _evicted(self) -> None:
         """The console sent us away (it was removed, or our access changed)."""
+        if self._on_yes is not None:
+            self._on_yes = self._stale = None
+            self.notice(f"question withdrawn: you left {self.console.name}")
         self._detached = True
         self._wakeup.set()
 
@@ -220,6 +225,7 @@ class Session:
         name = self.console.name
         if self.ioc.may_operate and self.pty:
             self._on_yes, self._no_text = (lambda: self._schedule("start")), "not started"
+            self._stale = questions.start_offer(self.console, self.ioc)
             self.parser.expect_answer()
             self.ask(f"IOC {name} is {state}. Start it? [y/N]")
         elif self.ioc.may_operate:
@@ -253,6 +259,7 @@ class Session:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch_stall)
+                nursery.start_soon(self._watch_question)
                 await self._pump()
                 nursery.cancel_scope.cancel()
         finally:
@@ -418,6 +425,7 @@ class Session:
             self._send_key(key, what)
         else:
             self._on_yes, self._no_text = (lambda: self._send_key(key, what)), "not sent"
+            self._stale = questions.procserv_key(self.console, self.viewer, what)
             self.ask(f"Send {what} to IOC {self.console.name}? [y/N]")
 
     def _send_key(self, key: int, what: str) -> None:
@@ -432,7 +440,28 @@ class Session:
     def ask(self, question: str) -> None:
         """Show a [y/N] question; only a key typed after it was shown answers it."""
         self._question, self._asked_in = question, self._chunk
+        self._asked.set()
         self.channel.write_notice(self._line_start() + question.encode() + b" ")
+
+    async def _watch_question(self) -> None:
+        """Withdraw a pending question that stopped being true (``questions``)."""
+        while True:
+            await self._asked.wait()
+            self._asked = trio.Event()
+            while self._on_yes is not None:
+                reason = self._stale() if self._stale is not None else None
+                if reason is not None:
+                    self._withdraw(reason)
+                    break
+                await trio.sleep(questions.RECHECK)
+
+    def _withdraw(self, reason: str, typed: int = 0) -> None:
+        """Withdraw the pending question, saying why (and that `typed` bytes taken as
+        its answer were not sent): what is typed next goes on as with no question."""
+        self._on_yes = self._stale = None
+        self.parser.cancel_answer()
+        lost = f"; the {typed} byte(s) typed as its answer were not sent" if typed else ""
+        self.notice(f"question withdrawn: {reason}{lost}")
 
     def _typeahead(self) -> bool:
         """The answer came with the input that raised the question, or in the middle
@@ -441,16 +470,23 @@ class Session:
 
     def _on_answer(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Answer)
+        reason = self._stale() if self._on_yes is not None and self._stale is not None else None
+        if reason is not None:
+            self._withdraw(reason, typed=1 + self.parser.discard_unread())
+            return
         if self._on_yes is not None and self._typeahead():
             dropped = 1 + self.parser.discard_unread()
             self.parser.expect_answer()
             self.channel.write_notice(b"\r\n" if self.pty else b"\n")
-            self.notice(
-                f"{dropped} byte(s) typed before the question was shown: discarded; press y or n"
+            when = (
+                "typed before the question was shown"
+                if self._chunk == self._asked_in
+                else "came together (a paste or typeahead), not one key"
             )
+            self.notice(f"{dropped} byte(s) {when}: discarded; press y or n")
             self.ask(self._question)
             return
-        on_yes, self._on_yes = self._on_yes, None
+        on_yes, self._on_yes, self._stale = self._on_yes, None, None
         yes = event.key in ("y", "Y")
         self.channel.write_notice(self._echo_answer(event.key))
         if on_yes is not None and yes:
@@ -632,6 +668,7 @@ class Session:
             self.notice(f"you may not operate {self.console.name}")
         else:
             self._on_yes, self._no_text = (lambda: self._schedule(verb)), "cancelled"
+            self._stale = questions.ioc_action(self.console, self.ioc)
             self.parser.expect_answer()
             self.ask(f"{verb.capitalize()} IOC {self.console.name}? [y/N]")
 
