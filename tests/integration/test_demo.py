@@ -129,6 +129,15 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
         shown = metrics.stdout.decode()
         for name in ("demo-ioc1", "demo-ioc2"):
             assert f'consrv_console_up{{console="{name}"}} 1.0' in shown, shown
+        assert len(shown.splitlines()) == 2, shown  # one a console, as the README says
+
+        # The readiness probe typed nothing: no input from nobody in a log (nobody
+        # typed into demo-ioc2; demo-ioc1's only input is the user's `dbl`).
+        logs = tmp_path / "demo-run" / "logs"
+        quiet = (logs / "demo-ioc2.log").read_text(errors="replace")
+        assert "iocRun: All initialization complete" in quiet
+        assert "dbgf" not in quiet, quiet[-2000:]
+        assert "dbgf" not in (logs / "demo-ioc1.log").read_text(errors="replace")
 
         procservs = procserv_pids(tmp_path)
         assert len(procservs) == 2
