@@ -189,9 +189,11 @@ class Service:
     def suggest(self, login: Login, name: str) -> str:
         """A near name ("did you mean"), else the names there are (a few, then: list)."""
         visible = self.visible(login)
-        close = difflib.get_close_matches(name, visible, n=1)
-        if close:
-            return f"; did you mean {close[0]!r}?"
+        close = difflib.get_close_matches(name, visible, n=len(visible) or 1)
+        if close:  # the best; of equals, the first by name (demo-ioc: demo-ioc1)
+            best = difflib.SequenceMatcher(None, close[0], name).ratio()
+            near = min(c for c in close if difflib.SequenceMatcher(None, c, name).ratio() >= best)
+            return f"; did you mean {near!r}?"
         if not visible:
             return "; there are no consoles you may see"
         more = f" and {len(visible) - SUGGESTED} more (list)" if len(visible) > SUGGESTED else ""

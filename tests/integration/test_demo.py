@@ -109,6 +109,22 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
             await alice.aclose()
             await olga.aclose()
 
+        # What the README's tour says of names and of restart in the demo.
+        for command, said in (
+            ("demo-ioc", "consrv: unknown console 'demo-ioc'; did you mean 'demo-ioc1'?\n"),
+            ("nope", "consrv: unknown console 'nope'; consoles: demo-ioc1, demo-ioc2\n"),
+            (
+                "restart demo-ioc1",
+                "consrv: demo-ioc1 is not an IOC unit (ioc: true in the config)\n",
+            ),
+        ):
+            argv = absolute(writer.replace("ssh -t ", "ssh -T ", 1), tmp_path)
+            argv[-1] = command
+            result = await trio.run_process(
+                argv, capture_stdout=True, capture_stderr=True, check=False
+            )
+            assert (result.returncode, result.stderr.decode()) == (1, said)
+
         web = lines[
             lines.index("In a browser, read-only (open the link it prints within a minute):") + 1
         ]
