@@ -3,8 +3,9 @@
 Owns the conditions under which a session's pending question stops being true, and
 the words that say why: the stopped IOC it offers to start was started meanwhile
 (``ssh ... start NAME`` from another terminal, a colleague, systemd); the writer who
-was asked about procServ's ^X is no longer the writer; the operator asked to confirm
-a restart may no longer operate the unit. A session checks its question every
+was asked about procServ's ^X is no longer the writer. (An IOC action confirmed by
+someone a reload took out of the operate list is refused when it is carried out,
+with its own message.) A session checks its question every
 `RECHECK` seconds while one is pending, and withdraws it with a one-line notice, so
 what the user types next goes where it would have gone with no question asked.
 
@@ -65,17 +66,6 @@ def procserv_key(console: Console, viewer: Viewer, what: str) -> Staleness:
     def stale() -> str | None:
         if not console.lock.may_write(viewer):
             return f"you no longer write to {console.name}: {what} not sent"
-        return None
-
-    return stale
-
-
-def ioc_action(console: Console, unit: Unit) -> Staleness:
-    """ "Restart IOC NAME?": untrue once the user may no longer operate the unit."""
-
-    def stale() -> str | None:
-        if not unit.may_operate:
-            return f"you may no longer operate {console.name}: nothing done"
         return None
 
     return stale

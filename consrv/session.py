@@ -668,7 +668,6 @@ class Session:
             self.notice(f"you may not operate {self.console.name}")
         else:
             self._on_yes, self._no_text = (lambda: self._schedule(verb)), "cancelled"
-            self._stale = questions.ioc_action(self.console, self.ioc)
             self.parser.expect_answer()
             self.ask(f"{verb.capitalize()} IOC {self.console.name}? [y/N]")
 

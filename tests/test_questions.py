@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import trio
-
 from consrv.access import Role
 from consrv.console import Console
 from consrv.session import Session
@@ -70,21 +68,15 @@ async def test_the_start_question_goes_when_the_ioc_comes_up_by_other_means(
 async def test_an_answer_to_a_question_that_went_stale_is_not_taken(tmp_path: Path) -> None:
     """The answer arrives before the recheck saw the change: withdrawn, not obeyed."""
     async with bench(tmp_path) as b:
-        unit, sink = StoppedUnit(), MemorySink()
-        session = Session(
-            b.console, sink, user="alice", role=Role.RW, settings=settings(), pty=True, ioc=unit
-        )
-        session.attach()  # the console is up: no question; ask one about an IOC action
-        b.nursery.start_soon(session.run)
-        session.feed(ESC + b"!restart\r")
-        await trio.sleep(0.05)
-        assert b"Restart IOC t-ioc? [y/N]" in sink.notices
-        unit.may_operate = False  # a reload took alice out of the operate list
-        session.feed(b"y")
-        assert b"question withdrawn: you may no longer operate t-ioc: nothing done" in sink.notices
-        assert b"the 1 byte(s) typed as its answer were not sent" in sink.notices
-        await trio.sleep(0.2)
-        assert unit.done == []
+        alice, alice_sink = b.join("alice")
+        bob, _ = b.join("bob")
+        alice.feed(b"\x18")
+        assert b"Send ^X (kill/restart) to IOC t-ioc? [y/N]" in alice_sink.notices
+        bob.feed(ESC + b"f")  # and at once, before any recheck:
+        alice.feed(b"y")
+        assert b"question withdrawn: you no longer write to t-ioc" in alice_sink.notices
+        assert b"the 1 byte(s) typed as its answer were not sent" in alice_sink.notices
+        assert await b.nothing_more(0) == b""
 
 
 async def test_the_procserv_key_question_goes_when_the_writer_is_forced_off(

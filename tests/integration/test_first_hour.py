@@ -17,6 +17,7 @@ import trio
 
 from tests.integration.conftest import IOC, World
 from tests.sshclients import PtySSH, ssh_argv
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +27,7 @@ ESCAPE = b"\x1b["
 async def run(world: World, *command: str, key: str = "olga") -> tuple[int, bytes, bytes]:
     """``ssh -T observer@HOST COMMAND...``: no pty, stdout into a pipe."""
     argv = ssh_argv(world.port, getattr(world, key).private, "observer", *command, tty=False)
-    with trio.fail_after(30):
+    with deadline(30, f"ssh observer@127.0.0.1 {' '.join(command)} to finish"):
         result = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
     return result.returncode, result.stdout, result.stderr
 
