@@ -42,7 +42,7 @@ def wall_state(entry: dict[str, Any]) -> str:
         return state
     if unit.get("active_state") in MOVING:
         return "restarting"
-    if state == "child-down" and entry.get("auto_restart") == "on":
+    if state == "child-down" and entry.get("auto_restart") == "ON":  # procServ's word
         return "restarting"
     return state
 

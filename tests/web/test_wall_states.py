@@ -23,8 +23,8 @@ def entry(name: str, state: str, **more: Any) -> dict[str, Any]:
     [
         ("up", {}, "up"),
         ("down", {}, "down"),
-        ("child-down", {"auto_restart": "off"}, "child-down"),
-        ("child-down", {"auto_restart": "on"}, "restarting"),  # procServ brings it back
+        ("child-down", {"auto_restart": "OFF"}, "child-down"),
+        ("child-down", {"auto_restart": "ON"}, "restarting"),  # procServ brings it back
         ("down", {"ioc": {"active_state": "activating"}}, "restarting"),  # systemd does
         ("stopped", {"ioc": {"active_state": "inactive"}}, "stopped"),
         ("failed", {"ioc": {"active_state": "failed"}}, "failed"),
