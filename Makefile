@@ -2,17 +2,23 @@
 #   make demo   set up, then run real procServ + EPICS soft IOCs with consrv in front
 #   make test   set up, then run the same checks CI runs (ruff, mypy --strict, pytest)
 # Both install what they need: Debian packages (as root, or through sudo) and a venv.
+# The demo only what it uses (procServ, an SSH client; the runtime and a soft IOC from
+# requirements/demo.txt); the tests the whole CI toolbox. No service a package brings
+# is started (tools/system-deps).
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools \
-                chromium chromium-driver nginx
+DEMO_APT_PACKAGES := procserv openssh-client
+TEST_APT_PACKAGES := systemd nodejs prometheus curl dropbear-bin putty-tools \
+                     chromium chromium-driver nginx
+APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean lock relock
+.PHONY: demo test stress bench check lint typecheck pytest setup system-deps demo-deps clean \
+        lock relock
 
-demo: setup
+demo: demo-deps $(VENV)/.demo-installed
 	$(BIN)/python -m consrv.demo
 
 test: setup check
@@ -40,25 +46,13 @@ pytest:
 
 setup: system-deps $(VENV)/.installed
 
-# Install the Debian packages only when a program is missing (apt-get update once).
+# Install the Debian packages only when a program is missing (apt-get update once),
+# with no service started (tools/system-deps; `--missing` prints what it would install).
 system-deps:
-	@missing=""; \
-	command -v procServ >/dev/null || missing="$$missing procserv"; \
-	command -v ssh >/dev/null || missing="$$missing openssh-client"; \
-	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
-	command -v node >/dev/null || missing="$$missing nodejs"; \
-	command -v promtool >/dev/null || missing="$$missing prometheus"; \
-	command -v curl >/dev/null || missing="$$missing curl"; \
-	command -v dbclient >/dev/null || missing="$$missing dropbear-bin"; \
-	command -v plink >/dev/null || missing="$$missing putty-tools"; \
-	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
-	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
-	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages:$$missing"; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
-	fi
+	@tools/system-deps test
+
+demo-deps:
+	@tools/system-deps demo
 
 # Exactly the locked set (requirements/*.txt, hashes checked), then consrv itself with
 # the locked setuptools: nothing is resolved at install time (docs/dependencies.md).
@@ -70,7 +64,21 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 	$(BIN)/pip install -q -q --no-deps --no-build-isolation -e . >$(VENV)/install.log 2>&1 \
 	  || { cat $(VENV)/install.log; exit 1; }
 	$(BIN)/pip check >/dev/null
-	@touch $@
+	@touch $@ $(VENV)/.demo-installed
+
+# The demo's venv: the runtime and the soft IOC only (requirements/demo.txt); a venv
+# with the test lock (a superset) already has it.
+DEMO_LOCK := requirements/demo.txt
+$(VENV)/.demo-installed: pyproject.toml $(DEMO_LOCK)
+	@if [ $(VENV)/.installed -nt $(DEMO_LOCK) ] && [ $(VENV)/.installed -nt pyproject.toml ]; \
+	then touch $@; exit 0; fi; \
+	echo "setting up $(VENV) (Python packages from $(DEMO_LOCK))"; set -e; \
+	$(PYTHON) -m venv $(VENV); \
+	$(BIN)/pip install -q -q --require-hashes --no-deps -r $(DEMO_LOCK); \
+	$(BIN)/pip install -q -q --no-deps --no-build-isolation -e . >$(VENV)/install.log 2>&1 \
+	  || { cat $(VENV)/install.log; exit 1; }; \
+	$(BIN)/pip check >/dev/null; \
+	touch $@
 
 # Re-resolve the lock to the newest versions pyproject.toml allows, install them, and
 # run the whole check on them (docs/dependencies.md, "Upgrading dependencies").
@@ -78,8 +86,10 @@ PIP_COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-ex
                --no-emit-find-links --no-emit-index-url --no-emit-trusted-host
 lock: setup
 	$(PIP_COMPILE) --upgrade -o requirements/runtime.txt pyproject.toml requirements/build.in
+	cp requirements/runtime.txt requirements/demo.txt  # the same pins, and the ioc extra
+	$(PIP_COMPILE) --extra ioc -o requirements/demo.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --upgrade --extra test -o requirements/test.txt pyproject.toml requirements/test.in
-	rm -f $(VENV)/.installed
+	rm -f $(VENV)/.installed $(VENV)/.demo-installed
 	$(MAKE) test
 	@git diff --stat -- requirements/ || true
 
@@ -87,8 +97,9 @@ lock: setup
 # every other pin.
 relock: setup
 	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
+	$(PIP_COMPILE) --extra ioc -o requirements/demo.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra test -o requirements/test.txt pyproject.toml requirements/test.in
-	rm -f $(VENV)/.installed
+	rm -f $(VENV)/.installed $(VENV)/.demo-installed
 	$(MAKE) setup
 
 clean:

@@ -166,6 +166,9 @@ class ConsoleStats:
     # ("exit", code) or ("signal", number) -> count
     exits: Counter[tuple[str, int]] = field(default_factory=Counter)
     viewer_bytes_dropped: int = 0  # over all viewers, also those that left
+    # Wall-clock time of the last change of state (connected, disconnected, the child
+    # started or ended); at first, when consrv took the console on.
+    state_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ class Console:
         self.matcher: _Matcher | None = None
         self.audit: AuditLog = NO_AUDIT
         self._idle_for = 0.0  # the idle time of the last idle release, for its notice
-        self.stats = ConsoleStats()
+        self.stats = ConsoleStats(state_since=clock())
         self.up = False
         self.child_pid: int | None = None
         self.child_running: bool | None = None  # None until procServ has said
@@ -472,6 +475,7 @@ class Console:
 
     def _set_up(self, stream: trio.SocketStream, *, adopted: bool = False) -> None:
         self._stream, self.up, self._last_error = stream, True, None
+        self.stats.state_since = self._clock()
         self.stats.connects += 1
         if adopted:  # the keys and the child's state came with it; no line in the log
             logger.info("%s: took over the connection to %s", self.name, self.target)
@@ -483,6 +487,7 @@ class Console:
 
     def _set_down(self, *, quiet: bool = False) -> None:
         self._stream, self.up = None, False
+        self.stats.state_since = self._clock()
         self.stats.disconnects += 1
         if quiet:  # handed over: an event line could split the line the IOC is printing
             return
@@ -527,6 +532,8 @@ class Console:
         self.lock.leave(viewer, self._clock())
 
     def _on_event(self, event: procserv.Event) -> None:
+        if isinstance(event, procserv.ChildStarted | procserv.ChildShutDown | procserv.ChildExited):
+            self.stats.state_since = self._clock()
         match event:
             case procserv.ChildRunning(pid=pid) | procserv.ChildStarted(pid=pid):
                 self.child_pid, self.child_running = pid, True

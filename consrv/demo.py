@@ -65,6 +65,8 @@ POLL = 0.05
 # How often `ProcServ.wait_ioc` asks the IOC its question again.
 PROBE_INTERVAL = 1.0
 # IAC WILL ECHO: what procServ sends right after its banner (PROCSERV.md).
+# What the soft IOC prints once booted (the demo waits for it in consrv's console log).
+BOOTED = b"iocRun: All initialization complete"
 TELNET_OFFER = b"\xff\xfb\x01"
 
 
@@ -366,6 +368,28 @@ def make_demo_config(
     return path
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+def wait_booted(log: Path, offset: int, server: ProcServ, timeout: float = 60.0) -> None:
+    """Wait until consrv's log of the console shows the IOC's boot line past `offset`
+    (what the log held before this run); ProcServError if not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if log.exists():
+            with log.open("rb") as stream:
+                stream.seek(offset)
+                if BOOTED in stream.read():
+                    return
+        if time.monotonic() > deadline or not server.running():
+            raise ProcServError(
+                f"procServ {server.name}: no {BOOTED.decode()!r} in {log} within {timeout} s"
+                f" (procServ {'running' if server.running() else 'exited'})\n{server._output()}"
+            )
+        time.sleep(POLL)
+
+
 def wait_tcp(host: str, port: int, timeout: float, alive: subprocess.Popen[bytes]) -> bool:
     """Wait until ``host:port`` accepts TCP; False if ``alive`` exits or time runs out."""
     deadline = time.monotonic() + timeout
@@ -508,13 +532,16 @@ def _run(args: argparse.Namespace, stack: contextlib.ExitStack) -> int:
         return _consrv_failed(consrv, workdir)
     print(f"  consrv listening on 127.0.0.1:{port} (config {_shown(config)})")
     # procServ after consrv: consrv is connected when each IOC boots, so the console
-    # logs and scrollback hold the boot output.
+    # logs and scrollback hold the boot output. Booted is read there, not asked: a
+    # probe that typed into the IOC would sit in every log and scrollback, from nobody.
+    logs = {server.name: workdir / "logs" / f"{server.name}.log" for server in servers}
+    seen = {name: _size(path) for name, path in logs.items()}
     for server in servers:
         server.start()
     for server in servers:
         server.wait_ready()
     for server in servers:
-        server.wait_ioc()  # booted and answering: the first `dbl` a user types works
+        wait_booted(logs[server.name], seen[server.name], server)
     print(f"  {len(names)} soft IOCs under procServ: {' '.join(names)}")
     _print_instructions(workdir, port, args.metrics_port, names[0])
     return _wait(consrv, workdir)
@@ -531,7 +558,7 @@ def _print_instructions(workdir: Path, port: int, metrics_port: int, name: str) 
     web = _ssh_line(port, workdir / "id_watcher", known_hosts, "observer", "web")
     print("  " + web.replace("ssh -t ", "ssh ", 1))
     print("Prometheus metrics:")
-    print(f"  curl -s http://127.0.0.1:{metrics_port}/metrics | grep ^consrv_console_up")
+    print(f"  curl -s http://127.0.0.1:{metrics_port}/metrics | grep '^consrv_console_up{{'")
     print(f"Console logs: {_shown(workdir / 'logs')}/   consrv's log: {_shown(workdir)}/consrv.log")
     print("Ctrl-C stops everything.")
     sys.stdout.flush()

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from consrv.names import validate_console_name
+from consrv.protocol import ansi
 
 # A line stamp as consolelog writes it: ``2026-12-03T21:03:41.123+00:00 `` at the start
 # of an output line, or inside ``[consrv STAMP] `` for an event line.
@@ -173,7 +174,7 @@ def _search_file(
     stamp: datetime | None = None
     for number, line in enumerate(_lines(file, result), start=1):
         stamp = _stamp_of(line) or stamp
-        if query.text in line and _in_range(stamp, query):
+        if _contains(line, query.text) and _in_range(stamp, query):
             result.matches.append(Match(file.name, number, stamp, line[:MAX_LINE]))
             result.bytes_found += min(len(line), MAX_LINE)
             if len(result.matches) >= limits.results:
@@ -187,6 +188,12 @@ def _search_file(
         if number % 1024 == 0 and late():
             return f"{limits.seconds:g} s"
     return None
+
+
+def _contains(line: bytes, text: bytes) -> bool:
+    """`text` is in the line as stored, or as read once its colours are taken out
+    (a search for ``epics> dbl`` finds the prompt the IOC coloured)."""
+    return text in line or (b"\x1b" in line and text in ansi.strip(line))
 
 
 def _in_range(stamp: datetime | None, query: Query) -> bool:

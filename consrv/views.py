@@ -222,7 +222,22 @@ def who_table(rows: Sequence[tuple[str, WhoEntry]], *, now: float, console_colum
                 entry.peer or "-",
             )
         )
-    return table(lines)
+    return table(lines) + _who_summary(rows)
+
+
+def _who_summary(rows: Sequence[tuple[str, WhoEntry]]) -> str:
+    """A line for each console with a writer: how many are attached, and that the writer
+    is one of them (the VIEWERS of list and status count everyone, the writer too)."""
+    counts: dict[str, int] = {}
+    writers: dict[str, str] = {}
+    for name, entry in rows:
+        counts[name] = counts.get(name, 0) + 1
+        if entry.mode == "writer":
+            writers[name] = entry.user
+    return "".join(
+        f"{name}: {counts[name]} attached (VIEWERS in list); {writer} writes and is one of them\n"
+        for name, writer in writers.items()
+    )
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

@@ -114,7 +114,7 @@ def test_empty_config_gives_the_defaults(data: object) -> None:
     assert (config.ssh.login, config.ssh.observer_login) == ("console", "observer")
     assert config.metrics_listen is None
     assert config.log_dir is None
-    assert (config.log.timestamps, config.log.max_size, config.log.keep) == (False, 10 << 20, 5)
+    assert (config.log.timestamps, config.log.max_size, config.log.keep) == (True, 10 << 20, 5)
     assert dict(config.users) == {}
     assert dict(config.consoles) == {}
     assert config.discover == ()
@@ -151,6 +151,7 @@ def test_full_config() -> None:
         scrollback=64 * 1024,
         viewer_buffer=1 << 20,
         timestamps=True,
+        replay=20,
     )
     vme = config.consoles["vme-ioc"]
     assert (vme.socket, vme.tcp) == (None, Endpoint("vme1.example", 20000))
@@ -201,6 +202,7 @@ def test_discovered_console_uses_defaults() -> None:
         scrollback=64 * 1024,
         viewer_buffer=1 << 20,
         timestamps=True,
+        replay=20,
     )
 
 
@@ -709,7 +711,8 @@ def test_console_semantics_options_and_their_defaults(tmp_path: Path) -> None:
     assert (plain.write, plain.procserv_keys, plain.writer_idle_timeout) == (
         "exclusive", "confirm", None,
     )  # fmt: skip
-    assert (plain.escape, plain.replay, plain.ioc, plain.autostart) == (b"\x05c", 0, False, False)
+    assert (plain.escape, plain.replay, plain.ioc, plain.autostart) == (b"\x05c", 20, False, False)
+    assert plain.timestamps  # both changed defaults: docs/changes.md
 
 
 def test_ioc_section_makes_consoles_iocs_with_a_derived_socket(tmp_path: Path) -> None:

@@ -255,6 +255,7 @@ FRONT_MAY_IMPORT = frozenset(
         "consrv.views", "consrv.access", "consrv.names", "consrv.config", "consrv.menu",
         "consrv.logins", "consrv.logfiles", "consrv.consolelog", "consrv.audit",
         "consrv.ratelimit",  # fleet/link.py: a token bucket per peer (pure)
+        "consrv.protocol.ansi",  # web/logs.py: log lines without terminal escapes (pure)
         "consrv.console",  # web/stream.py: a read-only Viewer on a console (docs/architecture.md)
     }
 )  # fmt: skip

@@ -1,5 +1,8 @@
 """names.py: the console/user/group name rules and safe display of untrusted names."""
 
+import re
+from pathlib import Path
+
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -131,3 +134,11 @@ def test_user_name_accepts_exactly_what_the_regex_accepts(name: str) -> None:
         assert USER_NAME_RE.fullmatch(name) is None
     else:
         assert USER_NAME_RE.fullmatch(name) is not None
+
+
+def test_configuration_md_lists_every_reserved_word() -> None:
+    """The reference says exactly which names a console may not have."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    found = re.search(r"command words\s+\(`([a-z ]+)`\)", text)
+    assert found is not None, "configuration.md: the command words' list is gone"
+    assert sorted(found[1].split()) == sorted(RESERVED_WORDS)

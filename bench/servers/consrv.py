@@ -42,8 +42,10 @@ class Consrv(PythonServer):
         return {
             "ssh": {"listen": [f"{HOST}:0"], "host_key": str(self.workdir / "host_key")},
             "log_dir": str(self.workdir / "logs"),
+            # 0.1.0's defaults, which docs/performance.md measured (docs/changes.md)
+            "log": {"timestamps": False},
             "users": {USER: {"keys": [self.public_key]}},
-            "defaults": {"rw": [USER], "ro": ["*"]},
+            "defaults": {"rw": [USER], "ro": ["*"], "replay": 0},
             "consoles": {name: {"socket": str(path)} for name, path in consoles.items()},
         }
 

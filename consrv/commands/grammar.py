@@ -35,9 +35,10 @@ VERBS: dict[str, Verb] = {
         Verb("list", _JSON, here_only=True, report=True),
         Verb("who", _JSON, report=True, positional=1, console=True),
         Verb("status", _JSON, report=True, positional=1, console=True),
-        Verb("tail", frozenset({"-f"}), frozenset({"-n"}), positional=1, console=True),
+        Verb("tail", frozenset({"-f", "--raw"}), frozenset({"-n"}), positional=1, console=True),
         Verb(
             "log",
+            frozenset({"--raw"}),
             valued=frozenset({"--since", "--until", "--grep"}),
             positional=1,
             console=True,
@@ -68,6 +69,7 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
+       (tail, log: --raw keeps the terminal escapes taken out when there is no pty)
        ssh LOGIN@HOST web                    a one-time link to the read-only web view
        ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
        ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from consrv import __version__, views
+from consrv import __version__, plaintext, views
 from consrv.access import Role
 from consrv.commands.grammar import HELP
 from consrv.commands.options import (
@@ -49,6 +49,7 @@ from consrv.host.feed import run_feed
 from consrv.logfiles import BadTime, Limits, log_files, search
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
+from consrv.protocol import ansi
 from consrv.session import Session
 
 DEFAULT_TAIL = 20
@@ -233,18 +234,22 @@ class CommandRun:
     async def tail(self, args: list[str]) -> int:
         positional, flags = split_words("tail", args)
         if not positional:
-            raise UsageError("usage: tail NAME [-n N] [-f]")
+            raise UsageError("usage: tail NAME [-n N] [-f] [--raw]")
         lines = count(flags.get("-n", str(DEFAULT_TAIL)))
         console, status = self.console(positional[0])
         if console is None:
             return status
-        self.channel.write(console.scrollback.last_lines(lines))
-        if "-f" in flags:
-            await self._watch({console.name: console}, prefixed=False)
+        plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)
+        data = console.scrollback.last_lines(lines)
+        if "-f" not in flags:
+            self.channel.write(plaintext.finished(data, pty=self.pty, plain=plain))
+            return OK
+        self.channel.write(ansi.strip(data) if plain else data)
+        await self._watch({console.name: console}, prefixed=False, plain=plain)
         return OK
 
     async def log(self, args: list[str]) -> int:
-        usage = "usage: log NAME [--since T] [--until T] [--grep TEXT]"
+        usage = "usage: log NAME [--since T] [--until T] [--grep TEXT] [--raw]"
         positional, flags = split_words("log", args)
         if not positional:
             raise UsageError(usage)
@@ -263,7 +268,9 @@ class CommandRun:
             search, files, query, LOG_LIMITS, limiter=self.shell.searches
         )
         end = b"\r\n" if self.pty else b"\n"
-        self.channel.write(b"".join(match.data + end for match in result.matches))
+        found = b"".join(match.data + end for match in result.matches)
+        plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)
+        self.channel.write(plaintext.finished(found, pty=self.pty, plain=plain))
         if result.stopped:
             self.error(f"stopped at a limit ({result.stopped}); narrow the search", OK)
         return OK
@@ -289,9 +296,11 @@ class CommandRun:
         await self._watch({n: self.registry.consoles[n] for n in names}, prefixed=True)
         return OK
 
-    async def _watch(self, consoles: dict[str, Console], *, prefixed: bool) -> None:
+    async def _watch(
+        self, consoles: dict[str, Console], *, prefixed: bool, plain: bool = False
+    ) -> None:
         await watch(self.host, lambda: self.login, self.channel, consoles, prefixed=prefixed,
-                    pty=self.pty, on_input=self.on_input)  # fmt: skip
+                    pty=self.pty, on_input=self.on_input, plain=plain)  # fmt: skip
 
     async def action(self, verb: str, args: list[str]) -> int:
         positional, _ = split_words(verb, args)

@@ -17,6 +17,7 @@ from consrv.access import Role
 from consrv.console import Console, Viewer
 from consrv.contracts import Input, Login, Sink
 from consrv.host import Host
+from consrv.plaintext import StripSink
 
 # A `tail -f` / `follow` with no output looks at the config this often (a reload
 # that took the user's access away ends it; output is checked as it comes).
@@ -32,6 +33,7 @@ async def watch(
     prefixed: bool,
     pty: bool,
     on_input: Callable[[Input], None],
+    plain: bool = False,
 ) -> None:
     """Read-only output of `consoles` until the user closes their input; ``login()`` is
     the user as the config in force sees them."""
@@ -47,7 +49,9 @@ async def watch(
     on_input(done)
     viewers = []
     for name, console in consoles.items():
-        inner = PrefixSink(channel, name) if prefixed else channel
+        inner: Sink = PrefixSink(channel, name) if prefixed else channel
+        if plain:  # not a terminal: no escape sequences (plaintext.py)
+            inner = StripSink(inner)
         sink = GatedSink(inner, functools.partial(may_watch, name), lambda: registry.config)
         limit = registry.settings[name].viewer_buffer
         user = login()

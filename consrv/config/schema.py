@@ -50,6 +50,9 @@ from consrv.config.model import (
 from consrv.config.values import parse_duration
 from consrv.protocol.escape import DEFAULT_PREFIX
 
+# Lines of recent output a user sees on attaching (0 in 0.1.0: docs/changes.md).
+DEFAULT_REPLAY = 20
+
 
 class Raw(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -95,7 +98,7 @@ class RawMetrics(Raw):
 
 
 class RawLog(Raw):
-    timestamps: StrictBool = False
+    timestamps: StrictBool = True
     max_size: Size = 10 << 20
     keep: Annotated[StrictInt, Field(ge=1)] = 5
 
@@ -115,7 +118,7 @@ class RawDefaults(Raw):
     write: WriteMode = "exclusive"
     writer_idle_timeout: Duration | None = None
     procserv_keys: KeyPolicy = "confirm"
-    replay: Lines = 0
+    replay: Lines = DEFAULT_REPLAY
     escape: Escape = DEFAULT_PREFIX
     ioc: StrictBool | None = None
     patterns: Annotated[dict[PatternName, Regex], NoneIsEmpty] = Field(default_factory=dict)

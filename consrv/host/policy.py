@@ -21,6 +21,9 @@ from consrv.logins import LoginTokens
 from consrv.ratelimit import MessageBudgets
 from consrv.registry import Registry
 
+# Console names an unknown name's error lists when none is near it.
+SUGGESTED = 8
+
 
 class Host:
     """This host's consoles, as each login may see and act on them."""
@@ -77,9 +80,18 @@ class Host:
         return views.ConsoleView(console, ioc_config.unit_for(name), health)
 
     def suggest(self, login: Login, name: str) -> str:
-        """``; did you mean 'x'?`` for a name the user mistyped (only names they may see)."""
-        close = difflib.get_close_matches(name, self.visible(login), n=1)
-        return f"; did you mean {close[0]!r}?" if close else "; try: list"
+        """A near name ("did you mean"), else the names there are (a few, then: list);
+        only names the user may see."""
+        visible = self.visible(login)
+        close = difflib.get_close_matches(name, visible, n=len(visible) or 1)
+        if close:  # the best; of equals, the first by name (demo-ioc: demo-ioc1)
+            best = difflib.SequenceMatcher(None, close[0], name).ratio()
+            near = min(c for c in close if difflib.SequenceMatcher(None, c, name).ratio() >= best)
+            return f"; did you mean {near!r}?"
+        if not visible:
+            return "; there are no consoles you may see"
+        more = f" and {len(visible) - SUGGESTED} more (list)" if len(visible) > SUGGESTED else ""
+        return f"; consoles: {', '.join(visible[:SUGGESTED])}{more}"
 
 
 class LiveMessages:

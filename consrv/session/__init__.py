@@ -131,6 +131,7 @@ class Session:
 
     def _evicted(self) -> None:
         """The console sent us away (it was removed, or our access changed)."""
+        self.escapes.evicted()
         self.detached = True
         self._wakeup.set()
 
@@ -182,6 +183,7 @@ class Session:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self.pump.watch_stall)
+                nursery.start_soon(self.escapes.watch_questions)
                 await self.pump.run()
                 nursery.cancel_scope.cancel()
         finally:

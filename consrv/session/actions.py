@@ -13,6 +13,7 @@ import math
 
 import trio
 
+from consrv import questions
 from consrv.host.actions import IOC_VERBS, ActionDenied, ActionFailed
 from consrv.session.base import SessionCore
 
@@ -37,7 +38,8 @@ class SessionActions:
         name = s.console.name
         if s.ioc.may_operate and s.pty:
             s.escapes.confirm(f"IOC {name} is {state}. Start it? [y/N]",
-                              lambda: self.schedule("start"), "not started")  # fmt: skip
+                              lambda: self.schedule("start"), "not started",
+                              questions.start_offer(s.console, s.ioc))  # fmt: skip
         elif s.ioc.may_operate:
             s.notice(f"IOC {name} is {state}; ssh ... start {name} starts it")
         else:

@@ -50,7 +50,13 @@ class Pump(Protocol):
 
 
 class Escapes(Protocol):
-    def confirm(self, question: str, on_yes: Callable[[], None], no_text: str) -> None: ...
+    def confirm(
+        self,
+        question: str,
+        on_yes: Callable[[], None],
+        no_text: str,
+        stale: Callable[[], str | None] | None = None,
+    ) -> None: ...
 
 
 class Actions(Protocol):

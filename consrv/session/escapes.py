@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable
 from typing import ClassVar
 
-from consrv import views
+import trio
+
+from consrv import questions, views
 from consrv.access import Role
 from consrv.protocol import escape, procserv
 from consrv.session.base import SessionCore
@@ -35,6 +37,8 @@ class EscapeInterpreter:
         self.s = session
         self._on_yes: Callable[[], None] | None = None
         self._no_text = "not sent"  # what answering no to the pending question means
+        self._stale: questions.Staleness | None = None  # why the question stopped being true
+        self._asked = trio.Event()  # set when a question is asked
         # Typeahead: the pending question, the input chunk it was asked in, the chunk
         # being read now, and whether that chunk holds one key (and an Enter) only.
         self._question = ""
@@ -84,6 +88,7 @@ class EscapeInterpreter:
             self._send_key(key, what)
         else:
             self._on_yes, self._no_text = (lambda: self._send_key(key, what)), "not sent"
+            self._stale = questions.procserv_key(s.console, s.viewer, what)
             self.ask(f"Send {what} to IOC {s.console.name}? [y/N]")
 
     def _send_key(self, key: int, what: str) -> None:
@@ -96,16 +101,50 @@ class EscapeInterpreter:
         self.s.console.audit_event("procserv_key", self.s.viewer, key=name, action=action)
 
     # -- questions ---------------------------------------------------------------
-    def confirm(self, question: str, on_yes: Callable[[], None], no_text: str) -> None:
-        """Ask ``question``; ``on_yes`` runs on a y, ``no_text`` is said on anything else."""
-        self._on_yes, self._no_text = on_yes, no_text
+    def confirm(
+        self,
+        question: str,
+        on_yes: Callable[[], None],
+        no_text: str,
+        stale: questions.Staleness | None = None,
+    ) -> None:
+        """Ask ``question``; ``on_yes`` runs on a y, ``no_text`` is said on anything else;
+        ``stale()`` says why the question is no longer true (it is then withdrawn)."""
+        self._on_yes, self._no_text, self._stale = on_yes, no_text, stale
         self.s.parser.expect_answer()
         self.ask(question)
 
     def ask(self, question: str) -> None:
         """Show a [y/N] question; only a key typed after it was shown answers it."""
         self._question, self._asked_in = question, self._chunk
+        self._asked.set()
         self.s.channel.write_notice(self.s.line_start() + question.encode() + b" ")
+
+    async def watch_questions(self) -> None:
+        """Withdraw a pending question that stopped being true (``questions``)."""
+        while True:
+            await self._asked.wait()
+            self._asked = trio.Event()
+            while self._on_yes is not None:
+                reason = self._stale() if self._stale is not None else None
+                if reason is not None:
+                    self._withdraw(reason)
+                    break
+                await trio.sleep(questions.RECHECK)
+
+    def _withdraw(self, reason: str, typed: int = 0) -> None:
+        """Withdraw the pending question, saying why (and that `typed` bytes taken as
+        its answer were not sent): what is typed next goes on as with no question."""
+        self._on_yes = self._stale = None
+        self.s.parser.cancel_answer()
+        lost = f"; the {typed} byte(s) typed as its answer were not sent" if typed else ""
+        self.s.notice(f"question withdrawn: {reason}{lost}")
+
+    def evicted(self) -> None:
+        """The console sent the user away: a pending question goes with them."""
+        if self._on_yes is not None:
+            self._on_yes = self._stale = None
+            self.s.notice(f"question withdrawn: you left {self.s.console.name}")
 
     def _typeahead(self) -> bool:
         """The answer came with the input that raised the question, or in the middle
@@ -115,16 +154,23 @@ class EscapeInterpreter:
     def _on_answer(self, event: escape.Event) -> None:
         assert isinstance(event, escape.Answer)
         s = self.s
+        reason = self._stale() if self._on_yes is not None and self._stale is not None else None
+        if reason is not None:
+            self._withdraw(reason, typed=1 + s.parser.discard_unread())
+            return
         if self._on_yes is not None and self._typeahead():
             dropped = 1 + s.parser.discard_unread()
             s.parser.expect_answer()
             s.channel.write_notice(b"\r\n" if s.pty else b"\n")
-            s.notice(
-                f"{dropped} byte(s) typed before the question was shown: discarded; press y or n"
+            when = (
+                "typed before the question was shown"
+                if self._chunk == self._asked_in
+                else "came together (a paste or typeahead), not one key"
             )
+            s.notice(f"{dropped} byte(s) {when}: discarded; press y or n")
             self.ask(self._question)
             return
-        on_yes, self._on_yes = self._on_yes, None
+        on_yes, self._on_yes, self._stale = self._on_yes, None, None
         yes = event.key in ("y", "Y")
         s.channel.write_notice(self._echo_answer(event.key))
         if on_yes is not None and yes:

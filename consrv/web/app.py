@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import time
 import urllib.parse
 from collections import Counter
 from collections.abc import Callable
@@ -36,6 +37,7 @@ from consrv.console import Console
 from consrv.contracts import Login
 from consrv.host import Host
 from consrv.logins import LoginTokens
+from consrv.web import wall
 from consrv.web.auth import COOKIE, Sessions, proxy_user, same_origin
 from consrv.web.stats import WebStats
 from consrv.web.stream import CLOSE_POLICY, Stream
@@ -155,6 +157,8 @@ def templates() -> Jinja2Templates:
     )
     env.filters["iso"] = views.iso
     env.filters["segment"] = segment
+    env.filters["clock"] = wall.clock
+    env.filters["ago"] = wall.ago
     return Jinja2Templates(env=env)
 
 
@@ -189,17 +193,29 @@ class Pages:
         login = self.who(request)
         if isinstance(login, Response):
             return login
-        return self.page(request, "list.html", user=login.user, consoles=self._listing(login))
+        return self.page(request, "list.html", user=login.user, board=self._board(login))
 
     async def api_consoles(self, request: Request) -> Response:
         login = self.who(request)
         if isinstance(login, Response):
             return JSONResponse({"error": "not signed in"}, status_code=401)
-        return JSONResponse({"schema": views.SCHEMA, "consoles": self._listing(login)})
+        return JSONResponse(self._board(login))
 
-    def _listing(self, login: Login) -> list[dict[str, Any]]:
+    async def api_console(self, request: Request) -> Response:
+        """One console as its page's header shows it (the same entry as in the list)."""
+        login = self.who(request)
+        if isinstance(login, Response):
+            return JSONResponse({"error": "not signed in"}, status_code=401)
+        console = self.web.console(login, request.path_params["name"])
+        if console is None:
+            return JSONResponse({"error": "no such console"}, status_code=404)
+        entry = wall.annotate(self.web.host.view(console.name))
+        return JSONResponse({"schema": views.SCHEMA, "now": views.iso(time.time()), **entry})
+
+    def _board(self, login: Login) -> dict[str, Any]:
         host = self.web.host
-        return [views.console_dict(host.view(name)) for name in host.visible(login)]
+        entries = [wall.annotate(host.view(name)) for name in host.visible(login)]
+        return wall.board(entries, time.time())
 
     async def sign_in(self, request: Request) -> Response:
         user = self.web.logins.redeem(request.path_params["token"])
@@ -243,7 +259,11 @@ class Pages:
         console = self.web.console(login, request.path_params["name"])
         if console is None:
             return self.not_found(request)
-        return self.page(request, "console.html", user=login.user, name=console.name)
+        entry = wall.annotate(self.web.host.view(console.name))
+        now = views.iso(time.time())
+        return self.page(
+            request, "console.html", user=login.user, name=console.name, entry=entry, now=now
+        )
 
     async def stream(self, websocket: WebSocket) -> None:
         web = self.web
@@ -302,6 +322,7 @@ def routes(pages: Pages, extra: list[BaseRoute]) -> list[BaseRoute]:
     return [
         Route("/", pages.index),
         Route("/api/consoles", pages.api_consoles),
+        Route("/api/consoles/{name}", pages.api_console),
         Route("/login/{token}", pages.sign_in),
         Route("/logout", pages.sign_out, methods=["POST"]),
         Route("/c/{name}", pages.console_page),

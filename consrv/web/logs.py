@@ -35,6 +35,7 @@ from consrv.logfiles import (
     parse_time,
     search,
 )
+from consrv.protocol import ansi
 from consrv.web.app import Pages, Web
 
 SEARCH_LIMITS = Limits(results=500, output=2 << 20)
@@ -45,8 +46,11 @@ READ_CHUNK = 1 << 16
 
 
 def shown(data: bytes) -> str:
-    """A log line for HTML: decoded, control characters as \\xNN (Jinja escapes the rest)."""
-    return sanitize_event(data.decode("utf-8", "replace"), LINE_TEXT)
+    """A log line for HTML: terminal escape sequences taken out (a line of a table is not
+    a screen: cursor moves and erasing mean nothing there, and the colours carry no
+    text; the live page, a terminal emulator, shows them), decoded, other control
+    characters as \\xNN (Jinja escapes the rest)."""
+    return sanitize_event(ansi.strip(data).decode("utf-8", "replace"), LINE_TEXT)
 
 
 class LogPages(Pages):

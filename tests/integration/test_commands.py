@@ -123,7 +123,7 @@ async def test_commands_list_who_status_tail(world: World) -> None:
         assert out.count("\n") <= 3
 
         status, _, err = await ssh(world, "console", "tail")
-        assert (status, err) == (2, "consrv: usage: tail NAME [-n N] [-f]; try: help\n")
+        assert (status, err) == (2, "consrv: usage: tail NAME [-n N] [-f] [--raw]; try: help\n")
 
         async with (
             scripted_ssh(world.port, world.olga.private, "observer", "follow 'e2e-*'") as follow,

@@ -109,6 +109,22 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
             await alice.aclose()
             await olga.aclose()
 
+        # What the README's tour says of names and of restart in the demo.
+        for command, said in (
+            ("demo-ioc", "consrv: unknown console 'demo-ioc'; did you mean 'demo-ioc1'?\n"),
+            ("nope", "consrv: unknown console 'nope'; consoles: demo-ioc1, demo-ioc2\n"),
+            (
+                "restart demo-ioc1",
+                "consrv: demo-ioc1 is not an IOC unit (ioc: true in the config)\n",
+            ),
+        ):
+            argv = absolute(writer.replace("ssh -t ", "ssh -T ", 1), tmp_path)
+            argv[-1] = command
+            result = await trio.run_process(
+                argv, capture_stdout=True, capture_stderr=True, check=False
+            )
+            assert (result.returncode, result.stderr.decode()) == (1, said)
+
         web = lines[
             lines.index("In a browser, read-only (open the link it prints within a minute):") + 1
         ]
@@ -129,6 +145,15 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
         shown = metrics.stdout.decode()
         for name in ("demo-ioc1", "demo-ioc2"):
             assert f'consrv_console_up{{console="{name}"}} 1.0' in shown, shown
+        assert len(shown.splitlines()) == 2, shown  # one a console, as the README says
+
+        # The readiness probe typed nothing: no input from nobody in a log (nobody
+        # typed into demo-ioc2; demo-ioc1's only input is the user's `dbl`).
+        logs = tmp_path / "demo-run" / "logs"
+        quiet = (logs / "demo-ioc2.log").read_text(errors="replace")
+        assert "iocRun: All initialization complete" in quiet
+        assert "dbgf" not in quiet, quiet[-2000:]
+        assert "dbgf" not in (logs / "demo-ioc1.log").read_text(errors="replace")
 
         procservs = procserv_pids(tmp_path)
         assert len(procservs) == 2

@@ -49,7 +49,7 @@ pytestmark = pytest.mark.integration
 
 BOOTED = b"iocRun: All initialization complete"
 USERS = ("alice", "bob", "olga")  # alice operates; bob is rw only; olga is ro only
-IOCS = ("lc-run", "lc-watch", "lc-guard", "lc-off", "lc-esc", "lc-auto")  # with env files
+IOCS = ("lc-run", "lc-watch", "lc-guard", "lc-off", "lc-esc", "lc-auto", "lc-stale")  # env files
 NO_ENV = "lc-noenv"  # a configured IOC without its env file: systemctl start fails
 PLAIN = "plain"  # a console that is not an IOC unit
 SYSTEMCTL = "--user --no-ask-password --no-pager"  # consrv's systemctl options
@@ -462,6 +462,32 @@ async def test_a_stopped_ioc_shows_stopped_and_attaching_offers_to_start_it(lab:
         await client.aclose()
     assert lab.unit(name, "ActiveState")["ActiveState"] == "active"
     assert "start by alice: done" in events(lab.console_log(name))
+
+
+async def test_the_start_question_is_withdrawn_when_the_ioc_is_started_elsewhere(
+    lab: Lab,
+) -> None:
+    """Asked "Start it?", the operator does not answer; a colleague starts the real unit
+    from another session. The question is withdrawn with a line that says why, and the
+    first command typed after the boot goes to the IOC (issue 24)."""
+    name = "lc-stale"
+    client = await PtySSH(ssh_argv(lab.port, lab.keys["alice"].private, "console", name)).start()
+    try:
+        await client.expect(rb"IOC lc-stale is stopped\. Start it\? \[y/N\]")
+        assert (await ssh(lab, "alice", "start", name))[:2] == (0, "started lc-stale\n")
+        await client.expect(rb"question withdrawn: IOC lc-stale (was started meanwhile|is )")
+        await client.expect(re.escape(BOOTED), timeout=30)
+        await client.expect(rb"epics> ")
+        await client.send(b"dbgf lc-stale:name\r")  # typed, not a key: the IOC's command
+        await client.expect(rb'DBF_STRING:\s+"lc-stale"')
+        await client.send(b"\x05c.")
+        await client.expect(rb"detached from lc-stale")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+    assert b"Start it?" not in client.output.split(b"question withdrawn")[-1]
+    assert b"byte(s)" not in client.output  # nothing typed was taken as an answer
+    assert lab.unit(name, "ActiveState")["ActiveState"] == "active"
 
 
 async def test_the_restart_escape_restarts_the_unit_from_a_session(lab: Lab) -> None:

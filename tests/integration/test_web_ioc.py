@@ -48,10 +48,11 @@ class Front:
     def page_state(self) -> str:
         page = self.web.get("/")
         assert page.status_code == 200, page.text
-        row = re.search(rf'<tr[^>]*>\s*<td><a href="/c/{IOC}">.*?</tr>', page.text, re.DOTALL)
+        row = re.search(rf'<tr data-name="{IOC}".*?</tr>', page.text, re.DOTALL)
         assert row, page.text
-        cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(0), re.DOTALL)
-        return str(cells[4]).strip()  # console, state, writer, viewers, IOC unit, ...
+        unit = re.search(r'<td class="wide unit">(.*?)</td>', row.group(0), re.DOTALL)
+        assert unit, row.group(0)
+        return str(unit[1]).strip()
 
     def follows(self, state: str) -> None:
         wait_until(

@@ -3,6 +3,7 @@
 // socket. OSC 52 (clipboard) swallowed, links inert, the title never bound.
 (function () {
   "use strict";
+  const STATE_PERIOD = 1000;
   const element = document.getElementById("terminal");
   const status = document.getElementById("status");
   const term = new Terminal({
@@ -52,4 +53,20 @@
     };
   }
   connect();
+
+  // The console's state in the header (UP, DOWN, IOC DOWN, RESTARTING ...), live.
+  const state = document.getElementById("state");
+  const since = document.getElementById("since");
+  async function refreshState() {
+    try {
+      const response = await fetch(state.dataset.info, { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) return;
+      const data = await response.json();
+      window.consrvWall.badge(state, data.wall);
+      window.consrvWall.since(since, data.wall, data.now);
+    } catch (error) {
+      state.title = "cannot refresh the state: " + error;
+    }
+  }
+  setInterval(refreshState, STATE_PERIOD);
 })();

@@ -1,18 +1,23 @@
-// The console list, refreshed from /api/consoles. Names and values go in as text, never HTML.
+// The console list, refreshed from /api/consoles (problems first, as the server sorts
+// them). Names and values go in as text, never HTML. Times in UTC, ages from the
+// server's clock.
 (function () {
   "use strict";
   const PERIOD = 2000;
+  const wall = window.consrvWall;
   const body = document.querySelector("#consoles tbody");
 
-  function cell(text, className) {
+  function cell(text, className, title) {
     const td = document.createElement("td");
     td.textContent = text;
     if (className) td.className = className;
+    if (title) td.title = title;
     return td;
   }
 
-  function link(href, text) {
+  function link(href, text, className) {
     const td = document.createElement("td");
+    if (className) td.className = className;
     const a = document.createElement("a");
     a.href = href;
     a.textContent = text;
@@ -20,18 +25,37 @@
     return td;
   }
 
-  function row(c) {
+  function row(c, now) {
     const tr = document.createElement("tr");
     tr.dataset.name = c.name;
+    tr.dataset.state = c.wall.state;
     const path = encodeURIComponent(c.name);
-    tr.appendChild(link("/c/" + path, c.name));
-    tr.appendChild(cell(c.state, "state state-" + c.state.replace(/[^a-z-]/g, "")));
-    tr.appendChild(cell(c.writer || "-"));
-    tr.appendChild(cell(String(c.viewers)));
-    tr.appendChild(cell(c.ioc ? (c.ioc.active_state || "?") : "-"));
-    tr.appendChild(cell(c.last_output || "-"));
-    tr.appendChild(link("/logs/" + path + "/", "logs"));
+    tr.appendChild(link("/c/" + path, c.name, "name"));
+    const state = cell("", "state");
+    const span = document.createElement("span");
+    wall.badge(span, c.wall);
+    state.appendChild(span);
+    tr.appendChild(state);
+    const since = cell("", "since");
+    wall.since(since, c.wall, now);
+    tr.appendChild(since);
+    tr.appendChild(cell(c.writer || "-", "wide"));
+    tr.appendChild(cell(String(c.viewers), "wide"));
+    tr.appendChild(cell(c.ioc ? (c.ioc.active_state || "?") : "-", "wide unit"));
+    const output = c.last_output ? wall.age(c.last_output, now) + " ago" : "never";
+    tr.appendChild(cell(output, "output", c.last_output || ""));
+    tr.appendChild(link("/logs/" + path + "/", "logs", "wide"));
     return tr;
+  }
+
+  function counts(data) {
+    const spans = Object.entries(data.counts).map(function (pair) {
+      const span = document.createElement("span");
+      span.className = "count " + wall.level(pair[0]);
+      span.textContent = pair[1] + " " + pair[0].replace("-", " ");
+      return span;
+    });
+    document.getElementById("counts").replaceChildren(...spans);
   }
 
   async function refresh() {
@@ -42,17 +66,18 @@
         return;
       }
       const data = await response.json();
-      const rows = data.consoles.map(row);
+      const rows = data.consoles.map(function (c) { return row(c, data.now); });
       if (!rows.length) {
         const tr = document.createElement("tr");
         const td = cell("There are no consoles you may see.");
-        td.colSpan = 7;
+        td.colSpan = 8;
         tr.appendChild(td);
         rows.push(tr);
       }
       body.replaceChildren(...rows);
+      counts(data);
       document.getElementById("refreshed").textContent =
-        "Refreshed " + new Date().toLocaleTimeString() + ".";
+        "Times in " + data.zone + ". Refreshed " + wall.clock(data.now) + ".";
     } catch (error) {
       document.getElementById("refreshed").textContent = "Cannot refresh: " + error;
     }
