@@ -129,6 +129,43 @@ class Fleet:
             seen=lambda: seen,
         )
 
+    def consoles_down(self) -> list[str]:
+        """``console@peer`` of each console whose procServ has exited or has no child."""
+        parents = live_parents()
+        return [
+            f"{name}@{peer.name}"
+            + (" (procServ exited)" if not ps.running() else " (no child running)")
+            for peer in self.peers
+            for name, ps in peer.procservs.items()
+            if not ps.running() or ps.pid not in parents
+        ]
+
+    def wait_consoles_up(self, timeout: float = 15) -> None:
+        """Until every console's procServ runs its child (one a test restarted may be
+        between two children for a second); `WaitTimeout` naming the ones that are not."""
+        down: list[str] = []
+
+        def up() -> bool:
+            down[:] = self.consoles_down()
+            return not down
+
+        wait_until(up, "every console of the fleet up", timeout=timeout, interval=0.2,
+                   seen=lambda: down)  # fmt: skip
+
+
+def live_parents() -> set[int]:
+    """The pids that have a live (not zombie) child: one pass over /proc."""
+    parents = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if fields[0] not in ("Z", "X"):
+                parents.add(int(fields[1]))
+    return parents
+
 
 def ssh_argv(host: str, port: int, key: Path, login: str, *command: str, tty: bool) -> list[str]:
     return [

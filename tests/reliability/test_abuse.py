@@ -553,7 +553,7 @@ async def test_a_user_who_asks_and_never_reads_cannot_grow_consrvs_memory(site: 
     ):
         await olga.expect(rb"attached to amp", stderr=True)
         for _ in range(10):  # cat: long lines, echoed and printed, in the scrollback
-            witness.sock.sendall((b"y" * 150 + b"\r") * 10)
+            witness.send((b"y" * 150 + b"\r") * 10)
             await trio.sleep(0.05)
         # Seen by olga through consrv, so in its scrollback (consrv may have connected
         # to procServ only after lines typed before she attached).

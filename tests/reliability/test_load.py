@@ -198,7 +198,7 @@ async def concurrent_sessions(users: Users, witness: Witness) -> None:
         what = f"every attached session to see {MARK!r} or give up"
         with deadline(30, what, lambda: f"{awaiting_mark} still waiting"):
             while awaiting_mark:
-                witness.sock.sendall(MARK + b"\r")
+                witness.send(MARK + b"\r")
                 await trio.sleep(0.5)
 
 

@@ -95,7 +95,7 @@ class Lab:
         while marker not in self.recorded():
             if trio.current_time() > deadline:
                 raise AssertionError(f"the child under procServ never received {marker!r}")
-            self.witness.sock.send(marker + b"\r")
+            self.witness.send(marker + b"\r")
             await trio.sleep(0.2)
 
     async def reload(self, console: Mapping[str, Any]) -> None:

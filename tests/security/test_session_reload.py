@@ -37,14 +37,14 @@ async def test_a_reload_ends_streams_menus_and_actions_it_no_longer_allows(site:
         ):
             await menu.expect(rb"console \(number or name, empty to quit\): ")
             await alice.expect(rb"you write", stderr=True)
-            lab.witness.sock.send(b"SHOWN_BEFORE\r\n")  # the child echoes: everyone sees it
+            lab.witness.send(b"SHOWN_BEFORE\r\n")  # the child echoes: everyone sees it
             await tail.expect(rb"SHOWN_BEFORE")
             await follow.expect(rb"sec-ioc: SHOWN_BEFORE")
             alice.send(b"\x05c!restart\r")
             await alice.expect(rb"Restart IOC sec-ioc\? \[y/N\]", stderr=True)
 
             await lab.reload(AFTER)
-            lab.witness.sock.send(b"SECRET_AFTER\r\n")
+            lab.witness.send(b"SECRET_AFTER\r\n")
             await lab.wait_recorded(b"SECRET_AFTER")
             assert await tail.wait_closed() == 0
             assert await follow.wait_closed() == 0

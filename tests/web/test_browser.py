@@ -289,7 +289,7 @@ def test_hostile_output_changes_nothing_in_the_page(site: Site) -> None:
     title = site.driver.title
     scripts = len(site.driver.find_elements(By.TAG_NAME, "script"))
     with Witness(site.hostile.socket) as trigger:
-        trigger.sock.sendall(b"go\r")
+        trigger.send(b"go\r")
         wait_for_screen(site.driver, "HOSTILE-END")
         wait_for_screen(site.driver, "UTF8:é€-END")  # split UTF-8 rendered whole
     text = screen(site.driver)
