@@ -26,6 +26,7 @@ from consrv.registry import Registry
 from consrv.ssh import compat, umac
 from consrv.ssh.server import SSHFront
 from tests.harness import make_key, write_config
+from tests.waits import deadline
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -86,7 +87,7 @@ async def test_every_hook_is_active_on_a_live_connection(tmp_path: Path) -> None
                 ]
                 process.close()
 
-        with trio.fail_after(15):  # the login and the menu's first byte
+        with deadline(15, "the login and the menu's first byte"):
             await trio_asyncio.aio_as_trio(login)()
         seen["loop"] = getattr(loop._main_loop_one, "__name__", "")
         nursery.cancel_scope.cancel()

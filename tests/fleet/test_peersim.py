@@ -23,12 +23,12 @@ from typing import Any
 
 import asyncssh
 import pytest
-import trio
 import trio_asyncio
 
 from consrv.protocol.feed import ConsoleEntry, Event, FeedDecoder, Hello, Sync
 from tests.fleet.sim import Peer, fleet_init, peer_section, start_peers
 from tests.harness import make_key
+from tests.waits import deadline
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ async def feed_events(
             process.close()
 
     async with trio_asyncio.open_loop():
-        with trio.fail_after(20):  # the feed's first events
+        with deadline(20, f"the first {until} events of {address}:{port}'s feed"):
             await trio_asyncio.aio_as_trio(read)()
     return events[:until]
 
