@@ -10,6 +10,7 @@ from pathlib import Path
 from consrv.access import ANY_USER, GROUP_PREFIX
 from consrv.config.errors import ConfigError, Problem
 from consrv.config.fleet import resolve_fleet
+from consrv.config.identity import resolve_identity
 from consrv.config.model import (
     MAX_UNIX_SOCKET_PATH,
     Config,
@@ -48,6 +49,12 @@ class Resolver:
         self.raw, self.base_dir = raw, base_dir
         self.problems: list[Problem] = []
         self.known_groups = set(raw.groups).union(*(u.groups for u in raw.users.values()))
+        ssh = raw.ssh
+        self.identity = resolve_identity(
+            ssh.authorized_keys_command, ssh.authorized_keys_command_user, raw.identity
+        )
+        # Users (and with NSS, groups) from the directory: names the YAML lacks are no error.
+        self.open_users, self.open_groups = self.identity[0].enabled, self.identity[0].nss
 
     def config(self) -> Config:
         raw = self.raw
@@ -66,6 +73,8 @@ class Resolver:
         self.problems += problems
         web, web_problems = resolve_web(raw.web, self.base_dir)
         self.problems.extend(web_problems)
+        identity, identity_problems = self.identity
+        self.problems.extend(identity_problems)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -101,6 +110,7 @@ class Resolver:
             ),
             fleet=fleet,
             web=web,
+            identity=identity if identity.enabled else None,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:
@@ -204,9 +214,9 @@ class Resolver:
             for index, entry in enumerate(entries):
                 path = f"{where}.{key}[{index}]"
                 if entry.startswith(GROUP_PREFIX):
-                    if entry[1:] not in self.known_groups:
+                    if entry[1:] not in self.known_groups and not self.open_groups:
                         self._unknown(path, "group", entry, [f"@{g}" for g in self.known_groups])
-                elif entry != ANY_USER and entry not in self.raw.users:
+                elif entry != ANY_USER and entry not in self.raw.users and not self.open_users:
                     self._unknown(path, "user", entry, self.raw.users)
 
     def _unknown(self, path: str, kind: str, name: str, known: typing.Iterable[str]) -> None:

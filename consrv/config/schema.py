@@ -35,6 +35,7 @@ from consrv.config.fields import (
     not_empty,
 )
 from consrv.config.fleet import RawFleet
+from consrv.config.identity import Command, RawIdentity
 from consrv.config.model import (
     DEFAULT_CIPHERS,
     DEFAULT_HOST_KEY,
@@ -71,6 +72,8 @@ class RawSsh(Raw):
     max_auth_tries: Positive = 6
     max_sessions: Positive = 10
     revoked_keys: PathValue | None = None
+    authorized_keys_command: Command | None = None  # sshd's: keys from a command
+    authorized_keys_command_user: UserName | None = None
     ciphers: Annotated[tuple[Cipher, ...], AfterValidator(check_ciphers)] = DEFAULT_CIPHERS
 
     @pydantic.model_validator(mode="after")
@@ -172,3 +175,4 @@ class RawConfig(Raw):
     fleet: RawFleet | None = None
     # `web:` with nothing under it turns the web view on with the defaults.
     web: Annotated[RawWeb | None, NoneIsEmpty] = None
+    identity: Annotated[RawIdentity | None, NoneIsEmpty] = None  # NSS, the cache (identity.py)
