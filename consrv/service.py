@@ -102,6 +102,7 @@ class Login:
     read_only: bool  # the observer login: never more than read-only
     peer: str = ""
     login: str = ""  # the SSH login name (console / observer)
+    unix_groups: frozenset[str] = frozenset()  # from NSS (consrv.identity): kept by reloads
 
 
 class UsageError(Exception):
@@ -135,7 +136,8 @@ class Service:
     # -- who may do what -------------------------------------------------------
     def current(self, login: Login) -> Login:
         """`login` as the config in force now sees it (its groups may have changed)."""
-        return dataclasses.replace(login, groups=self.registry.config.groups_of(login.user))
+        groups = self.registry.config.groups_of(login.user) | login.unix_groups
+        return dataclasses.replace(login, groups=groups)
 
     def role(self, login: Login, name: str) -> Role | None:
         cfg = self.registry.settings.get(name)

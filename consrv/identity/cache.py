@@ -7,17 +7,20 @@ ask again, what to do when the source does not answer. Rules:
    without asking.
 2. Otherwise the source is asked, at most once at a time per key (others wait for
    that answer), within ``timeout``.
-3. When asking fails (timeout, error), the source is *down*: one log line, and
-   until an answer comes back, only one question at a time goes to it (a probe);
-   everyone else is answered at once from the cache, without waiting.
+3. When asking fails (timeout, error), the source is *down*: one log line. Until
+   an answer comes back, only one question at a time goes to it (a probe, in the
+   background when a cached answer can serve meanwhile); everyone else is answered
+   at once from the cache, without waiting.
 4. A cached answer serves while down until ``ttl + grace`` after it was fetched;
    past that, or with nothing cached, the caller gets ``Unavailable`` (fail closed).
+   Only the question that finds the source down waits for its timeout.
 
 Must not know: SSH, NSS, processes. Time comes from ``clock`` (trio's by default).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Hashable
@@ -77,6 +80,8 @@ class Cache(Generic[K, V]):
         self.stats = CacheStats()
         self._asking: dict[K, trio.Event] = {}
         self._probing = False
+        # Where a probe runs while a cached answer serves (Directory.run); None: inline.
+        self.nursery: trio.Nursery | None = None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -95,12 +100,31 @@ class Cache(Generic[K, V]):
             asking = self._asking.get(key)
             if asking is None:
                 break
+            if self.stats.down:  # that question may take the whole timeout: do not wait
+                return self._stale(key)
             await asking.wait()  # someone is asking for this key: share their answer
             if self.stats.down:
                 return self._stale(key)
-        if self.stats.down and self._probing:
-            return self._stale(key)
+        if self.stats.down:
+            return await self._while_down(key, fetch)
         return await self._ask(key, fetch)
+
+    async def _while_down(self, key: K, fetch: Callable[[], Awaitable[V]]) -> V:
+        """Rule 3: a cached answer now (and a probe behind it), else one probe at a time."""
+        entry = self.entries.get(key)
+        if entry is not None and self.clock() - entry.fetched < self._life(entry):
+            if not self._probing and self.nursery is not None:
+                self._probing = True  # set now: the probe starts after this returns
+                self.nursery.start_soon(self._probe, key, fetch)
+            return self._stale(key)
+        if self._probing:
+            return self._stale(key)  # Unavailable, at once
+        self._probing = True
+        return await self._ask(key, fetch)
+
+    async def _probe(self, key: K, fetch: Callable[[], Awaitable[V]]) -> None:
+        with contextlib.suppress(Unavailable):  # still down: said once already
+            await self._ask(key, fetch)
 
     def forget(self, key: K) -> None:
         self.entries.pop(key, None)
@@ -123,8 +147,7 @@ class Cache(Generic[K, V]):
         if self.stats.misses % PRUNE_EVERY == PRUNE_EVERY - 1:
             self.prune()
         event = self._asking[key] = trio.Event()
-        probe = self.stats.down
-        self._probing |= probe
+        probe = self._probing
         try:
             self.stats.misses += 1
             with trio.move_on_after(self.timeout) as scope:

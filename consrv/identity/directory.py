@@ -67,6 +67,15 @@ class Directory:
             is_positive=positive,
         )  # fmt: skip
 
+    async def run(self) -> None:
+        """Forever: the nursery where probes of a down source run in the background."""
+        async with trio.open_nursery() as nursery:
+            self.keys.nursery = self.people.nursery = nursery
+            try:
+                await trio.sleep_forever()
+            finally:
+                self.keys.nursery = self.people.nursery = None
+
     def reconfigure(self, config: IdentityConfig) -> None:
         """A reload: new timings and command; cached answers stay (they are still answers)."""
         self.config = config

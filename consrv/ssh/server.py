@@ -109,7 +109,7 @@ class SSHFront:
                     acceptors.append(await self._listen(ep.host, ep.port, host_key))
                 task_status.started([a.sockets[0].getsockname()[:2] for a in acceptors])
                 if self.directory is not None:
-                    nursery.start_soon(dirauth.watch, self.directory, self._sessions)
+                    self._start_directory(self.directory)
                 await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
@@ -137,8 +137,11 @@ class SSHFront:
         )
         return acceptor
 
-    def _sessions(self) -> set[_SSHSession]:
-        return self.sessions
+    def _start_directory(self, directory: Directory) -> None:
+        """Its background probes, and the check that ends sessions it no longer allows."""
+        assert self.nursery is not None
+        self.nursery.start_soon(directory.run)
+        self.nursery.start_soon(dirauth.watch, directory, lambda: self.sessions)
 
     async def _close(self, acceptors: list[asyncssh.SSHAcceptor]) -> None:
         for acceptor in acceptors:
@@ -158,7 +161,7 @@ class SSHFront:
             self.directory.reconfigure(config.identity)
         elif config.identity is not None and self.nursery is not None:  # turned on by a reload
             self.directory = Directory(config.identity, self.audit)
-            self.nursery.start_soon(dirauth.watch, self.directory, self._sessions)
+            self._start_directory(self.directory)
         self.admission.max_startups = config.ssh.max_startups
         self.admission.per_source = config.ssh.max_startups_per_source
         for chan_session in list(self.sessions):
@@ -459,7 +462,8 @@ class _Server(asyncssh.SSHServer):
         login = Login(
             user=self.user,
             groups=self.front.config.groups_of(self.user) | (auth.groups if auth else frozenset()),
-            read_only=self.login_name != self.config.login,
+            unix_groups=auth.groups if auth else frozenset(),
+            read_only=self.login_name == self.config.observer_login,  # USER@: best role too
             peer=f"{self.peer} via {self.via}" if self.via else self.peer,
             login=self.login_name,
         )
@@ -606,7 +610,8 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         role for them changed."""
         self.unix_groups, config = unix_groups, config or self.front.config
         login = self.login
-        self.login = dataclasses.replace(login, groups=config.groups_of(login.user) | unix_groups)
+        groups = config.groups_of(login.user) | unix_groups
+        self.login = dataclasses.replace(login, groups=groups, unix_groups=unix_groups)
         session = self.input
         if isinstance(session, Session):
             name = session.console.name
