@@ -106,6 +106,12 @@ class Authenticator:
         self.refused: str | None = None  # why every key of this login is refused
         self.login: DirectoryLogin | None = None
 
+    def forget(self) -> None:
+        """A new key or certificate is being asked about: until the directory's checks say
+        otherwise, it is a YAML key or a trusted CA's certificate (nothing to ask again)."""
+        if self.user is not None:
+            self.login = DirectoryLogin(self.user, self.person is not None)
+
     @property
     def groups(self) -> frozenset[str]:
         return self.person.groups if self.person is not None else frozenset()

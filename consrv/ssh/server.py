@@ -315,16 +315,22 @@ class _Server(asyncssh.SSHServer):
             )  # fmt: skip
 
     def _check_principals(self, conn: asyncssh.SSHServerConnection) -> None:
-        """Before asyncssh accepts a certificate for the service or observer login:
-        with NSS, its principal must be a YAML user or a user NSS knows."""
+        """Before asyncssh answers for a key or certificate: forget what the directory said
+        of the one before (the last one asked about is the one that signs); with NSS, a
+        certificate for the service or observer login must name a YAML user or a user
+        NSS knows."""
         directory, validate = self.front.directory, conn.validate_public_key
-        if directory is None or not directory.config.nss:
+        if directory is None:
             return
 
         async def checked(username: str, key_data: bytes, msg: bytes, signature: bytes) -> bool:
-            if self.dir_auth is None:  # the service or observer login
-                host, addr = self.host, self.peer_addr[0]
-                auth = dirauth.Authenticator(directory, self.front.config, host, addr)
+            self.principal_auth = None
+            if self.dir_auth is not None:
+                self.dir_auth.forget()
+            elif directory.config.nss and dirauth.certificate_principals(key_data) is not None:
+                auth = dirauth.Authenticator(
+                    directory, self.front.config, self.host, self.peer_addr[0]
+                )
                 if not await self._directory(auth.principal, key_data):
                     return False
                 self.principal_auth = auth if auth.user is not None else None
