@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -336,3 +337,25 @@ def test_a_certificate_for_a_unix_user_logs_in_without_a_yaml_entry(site: Site) 
     sign(site.ca, stranger, "mallory")  # no such Unix user
     refused, _ = ssh(site, "mallory", "console", "list", key=stranger)
     assert refused.returncode == 255
+
+
+def test_a_reload_keeps_directory_users_sessions(site: Site) -> None:
+    """A reload re-checks sessions against the YAML: a directory user is not in it, and
+    stays (the directory decides for them)."""
+    erin = site.key("erin")
+    site.slapd.add_user("erin", erin.public)
+
+    async def main() -> None:
+        session = await PtySSH(ssh_argv(site.consrv.port, erin.private, "erin")).start()
+        try:
+            await session.expect(rb"number or name, empty to quit")
+            assert site.consrv.process is not None
+            site.consrv.process.send_signal(signal.SIGHUP)
+            await trio.to_thread.run_sync(site.consrv.wait_for_log, rb"reloaded ")
+            await session.send(b"lab-ioc\r")
+            await session.expect(rb"attached to lab-ioc: read-only")
+            assert b"no longer" not in session.output
+        finally:
+            await session.aclose()
+
+    trio.run(main)
