@@ -16,7 +16,9 @@ import logging
 import os
 import re
 import signal
+import stat
 import subprocess
+from pathlib import Path
 
 import trio
 
@@ -66,6 +68,22 @@ class RunAs:
 
     user: str
     gid: int
+
+
+def program_problem(program: str) -> str | None:
+    """Why the keys command's program is unsafe to run as sshd sees it (its safe_path):
+    missing, not executable, or it or a directory above it writable by others than its
+    owner, or owned by someone other than root or consrv's user. None: fine."""
+    path = Path(program)
+    if not os.access(path, os.X_OK) or not path.is_file():
+        return f"{program} is not an executable file"
+    for part in (path, *path.parents):
+        st = part.stat()
+        if st.st_uid not in (0, os.geteuid()):
+            return f"{part} is owned by uid {st.st_uid}: anyone who is that user makes users"
+        if stat.S_IMODE(st.st_mode) & 0o022:
+            return f"{part} is writable by others: whoever can write there makes users"
+    return None
 
 
 async def run_command(argv: tuple[str, ...], run_as: RunAs | None) -> str:
