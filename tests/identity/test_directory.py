@@ -90,7 +90,8 @@ class Site:
         os.utime(self.group, (self.group_mtime, self.group_mtime))
 
 
-UNIX_USERS = ("alice", "bob", "carol", "dave", "sleepy", "garbage", "erin")
+# Each test adds its own users to the module's slapd: a name once (tests run in any order).
+UNIX_USERS = ("alice", "bob", "carol", "dave", "sleepy", "garbage", "erin", "frank")
 
 
 def _write_passwd(path: Path) -> None:
@@ -342,11 +343,11 @@ def test_a_certificate_for_a_unix_user_logs_in_without_a_yaml_entry(site: Site) 
 def test_a_reload_keeps_directory_users_sessions(site: Site) -> None:
     """A reload re-checks sessions against the YAML: a directory user is not in it, and
     stays (the directory decides for them)."""
-    erin = site.key("erin")
-    site.slapd.add_user("erin", erin.public)
+    frank = site.key("frank")
+    site.slapd.add_user("frank", frank.public)
 
     async def main() -> None:
-        session = await PtySSH(ssh_argv(site.consrv.port, erin.private, "erin")).start()
+        session = await PtySSH(ssh_argv(site.consrv.port, frank.private, "frank")).start()
         try:
             await session.expect(rb"number or name, empty to quit")
             assert site.consrv.process is not None
