@@ -11,7 +11,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_APT_PACKAGES := procserv openssh-client
 TEST_APT_PACKAGES := systemd nodejs prometheus curl dropbear-bin putty-tools \
-                     chromium chromium-driver nginx
+                     chromium chromium-driver nginx slapd ldap-utils libnss-wrapper
 APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -24,7 +24,7 @@ __all__ = ["EVENTS", "AuditLog"]
 EVENTS = frozenset(
     {
         "login", "login_failed", "auth_failed", "attach", "detach", "write", "procserv_key",
-        "ioc_action", "reload", "input", "broadcast", "note", "tunnel",
+        "ioc_action", "reload", "input", "broadcast", "note", "tunnel", "keys_command",
     }
 )  # fmt: skip
 

@@ -32,6 +32,7 @@ class Login:
     read_only: bool  # the observer login: never more than read-only
     peer: str = ""
     login: str = ""  # the SSH login name (console / observer)
+    unix_groups: frozenset[str] = frozenset()  # from NSS (consrv.identity): kept by reloads
 
 
 # -- where bytes go, and where input comes from ----------------------------------------------

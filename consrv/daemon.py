@@ -93,6 +93,8 @@ async def serve(
             reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
+        if front.directory is not None:  # identity: the keys command, NSS, the cache
+            collectors.append(front.directory)
         if config.web is not None and logins is not None:
             web = make_web(host, logins, config.web, audit)
             collectors.append(web.stats)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 
 from consrv.config import Config, Endpoint
+from consrv.identity.command import program_problem
 from consrv.ssh.keys import key_file_problem
 
 
@@ -41,6 +42,10 @@ def warnings(config: Config) -> list[str]:
             "can reach it reads console names, users' logins and IOC health; keep it on "
             "127.0.0.1 or a management network"
         )
+    command = config.identity.command if config.identity is not None else ()
+    problem = program_problem(command[0]) if command else None
+    if problem is not None:
+        found.append(f"ssh.authorized_keys_command: {problem} (sshd would refuse to run it)")
     web = config.web
     if web is not None and web.tls is None and not is_loopback(web.listen):
         found.append(

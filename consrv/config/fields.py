@@ -19,6 +19,7 @@ from consrv.config.values import (
     check_pattern_name,
     check_template,
     compile_pattern,
+    parse_command,
     parse_duration,
     parse_endpoint,
     parse_public_key,
@@ -93,6 +94,7 @@ MetricsEndpoint = Annotated[Endpoint, checked(_metrics_endpoint)]
 PublicKey = Annotated[bytes, checked(parse_public_key)]
 ConsoleName = Annotated[str, checked(validate_console_name)]
 UserName = Annotated[str, checked(validate_user_name)]
+Command = Annotated[tuple[str, ...], checked(parse_command)]  # ssh.authorized_keys_command
 GroupName = Annotated[str, checked(validate_group_name)]
 AclEntry = Annotated[str, checked(check_acl_entry)]
 DiscoverPattern = Annotated[str, checked(check_discover_pattern)]

@@ -272,6 +272,29 @@ def restart_only(web: WebConfig | None) -> dict[str, object]:
 
 
 @dataclasses.dataclass(frozen=True)
+class IdentityConfig:
+    """Where users, keys and groups come from besides the YAML, and how long answers hold."""
+
+    command: tuple[str, ...] = ()  # argv with %-tokens; empty: no keys command
+    command_user: str | None = None  # run the command as this user (None: consrv's own)
+    nss: bool = False  # the host's NSS defines users and their Unix groups
+    timeout: float = 5.0  # one command run or NSS lookup, queueing included
+    ttl: float = 300.0  # a positive answer is used without asking again
+    negative_ttl: float = 30.0  # "no such user / no keys" is used without asking again
+    grace: float = 3600.0  # after the ttl, while the directory does not answer
+    concurrency: int = 8  # commands (and NSS lookups) running at once
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.command) or self.nss
+
+    @property
+    def recheck_interval(self) -> float:
+        """How often sessions of directory users are checked again (revocation)."""
+        return max(0.5, min(self.ttl, self.negative_ttl) / 2)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     ssh: SshConfig
     metrics_listen: Endpoint | None
@@ -287,6 +310,7 @@ class Config:
     messages: MessageLimits = MessageLimits()
     fleet: FleetConfig | None = None  # the `fleet:` section
     web: WebConfig | None = None  # the browser view (None: off)
+    identity: IdentityConfig | None = None  # keys command, NSS (None: YAML only)
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ from consrv.config.model import (
     ConsoleDefaults,
     Endpoint,
     FleetConfig,
+    IdentityConfig,
     IocConfig,
     LogConfig,
     MessageLimits,
@@ -29,7 +30,7 @@ from consrv.config.model import (
     WebLimits,
     WebTls,
 )
-from consrv.config.schema import RawConfig, RawConsole, RawFleet, RawUser, RawWeb
+from consrv.config.schema import RawConfig, RawConsole, RawFleet, RawIdentity, RawUser, RawWeb
 from consrv.config.values import parse_endpoint, parse_public_key
 from consrv.names import (
     safe_repr,
@@ -54,6 +55,12 @@ class Resolver:
         self.raw, self.base_dir = raw, base_dir
         self.problems: list[Problem] = []
         self.known_groups = set(raw.groups).union(*(u.groups for u in raw.users.values()))
+        ssh = raw.ssh
+        self.identity = resolve_identity(
+            ssh.authorized_keys_command, ssh.authorized_keys_command_user, raw.identity
+        )
+        # Users (and with NSS, groups) from the directory: names the YAML lacks are no error.
+        self.open_users, self.open_groups = self.identity[0].enabled, self.identity[0].nss
 
     def config(self) -> Config:
         raw = self.raw
@@ -72,6 +79,8 @@ class Resolver:
         self.problems += problems
         web, web_problems = resolve_web(raw.web, self.base_dir)
         self.problems.extend(web_problems)
+        identity, identity_problems = self.identity
+        self.problems.extend(identity_problems)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -107,6 +116,7 @@ class Resolver:
             ),
             fleet=fleet,
             web=web,
+            identity=identity if identity.enabled else None,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:
@@ -210,9 +220,9 @@ class Resolver:
             for index, entry in enumerate(entries):
                 path = f"{where}.{key}[{index}]"
                 if entry.startswith(GROUP_PREFIX):
-                    if entry[1:] not in self.known_groups:
+                    if entry[1:] not in self.known_groups and not self.open_groups:
                         self._unknown(path, "group", entry, [f"@{g}" for g in self.known_groups])
-                elif entry != ANY_USER and entry not in self.raw.users:
+                elif entry != ANY_USER and entry not in self.raw.users and not self.open_users:
                     self._unknown(path, "user", entry, self.raw.users)
 
     def _unknown(self, path: str, kind: str, name: str, known: typing.Iterable[str]) -> None:
@@ -369,3 +379,28 @@ def resolve_web(raw: RawWeb | None, base_dir: Path) -> tuple[WebConfig | None, l
         limits=limits,
     )
     return web, problems
+
+
+def resolve_identity(
+    command: tuple[str, ...] | None, command_user: str | None, raw: RawIdentity | None
+) -> tuple[IdentityConfig, list[Problem]]:
+    """``ssh.authorized_keys_command(_user)`` and the ``identity:`` section together."""
+    raw = raw or RawIdentity()
+    problems = []
+    if command_user is not None and not command:
+        problems.append(
+            Problem("ssh.authorized_keys_command_user", "set without ssh.authorized_keys_command")
+        )
+    return (
+        IdentityConfig(
+            command=command or (),
+            command_user=command_user,
+            nss=raw.nss,
+            timeout=raw.timeout,
+            ttl=raw.ttl,
+            negative_ttl=raw.negative_ttl,
+            grace=raw.grace,
+            concurrency=raw.concurrency,
+        ),
+        problems,
+    )

@@ -11,6 +11,7 @@ from consrv.config.fields import (
     AclEntry,
     CaKey,
     Cipher,
+    Command,
     ConsoleName,
     DiscoverPattern,
     Duration,
@@ -41,6 +42,7 @@ from consrv.config.model import (
     DEFAULT_HOST_KEY,
     DEFAULT_LISTEN,
     Endpoint,
+    IdentityConfig,
     IpNetwork,
     KeyPolicy,
     Scope,
@@ -78,6 +80,8 @@ class RawSsh(Raw):
     max_auth_tries: Positive = 6
     max_sessions: Positive = 10
     revoked_keys: PathValue | None = None
+    authorized_keys_command: Command | None = None  # sshd's: keys from a command
+    authorized_keys_command_user: UserName | None = None
     ciphers: Annotated[tuple[Cipher, ...], AfterValidator(check_ciphers)] = DEFAULT_CIPHERS
 
     @pydantic.model_validator(mode="after")
@@ -305,6 +309,21 @@ class RawWeb(pydantic.BaseModel):
         return self
 
 
+class RawIdentity(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+    nss: StrictBool = False
+    timeout: Duration = IdentityConfig.timeout
+    ttl: Duration = IdentityConfig.ttl
+    negative_ttl: Duration = IdentityConfig.negative_ttl
+    grace: Duration = IdentityConfig.grace
+    concurrency: Annotated[StrictInt, Field(ge=1, le=1000)] = IdentityConfig.concurrency
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _empty_section(cls, data: object) -> object:
+        return {} if data is None else data
+
+
 class RawConfig(Raw):
     ssh: RawSsh = Field(default_factory=RawSsh)
     metrics: RawMetrics | None = None
@@ -325,3 +344,4 @@ class RawConfig(Raw):
     fleet: RawFleet | None = None
     # `web:` with nothing under it turns the web view on with the defaults.
     web: Annotated[RawWeb | None, NoneIsEmpty] = None
+    identity: Annotated[RawIdentity | None, NoneIsEmpty] = None  # NSS, the cache (identity.py)

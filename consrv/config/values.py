@@ -5,6 +5,7 @@ Plain functions that raise ValueError with a message for the user; no pydantic.
 
 import ipaddress
 import re
+import shlex
 from pathlib import PurePosixPath
 
 import asyncssh
@@ -251,3 +252,29 @@ def check_acl_entry(value: object) -> str:
     except InvalidName:
         raise ValueError(f"{safe_repr(value)} is not a user name, '@group' or '*'") from None
     return value
+
+
+# sshd's AuthorizedKeysCommand tokens (ssh.authorized_keys_command).
+TOKENS = frozenset("uUftkh%")
+_TOKEN_RE = re.compile(r"%(.?)")
+
+
+def parse_command(value: object) -> tuple[str, ...]:
+    """An absolute program and its arguments, split as a shell would (but run without one)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a command line such as '/usr/bin/sss_ssh_authorizedkeys %u'")
+    try:
+        argv = tuple(shlex.split(value))
+    except ValueError as exc:
+        raise ValueError(f"cannot split the command line: {exc}") from None
+    if not argv[0].startswith("/"):
+        raise ValueError("the program must be an absolute path (as sshd requires)")
+    if "%" in argv[0]:
+        raise ValueError("the program path may not contain %-tokens")
+    for arg in argv:
+        for match in _TOKEN_RE.finditer(arg):
+            if match[1] not in TOKENS:
+                raise ValueError(
+                    f"unknown token %{match[1]} in {arg!r}: known are %u %U %f %t %k %h %%"
+                )
+    return argv

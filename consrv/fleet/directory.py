@@ -41,19 +41,31 @@ class Peer:
     # A feed being read: entries since its `hello`, swapped in at its `sync`.
     _pending: dict[str, dict[str, Any]] | None = None
 
-    def role(self, user: str, name: str, *, read_only: bool) -> Role | None:
-        """The role ``user`` has on console ``name`` by this peer's rules, or None."""
-        entry = self.consoles.get(name)
-        if entry is None or user not in self.users:
+    def role(
+        self, user: str, name: str, *, read_only: bool, unix_groups: frozenset[str] | None = None
+    ) -> Role | None:
+        """The role ``user`` has on console ``name`` by this peer's rules, or None.
+
+        ``unix_groups``: the user's groups in the facility's directory, as the gateway's
+        NSS says (None: the gateway has none): a user the peer's YAML does not list may
+        still be its user through the same directory (docs/identity.md); the peer
+        judges again when the user gets there."""
+        entry, groups = self.consoles.get(name), self._groups(user, unix_groups)
+        if entry is None or groups is None:
             return None
-        role = role_for(user, self.users[user], entry.get("rw", ()), entry.get("ro", ()))
+        role = role_for(user, groups, entry.get("rw", ()), entry.get("ro", ()))
         return Role.RO if role is not None and read_only else role
 
-    def may_operate(self, user: str, name: str) -> bool:
-        entry = self.consoles.get(name)
-        if entry is None or user not in self.users:
+    def may_operate(self, user: str, name: str, unix_groups: frozenset[str] | None = None) -> bool:
+        entry, groups = self.consoles.get(name), self._groups(user, unix_groups)
+        if entry is None or groups is None:
             return False
-        return role_for(user, self.users[user], entry.get("operate", ()), ()) is Role.RW
+        return role_for(user, groups, entry.get("operate", ()), ()) is Role.RW
+
+    def _groups(self, user: str, unix_groups: frozenset[str] | None) -> frozenset[str] | None:
+        if user in self.users:
+            return self.users[user] | (unix_groups or frozenset())
+        return unix_groups
 
 
 @dataclass(frozen=True)
@@ -125,13 +137,15 @@ class Directory:
         peer.up, peer.error = False, error
 
     # -- answers -------------------------------------------------------------------
-    def visible(self, user: str, *, read_only: bool) -> list[Found]:
+    def visible(
+        self, user: str, *, read_only: bool, unix_groups: frozenset[str] | None = None
+    ) -> list[Found]:
         """Every console ``user`` may see, on every peer (down ones too), by name then host."""
         found = [
             Found(peer, name)
             for peer in self.peers.values()
             for name in peer.consoles
-            if peer.role(user, name, read_only=read_only) is not None
+            if peer.role(user, name, read_only=read_only, unix_groups=unix_groups) is not None
         ]
         return sorted(found, key=lambda f: (f.name, f.peer.name))
 
@@ -139,10 +153,13 @@ class Directory:
         """Peers whose consoles are not known now (down, or not reached yet)."""
         return [peer for peer in self.peers.values() if not peer.up]
 
-    def lookup(self, user: str, text: str, *, read_only: bool) -> Found | Ambiguous | Missing:
+    def lookup(
+        self, user: str, text: str, *, read_only: bool, unix_groups: frozenset[str] | None = None
+    ) -> Found | Ambiguous | Missing:
         """Where ``NAME`` or ``NAME@HOST`` lives, among the consoles ``user`` may see."""
         name, _, host = text.partition(HOST_SEPARATOR)
-        found = [f for f in self.visible(user, read_only=read_only) if f.name == name]
+        seen = self.visible(user, read_only=read_only, unix_groups=unix_groups)
+        found = [f for f in seen if f.name == name]
         if host:
             found = [f for f in found if f.peer.name == host]
         if not found:

@@ -233,6 +233,12 @@ class FleetRun:
             on_input=on_input or self.on_input,
         )  # fmt: skip
 
+    def _unix_groups(self) -> frozenset[str] | None:
+        """The user's Unix groups when this gateway's NSS defines users (its peers share
+        the facility's directory: docs/identity.md); None: peers' YAML users only."""
+        identity = self.host.registry.config.identity
+        return self.login.unix_groups if identity is not None and identity.nss else None
+
     def text(self, text: str) -> None:
         self.channel.write(text_bytes(text, pty=self.pty))
 
@@ -250,7 +256,9 @@ class FleetRun:
             row["who"] = [views.who_dict(name, entry) for entry in who]
             rows.append({**row, "host": self.gateway.name})
         now = self.gateway.clock()
-        for found in self.directory.visible(self.login.user, read_only=self.login.read_only):
+        for found in self.directory.visible(
+            self.login.user, read_only=self.login.read_only, unix_groups=self._unix_groups()
+        ):
             row = dict(found.peer.consoles[found.name])
             row.setdefault("last_output", None)
             row["who"] = reports.with_idle(row.get("who", ()), now)
@@ -310,7 +318,9 @@ class FleetRun:
         if host == self.gateway.name:
             return None
         here = not host and name in self.host.visible(self.login)
-        found = self.directory.lookup(self.login.user, text, read_only=self.login.read_only)
+        found = self.directory.lookup(
+            self.login.user, text, read_only=self.login.read_only, unix_groups=self._unix_groups()
+        )
         if not here:
             return found
         if isinstance(found, Missing):
@@ -392,7 +402,9 @@ class FleetRun:
         if len(args) != 1 or args[0].startswith("-"):
             return await self.local(command)
         pattern = args[0]
-        visible = self.directory.visible(self.login.user, read_only=self.login.read_only)
+        visible = self.directory.visible(
+            self.login.user, read_only=self.login.read_only, unix_groups=self._unix_groups()
+        )
         peers = sorted({f.peer.name for f in visible if fnmatch.fnmatchcase(f.name, pattern)})
         if not peers:
             return await self.local(command)

@@ -86,4 +86,9 @@ fleet:
 ssh:
   trusted_user_ca_keys:
     - {json.dumps(f'from="{sources}" {ca_public}')}
+# Each user who reaches a peer through the gateway must be a user of the peer: in its
+# users: (no key needed), or, with no per-user lines at all, a user of the facility's
+# directory that the peer's NSS knows (docs/identity.md):
+# identity:
+#   nss: true
 """

@@ -50,7 +50,8 @@ class Host:
 
     def current(self, login: Login) -> Login:
         """`login` as the config in force now sees it (its groups may have changed)."""
-        return dataclasses.replace(login, groups=self.registry.config.groups_of(login.user))
+        groups = self.registry.config.groups_of(login.user) | login.unix_groups
+        return dataclasses.replace(login, groups=groups)
 
     def role(self, login: Login, name: str) -> Role | None:
         cfg = self.registry.settings.get(name)

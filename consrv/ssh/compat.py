@@ -284,6 +284,22 @@ def check_keys(conn: asyncssh.SSHServerConnection, refused: Callable[[bytes], bo
     conn.validate_public_key = checked  # type: ignore[method-assign]
 
 
+def screen_keys(
+    conn: asyncssh.SSHServerConnection, screen: Callable[[bytes], Awaitable[bool]]
+) -> None:
+    """Await ``screen(key_data)`` before ``conn`` accepts any key or certificate (False
+    refuses it): the directory's questions about a certificate's principal (the same
+    hook as `check_keys`, which is put in front of it)."""
+    validate = conn.validate_public_key
+
+    async def screened(username: str, key_data: bytes, msg: bytes, signature: bytes) -> bool:
+        if not await screen(key_data):
+            return False
+        return await validate(username, key_data, msg, signature)
+
+    conn.validate_public_key = screened  # type: ignore[method-assign]
+
+
 def refuse_env(chan: asyncssh.SSHServerChannel[bytes]) -> None:
     """Refuse every ``env`` request on ``chan``; the packet is dropped unread."""
 

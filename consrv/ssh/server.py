@@ -27,8 +27,10 @@ from consrv.config import Config, split_ca_line
 from consrv.contracts import Commands, Input, Login, notice_bytes
 from consrv.handover import FAREWELL, Handover
 from consrv.host import Host
+from consrv.identity import Directory
 from consrv.session import Session
 from consrv.ssh import compat
+from consrv.ssh import directory as dirauth
 from consrv.ssh.certs import certificate_key_id, revoked_blob, signing_ca
 from consrv.ssh.handshake import describe_failure
 from consrv.ssh.keys import load_or_create_host_key
@@ -86,6 +88,8 @@ class SSHFront:
         # A restart: listeners come from and go to the next process (consrv/handover.py).
         self.handover: Handover | None = None
         self.acceptors: list[asyncssh.SSHAcceptor] = []
+        # Users from the facility's directory (docs/identity.md); None: YAML users only.
+        self.directory = Directory(config.identity, audit) if config.identity else None
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
@@ -103,6 +107,8 @@ class SSHFront:
                 for ep in self.config.ssh.listen:
                     acceptors.append(await self._listen(ep.host, ep.port, host_key))
                 task_status.started([a.sockets[0].getsockname()[:2] for a in acceptors])
+                if self.directory is not None:
+                    self._start_directory(self.directory)
                 await trio.sleep_forever()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
@@ -147,6 +153,12 @@ class SSHFront:
         )
         return acceptor
 
+    def _start_directory(self, directory: Directory) -> None:
+        """Its background probes, and the check that ends sessions it no longer allows."""
+        assert self.nursery is not None
+        self.nursery.start_soon(directory.run)
+        self.nursery.start_soon(dirauth.watch, directory, lambda: self.sessions)
+
     async def _close(self, acceptors: list[asyncssh.SSHAcceptor]) -> None:
         for acceptor in acceptors:
             acceptor.close()
@@ -161,6 +173,11 @@ class SSHFront:
         """A reloaded config: new logins use it; users who lost access are sent away."""
         self.config = config
         self.ca_keys = _ca_entries(config)
+        if config.identity is not None and self.directory is not None:
+            self.directory.reconfigure(config.identity)
+        elif config.identity is not None and self.nursery is not None:  # turned on by a reload
+            self.directory = Directory(config.identity, self.audit)
+            self._start_directory(self.directory)
         self.admission.max_startups = config.ssh.max_startups
         self.admission.per_source = config.ssh.max_startups_per_source
         for chan_session in list(self.sessions):
@@ -187,10 +204,13 @@ def _ca_entries(config: Config) -> asyncssh.SSHAuthorizedKeys | None:
     still checks the certificate's validity period and signature.
     """
     cas, users = config.ssh.trusted_user_ca_keys, list(config.users)
-    if not cas or not users:
+    nss = config.identity is not None and config.identity.nss
+    if not cas or not (users or nss):
         return None
     lines = [_ca_entry(ca, user) for ca in cas for user in users]
-    return asyncssh.import_authorized_keys("\n".join(lines) + "\n")
+    # After them, any principal: NSS must know it (dirauth.Authenticator.principal).
+    wildcard = dirauth.ca_entries_for(config, None) if nss else ""
+    return asyncssh.import_authorized_keys("\n".join(lines) + "\n" + wildcard)
 
 
 def _ca_entry(line: str, user: str) -> str:
@@ -232,6 +252,8 @@ class _Server(asyncssh.SSHServer):
         self.attempt_key = ""  # the fingerprint of the key it offered
         self.credential = b""  # the key or certificate last accepted, as offered
         self.channels: list[_SSHSession] = []
+        self.dir_auth: dirauth.Authenticator | None = None  # a directory user's login
+        self.principal_auth: dirauth.Authenticator | None = None  # a certificate's NSS user
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -239,6 +261,7 @@ class _Server(asyncssh.SSHServer):
         if not self._admitted(conn):
             return
         compat.count_auth_failures(conn, self._auth_refused)
+        self._check_principals(conn)
         compat.check_keys(conn, self._revoked)
         compat.one_packet_per_write(conn)
         compat.skip_config_reload(conn)
@@ -307,8 +330,45 @@ class _Server(asyncssh.SSHServer):
                 attempts=self.tries.count, **{"from": self.peer},
             )  # fmt: skip
 
-    def begin_auth(self, username: str) -> bool:
+    def _check_principals(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Before asyncssh answers for a key or certificate: forget what the directory said
+        of the one before (the last one asked about is the one that signs); with NSS, a
+        certificate for the service or observer login must name a YAML user or a user
+        NSS knows."""
+        directory = self.front.directory
+        if directory is None:
+            return
+
+        async def screen(key_data: bytes) -> bool:
+            self.principal_auth = None
+            if self.dir_auth is not None:
+                self.dir_auth.forget()
+            elif directory.config.nss and dirauth.certificate_principals(key_data) is not None:
+                auth = dirauth.Authenticator(
+                    directory, self.front.config, self.host, self.peer_addr[0]
+                )
+                if not await self._directory(auth.principal, key_data):
+                    return False
+                self.principal_auth = auth if auth.user is not None else None
+            return True
+
+        compat.screen_keys(conn, screen)
+
+    async def _directory(self, ask: Any, *args: object) -> bool:
+        """Ask the directory (trio code, from asyncssh's asyncio task); refused: False."""
+        try:
+            return await dirauth.trio_call(ask, *args)
+        except dirauth.Refused as exc:
+            self.attempt = exc.reason
+            if self.failure is None or self.failure == "unknown_key":
+                self.failure = exc.reason
+            return False
+
+    def begin_auth(self, username: str) -> bool | Awaitable[bool]:
         self.login_name, self.asked = username, True
+        front = self.front
+        if front.directory is not None and dirauth.is_directory_login(front.config, username):
+            return self._begin_directory(username, front.directory)
         if self.front.ca_keys is not None and self.conn is not None:
             self.conn.set_authorized_keys(self.front.ca_keys)
         if username not in (self.config.login, self.config.observer_login):
@@ -321,6 +381,21 @@ class _Server(asyncssh.SSHServer):
             )
         return True
 
+    async def _begin_directory(self, username: str, directory: Directory) -> bool:
+        """``ssh alice@``: ask the directory about alice; her CA entries if she exists."""
+        assert self.conn is not None
+        auth = self.dir_auth = dirauth.Authenticator(
+            directory, self.front.config, self.host, self.peer_addr[0]
+        )
+        await dirauth.trio_call(auth.begin, username)
+        if auth.refused is None and (
+            auth.person is not None or username in self.front.config.users
+        ):
+            entries = dirauth.ca_entries_for(self.front.config, username)
+            if entries:
+                self.conn.set_authorized_keys(asyncssh.import_authorized_keys(entries))
+        return True
+
     def password_auth_supported(self) -> bool:
         return False
 
@@ -330,11 +405,14 @@ class _Server(asyncssh.SSHServer):
     def public_key_auth_supported(self) -> bool:
         return True
 
-    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool | Awaitable[bool]:
         # asyncssh calls this for the key of every query and signed request; the
         # last call before auth_completed() is the key that signed, so ``user``
         # ends up as the authenticated user.
         self.attempt_key = key.get_fingerprint()
+        if self.dir_auth is not None:
+            self.key = bytes(key.public_data)
+            return self._directory(self.dir_auth.key, key)
         if username not in (self.config.login, self.config.observer_login):
             self.attempt = "unknown_login"
             return False
@@ -345,9 +423,13 @@ class _Server(asyncssh.SSHServer):
         self.attempt = "unknown_key" if self.user is None else None
         return self.user is not None
 
-    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+    def validate_ca_key(self, username: str, key: asyncssh.SSHKey) -> bool | Awaitable[bool]:
         # Called only when no trusted CA entry matched: an unknown CA, or a
-        # certificate for nobody configured. Refused, counted as bad_certificate.
+        # certificate for nobody configured. Refused, counted as bad_certificate;
+        # for a directory user, the keys command's cert-authority lines may say yes.
+        if self.dir_auth is not None:
+            self.attempt_key = key.get_fingerprint()
+            return self._directory(self.dir_auth.ca, key, self.credential)
         if self.failure is None:
             self.failure = "bad_certificate"
         self.attempt, self.attempt_key = "bad_certificate", key.get_fingerprint()
@@ -356,7 +438,12 @@ class _Server(asyncssh.SSHServer):
     def auth_completed(self) -> None:
         assert self.conn is not None
         patterns = typing.cast("list[Any] | None", self.conn.get_key_option("principals"))
-        if patterns:  # a certificate from a trusted CA: the entry's principal is the user
+        auth = self.dir_auth or self.principal_auth
+        if auth is not None:  # a directory user (docs/identity.md)
+            assert auth.user is not None
+            self.certified = dirauth.certificate_principals(self.credential) is not None
+            self.user, self.key = auth.user, b"" if self.certified else self.key
+        elif patterns:  # a certificate from a trusted CA: the entry's principal is the user
             # Each entry's pattern is one literal user name (see _ca_entries).
             users = [u for u in self.front.config.users if all(p.matches(u) for p in patterns)]
             self.user, self.key, self.certified = users[0], b"", True
@@ -393,16 +480,20 @@ class _Server(asyncssh.SSHServer):
             self.front.stats.sessions_refused += 1
             self.log.info("%s: refused a session: %d open", self.user, len(self.channels))
             return False
+        auth = self.dir_auth or self.principal_auth
         login = Login(
             user=self.user,
-            groups=self.front.config.groups_of(self.user),
-            read_only=self.login_name != self.config.login,
+            groups=self.front.config.groups_of(self.user) | (auth.groups if auth else frozenset()),
+            unix_groups=auth.groups if auth else frozenset(),
+            read_only=self.login_name == self.config.observer_login,  # USER@: best role too
             peer=f"{self.peer} via {self.via}" if self.via else self.peer,
             login=self.login_name,
         )
         chan_session = _SSHSession(
             self.front, login, self.key, certified=self.certified, credential=self.credential
         )
+        if auth is not None:
+            chan_session.directory_login, chan_session.unix_groups = auth.login, auth.groups
         self.channels.append(chan_session)
         return chan_session
 
@@ -432,6 +523,8 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         self._eof = False
         self._closed = False
         self._cancel = trio.CancelScope()
+        self.directory_login: dirauth.DirectoryLogin | None = None  # a directory user
+        self.unix_groups: frozenset[str] = frozenset()  # their groups from NSS
 
     # -- asyncssh callbacks --------------------------------------------------
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
@@ -507,7 +600,9 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
         """After a reload: end this session if its key no longer is this user's,
         or send it away from its console if its role there changed."""
         login = self.login
-        if self.certified:  # the user is still there, and the CA that signed still trusted
+        if self.directory_login is not None:  # the directory decides (dirauth.watch)
+            still = True
+        elif self.certified:  # the user is still there, and the CA that signed still trusted
             ca = signing_ca(self.credential)
             trusted = {asyncssh.import_public_key(split_ca_line(line)[1]).public_data
                        for line in config.ssh.trusted_user_ca_keys}  # fmt: skip
@@ -523,10 +618,22 @@ class _SSHSession(asyncssh.SSHServerSession[bytes]):
                 text = "the CA that signed your certificate is no longer trusted"
             else:
                 text = "your key was removed from consrv's config"
-            self.write_notice(notice_bytes(text, pty=self.pty))
-            self._cancel.cancel()
+            self.end(text)
             return
-        self.login = dataclasses.replace(login, groups=config.groups_of(login.user))
+        self.regroup(self.unix_groups, config)
+
+    def end(self, why: str) -> None:
+        """The user lost access: tell them why, end the session (audited as a detach)."""
+        self.write_notice(notice_bytes(why, pty=self.pty))
+        self._cancel.cancel()
+
+    def regroup(self, unix_groups: frozenset[str], config: Config | None = None) -> None:
+        """The user's groups now (YAML and Unix): send them away from a console whose
+        role for them changed."""
+        self.unix_groups, config = unix_groups, config or self.front.config
+        login = self.login
+        groups = config.groups_of(login.user) | unix_groups
+        self.login = dataclasses.replace(login, groups=groups, unix_groups=unix_groups)
         session = self.input
         if isinstance(session, Session):
             name = session.console.name

@@ -22,6 +22,8 @@ AUTH_FAILURE_REASONS = (
     "revoked",
     "no_method",
     "timeout",
+    "unknown_user",  # a login name the directory (NSS, the keys command) does not know
+    "directory_unavailable",  # the directory did not answer, and no cached answer may serve
     "other",
 )
 # Each refused authentication request (a connection may make several: MaxAuthTries).
@@ -31,6 +33,8 @@ AUTH_ATTEMPT_REASONS = (
     "bad_certificate",
     "revoked",
     "no_method",
+    "unknown_user",
+    "directory_unavailable",
     "other",
 )
 # New SSH connections closed at once: too many unauthenticated ones in total or from

@@ -116,6 +116,24 @@ def test_what_a_user_sees_follows_the_owning_peers_rules() -> None:
     assert directory.visible("bob", read_only=False) == []
 
 
+def test_a_directory_user_is_judged_by_the_unix_groups_the_gateway_knows() -> None:
+    """With identity.nss on the gateway, a user no peer's YAML lists may still be theirs."""
+    secret = entry("secret", rw=["@ops"], ro=["@lab"])
+    directory = fed(
+        line(type="hello", users={"bob": ["lab"]}),
+        line(type="console", console=secret),
+        line(type="sync"),
+    )
+    peer = directory.peers["h1"]
+    assert peer.role("carol", "secret", read_only=False, unix_groups=frozenset({"ops"})) is Role.RW
+    assert peer.role("carol", "secret", read_only=False, unix_groups=frozenset()) is None
+    assert peer.role("bob", "secret", read_only=False, unix_groups=frozenset({"ops"})) is Role.RW
+    assert peer.role("carol", "secret", read_only=False) is None  # the gateway has no NSS
+    assert peer.may_operate("carol", "secret", frozenset({"ops"})) is False  # no operate list
+    seen = directory.visible("carol", read_only=True, unix_groups=frozenset({"lab"}))
+    assert [(f.peer.name, f.name) for f in seen] == [("h1", "secret"), ("h2", "secret")]
+
+
 def test_lookup_by_name_and_by_name_at_host() -> None:
     directory = fed(
         line(type="hello", users={"alice": []}),
