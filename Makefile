@@ -7,10 +7,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools \
-                chromium chromium-driver nginx
+                chromium chromium-driver nginx rpm python3.11
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean lock relock
+.PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean lock relock \
+        package
 
 demo: setup
 	$(BIN)/python -m consrv.demo
@@ -27,6 +28,10 @@ bench: setup
 	bench/run
 
 check: lint typecheck pytest
+
+# The .deb (Debian 12) and .rpm (RHEL 8/9) in build/packages/ (docs/packaging.md).
+package: setup
+	packaging/build.sh
 
 lint:
 	$(BIN)/ruff check consrv tests bench
@@ -54,6 +59,8 @@ system-deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v rpm >/dev/null || missing="$$missing rpm"; \
+	[ -x /usr/bin/python3.11 ] || missing="$$missing python3.11"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
