@@ -30,7 +30,7 @@ from consrv.revocation import certificate_key_id, signing_ca
 from consrv.service import Commands, Input, Login, Service
 from consrv.session import Session
 from consrv.ssh.handshake import describe_failure
-from consrv.ssh.keys import load_or_create_host_key
+from consrv.ssh.keys import HostCertificateError, UnprotectedKeyError, load_host_keys
 from consrv.ssh.limits import (
     AcceptErrors,
     Admission,
@@ -87,13 +87,14 @@ class SSHFront:
         self.stats.unauthenticated = lambda: self.admission.startups
         self.accept_errors = AcceptErrors(self.stats.accept_error)
         self.refusals = RefusalLog()
+        self.acceptors: list[asyncssh.SSHAcceptor] = []
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
-        host_key = load_or_create_host_key(self.config.ssh.host_key)
-        acceptors: list[asyncssh.SSHAcceptor] = []
+        host_keys = load_host_keys(self.config.ssh.host_key, self.config.ssh.host_certificate)
+        acceptors = self.acceptors
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
         run_ready_callbacks_together(loop)
@@ -102,7 +103,7 @@ class SSHFront:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 for ep in self.config.ssh.listen:
-                    acceptors.append(await self._listen(ep.host, ep.port, host_key))
+                    acceptors.append(await self._listen(ep.host, ep.port, *host_keys))
                 task_status.started([a.sockets[0].getsockname()[:2] for a in acceptors])
                 await trio.sleep_forever()
         finally:
@@ -110,14 +111,19 @@ class SSHFront:
                 await self._close(acceptors)
 
     async def _listen(
-        self, host: str, port: int, host_key: asyncssh.SSHKey
+        self,
+        host: str,
+        port: int,
+        host_keys: list[asyncssh.SSHKey],
+        host_certs: list[asyncssh.SSHCertificate],
     ) -> asyncssh.SSHAcceptor:
         create = trio_asyncio.aio_as_trio(asyncssh.create_server)
         acceptor: asyncssh.SSHAcceptor = await create(
             lambda: _Server(self),
             host,
             port,
-            server_host_keys=[host_key],
+            server_host_keys=host_keys,
+            server_host_certs=host_certs,  # ssh.host_certificate (sshd's HostCertificate)
             kex_algs=KEX_ALGS,  # curve25519-sha256 first, for Dropbear: see wire.py
             encryption_algs=self.config.ssh.ciphers,  # never CBC: see wire.py
             encoding=None,
@@ -147,8 +153,25 @@ class SSHFront:
         self.ca_keys = _ca_entries(config)
         self.admission.max_startups = config.ssh.max_startups
         self.admission.per_source = config.ssh.max_startups_per_source
+        self._reload_host_keys(config)
         for chan_session in list(self.sessions):
             chan_session.recheck(config)
+
+    def _reload_host_keys(self, config: Config) -> None:
+        """The host key and certificate, read again (a renewed certificate, a new key)
+        for the connections accepted from now on; on an error the old ones stay."""
+        if not self.acceptors:  # not serving (yet): serve() reads them
+            return
+        ssh = config.ssh
+        try:
+            keys, certs = load_host_keys(ssh.host_key, ssh.host_certificate)
+        except (OSError, asyncssh.KeyImportError, HostCertificateError, UnprotectedKeyError) as exc:
+            logger.error("reload: the host key and certificate stay as they were: %s", exc)
+            return
+        for acceptor in self.acceptors:
+            acceptor.update(server_host_keys=keys, server_host_certs=certs)
+        logger.info("host key %s%s", keys[0].get_fingerprint(),
+                    f", certificate {ssh.host_certificate}" if certs else "")  # fmt: skip
 
     def session_roles(self) -> list[tuple[str, Role | None]]:
         """(login name, role) of every SSH session; None while not on a console."""
