@@ -11,6 +11,7 @@ sandboxing options (``ProtectSystem=`` ...) are not applied: they need PID 1.
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
 import re
 import shlex
@@ -20,6 +21,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+from consrv.demo import ProcServ
+from tests.sshclients import PtySSH
 from tests.waits import wait_until
 
 REPO = Path(__file__).resolve().parent.parent.parent
@@ -169,3 +172,29 @@ def running_unit(unit: Path, workdir: Path, runtime: Path) -> Iterator[tuple[Uni
         yield process, port
     finally:
         process.stop()
+
+
+def start_ioc(name: str, root: Path) -> ProcServ:
+    """procServ with a soft IOC, its socket directory ``root:ioc 0750`` as ioc@ makes it."""
+    procserv = ProcServ(name, root)
+    procserv.directory.mkdir(parents=True)
+    os.chown(procserv.directory, 0, grp.getgrnam("ioc").gr_gid)
+    procserv.directory.chmod(0o750)
+    return procserv
+
+
+async def attach(port: int, key: Path, known_hosts: Path, console: str) -> None:
+    """The real OpenSSH client attaches to the console, with the host key checked."""
+    argv = ["ssh", "-tt", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR",
+            "console@127.0.0.1", console]  # fmt: skip
+    ssh = await PtySSH(argv).start()
+    try:
+        await ssh.expect(rb"attached to " + console.encode() + rb": you write", timeout=20)
+        await ssh.send(f"dbgf {console}:name\r".encode())
+        await ssh.expect(rb'DBF_STRING:\s+"' + console.encode() + rb'"', timeout=20)
+        await ssh.send(b"\x05c.")  # ^Ec. detaches
+        assert await ssh.wait(timeout=20) == 0, ssh.output
+    finally:
+        await ssh.aclose()

@@ -11,21 +11,22 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 import stat
-import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import trio
 import yaml
 
-from consrv.demo import ProcServ
 from tests.harness import UserKey, make_key
-from tests.packaging.installed import apt_get, build_packages, package_status, run, running_unit
-from tests.sshclients import PtySSH
+from tests.packaging.installed import (
+    apt_get,
+    attach,
+    package_status,
+    run,
+    running_unit,
+    start_ioc,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -34,40 +35,6 @@ CONFIG = Path("/etc/consrv/consrv.yaml")
 HOST_KEY = Path("/var/lib/consrv/ssh_host_ed25519_key")
 UNIT = Path("/lib/systemd/system/consrv.service")
 EDIT_MARK = "# edited on this host: an upgrade must keep this line"
-
-
-@pytest.fixture(scope="module")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two builds of the same version: release 1, and release 2 (the upgrade)."""
-    out = tmp_path_factory.mktemp("packages")
-    first, _ = build_packages(out, 1)
-    second, _ = build_packages(out, 2, keep_stage=True)
-    return first, second
-
-
-@pytest.fixture
-def purged_at_end() -> Iterator[None]:
-    """The machine without consrv's package before and after the test."""
-    status = package_status()
-    if status:
-        pytest.fail(f"consrv's package is on this machine ({status}): this test installs "
-                    "and purges it, so it will not run here")  # fmt: skip
-    try:
-        yield
-    finally:
-        if package_status():
-            subprocess.run(["dpkg", "--purge", "consrv"], capture_output=True, check=False)
-
-
-@pytest.fixture
-def ioc_root() -> Iterator[Path]:
-    """A directory the consrv user can traverse, like /run/procServ (tmp_path is root's)."""
-    root = Path(tempfile.mkdtemp(prefix="consrv-pkgtest-", dir="/run"))
-    root.chmod(0o755)
-    try:
-        yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def owner(path: Path) -> tuple[str, str, int]:
@@ -91,32 +58,6 @@ def edit_config(key: UserKey, socket: Path) -> str:
     return text
 
 
-def start_ioc(root: Path) -> ProcServ:
-    """procServ with a soft IOC, its socket directory ``root:ioc 0750`` as ioc@ makes it."""
-    procserv = ProcServ(IOC, root)
-    procserv.directory.mkdir(parents=True)
-    os.chown(procserv.directory, 0, grp.getgrnam("ioc").gr_gid)
-    procserv.directory.chmod(0o750)
-    return procserv
-
-
-async def attach(port: int, key: Path, known_hosts: Path) -> None:
-    """The real OpenSSH client attaches to the console, with the host key checked."""
-    argv = ["ssh", "-tt", "-p", str(port), "-i", str(key), "-o", "BatchMode=yes",
-            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
-            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "LogLevel=ERROR",
-            "console@127.0.0.1", IOC]  # fmt: skip
-    ssh = await PtySSH(argv).start()
-    try:
-        await ssh.expect(rb"attached to " + IOC.encode() + rb": you write", timeout=20)
-        await ssh.send(f"dbgf {IOC}:name\r".encode())
-        await ssh.expect(rb'DBF_STRING:\s+"' + IOC.encode() + rb'"', timeout=20)
-        await ssh.send(b"\x05c.")  # ^Ec. detaches
-        assert await ssh.wait(timeout=20) == 0, ssh.output
-    finally:
-        await ssh.aclose()
-
-
 def serve_and_attach(key: UserKey, known_hosts: Path, workdir: Path, runtime: Path) -> None:
     """consrv as its unit runs it; a login to the console; consrv stopped again."""
     with running_unit(UNIT, workdir, runtime) as (unit, port):
@@ -125,7 +66,7 @@ def serve_and_attach(key: UserKey, known_hosts: Path, workdir: Path, runtime: Pa
         else:  # the same key, now on this run's port
             line = known_hosts.read_text().split(" ", 1)[1]
             known_hosts.write_text(f"[127.0.0.1]:{port} {line}")
-        trio.run(attach, port, key.private, known_hosts)
+        trio.run(attach, port, key.private, known_hosts, IOC)
         assert "login alice as console" in unit.stderr(), unit.stderr()
 
 
@@ -149,7 +90,7 @@ def test_install_serve_upgrade_remove_purge(
     run(["consrv", "check-config", "--config", str(CONFIG)])  # the shipped config
 
     key = make_key(tmp_path, "alice")
-    with start_ioc(ioc_root) as procserv:
+    with start_ioc(IOC, ioc_root) as procserv:
         procserv.wait_ioc()
         edited = edit_config(key, procserv.socket)
         known_hosts = tmp_path / "known_hosts"

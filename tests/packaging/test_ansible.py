@@ -1,0 +1,166 @@
+"""The Ansible role (deploy/ansible/) for real: ``ansible-playbook -c local`` on this machine.
+
+The role installs the .deb, renders the config from inventory variables and starts
+consrv. No systemd runs as PID 1 here, so consrv.service runs under a private systemd
+user manager (tests/systemd_user.py), with the role's ``consrv_systemd_scope: user``:
+the unit's Exec lines as packaged, without User=/Group= and the sandbox (a user
+manager cannot change user; the package test runs those as the unit says). The
+handlers are the role's own: reload (SIGHUP through ExecReload=) and restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from tests.harness import UserKey, make_key
+from tests.packaging.installed import REPO, attach, package_status, start_ioc
+from tests.systemd_user import CONSRV_UNIT, SystemdUser
+
+pytestmark = pytest.mark.integration
+
+IOC = "role-ioc"
+CONFIG = Path("/etc/consrv/consrv.yaml")
+HOST_KEY_PUB = Path("/var/lib/consrv/ssh_host_ed25519_key.pub")
+ROLES = REPO / "deploy" / "ansible" / "roles"
+PLAYBOOK = "- hosts: consrv_hosts\n  roles: [consrv]\n"
+UNIT_KEYS = (  # the lines that make consrv.service a notify service with a reload
+    "Type", "NotifyAccess", "ExecStartPre", "ExecStart", "ExecReload", "Restart",
+    "RestartSec", "TimeoutStopSec", "WatchdogSec",
+)  # fmt: skip
+
+
+def user_unit() -> str:
+    """consrv.service for the user manager: the packaged Exec lines (/usr/bin/consrv)."""
+    lines = ["[Unit]", "Description=consrv (user scope, the role's test)", "[Service]"]
+    for line in CONSRV_UNIT.read_text().splitlines():
+        if line.split("=", 1)[0] in UNIT_KEYS:
+            lines.append(line.replace("/usr/local/bin/consrv", "/usr/bin/consrv"))
+    return "\n".join([*lines, "[Install]", "WantedBy=default.target"]) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Ansible:
+    """ansible-playbook from the venv, against this machine, with an inventory file."""
+
+    def __init__(self, root: Path, host_vars: dict[str, object]) -> None:
+        self.root = root
+        self.playbook = root / "playbook.yml"
+        self.playbook.write_text(PLAYBOOK)
+        self.inventory = root / "inventory.json"
+        # Debian's python3 runs the modules on the host: the apt module needs python3-apt.
+        local = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
+        hosts = {"localhost": {**local, **host_vars}}
+        self.inventory.write_text(json.dumps({"consrv_hosts": {"hosts": hosts}}))
+
+    def run(self, *extra_vars: dict[str, object]) -> tuple[int, str, dict[str, int]]:
+        """(exit status, output, the recap's counts for localhost)."""
+        argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local",
+                "-i", str(self.inventory), str(self.playbook)]  # fmt: skip
+        for extra in extra_vars:
+            argv += ["-e", json.dumps(extra)]
+        env = {**os.environ, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_HOME": str(self.root),
+               "ANSIBLE_NOCOLOR": "1", "ANSIBLE_RETRY_FILES_ENABLED": "0",
+               "ANSIBLE_LOCALHOST_WARNING": "0"}  # fmt: skip
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600,
+                                stdin=subprocess.DEVNULL, check=False)  # fmt: skip
+        output = result.stdout + result.stderr
+        match = re.search(r"^localhost\s*:\s*(.*)$", output, re.MULTILINE)
+        assert match is not None, output
+        counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+        return result.returncode, output, counts
+
+
+@pytest.fixture
+def manager() -> Iterator[SystemdUser]:
+    with SystemdUser.running() as systemd:
+        unit = systemd.unit_dir / "consrv.service"
+        unit.write_text(user_unit())
+        systemd.systemctl("daemon-reload")
+        yield systemd
+
+
+def main_pid(manager: SystemdUser) -> int:
+    out = manager.systemctl("show", "-p", "MainPID", "--value", "consrv.service").stdout
+    return int(out.strip())
+
+
+def login_and_list(port: int, key: UserKey, known_hosts: Path) -> list[str]:
+    argv = ["ssh", "-T", "-p", str(port), "-i", str(key.private), "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "console@127.0.0.1", "list"]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True)
+    return [line.split()[0] for line in result.stdout.splitlines()[1:]]
+
+
+@pytest.mark.usefixtures("purged_at_end")
+def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_validate(
+    debs: tuple[Path, Path], manager: SystemdUser, ioc_root: Path, tmp_path: Path
+) -> None:
+    alice = make_key(tmp_path, "alice")
+    port = free_port()
+    with start_ioc(IOC, ioc_root) as procserv:
+        procserv.wait_ioc()
+        ansible = Ansible(tmp_path, {
+            "consrv_package_file": str(debs[0]),
+            "consrv_systemd_scope": "user",
+            "consrv_systemd_environment": {"XDG_RUNTIME_DIR": str(manager.runtime_dir)},
+            "consrv_ssh_listen": [f"127.0.0.1:{port}"],
+            "consrv_metrics_listen": None,
+            "consrv_users": {"alice": {"keys": [alice.public]}},
+            "consrv_defaults": {"rw": ["alice"]},
+            "consrv_consoles": {IOC: {"socket": str(procserv.socket)}},
+            "consrv_discover": [],
+            "consrv_ioc": None,
+        })  # fmt: skip
+        try:
+            status, output, counts = ansible.run()
+            assert status == 0, output
+            assert counts["failed"] == 0, output
+            assert counts["changed"] > 0, output
+            assert package_status() == "install ok installed 0.1.0-1"
+            known_hosts = tmp_path / "known_hosts"
+            known_hosts.write_text(f"[127.0.0.1]:{port} {HOST_KEY_PUB.read_text()}")
+            trio.run(attach, port, alice.private, known_hosts, IOC)  # a real procServ console
+            pid = main_pid(manager)
+
+            # The second run changes nothing.
+            status, output, counts = ansible.run()
+            assert (status, counts["changed"], counts["failed"]) == (0, 0, 0), output
+
+            # A bad value: the run fails at validate with consrv's message; nothing changes.
+            live = CONFIG.read_bytes()
+            status, output, counts = ansible.run({"consrv_defaults": {"write": "sometimes"}})
+            assert status != 0, output
+            assert counts["failed"] == 1, output
+            assert "defaults.write" in output, output
+            assert CONFIG.read_bytes() == live
+            assert main_pid(manager) == pid
+            assert login_and_list(port, alice, known_hosts) == [IOC]
+
+            # A good change is a reload (SIGHUP), not a restart: the same process serves it.
+            more = {IOC: {"socket": str(procserv.socket)}, "spare": {"tcp": "127.0.0.1:9"}}
+            status, output, counts = ansible.run({"consrv_consoles": more})
+            assert (status, counts["changed"]) == (0, 2), output  # the config, the handler
+            assert "RUNNING HANDLER [consrv : Reload consrv]" in output, output
+            assert "Restart consrv" not in output
+            assert main_pid(manager) == pid
+            assert login_and_list(port, alice, known_hosts) == [IOC, "spare"]
+        finally:
+            manager.systemctl("stop", "consrv.service", check=False)
+            for copied in Path("/var/cache").glob("consrv-consrv_*.deb"):
+                copied.unlink()
