@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools \
-                chromium chromium-driver nginx rpm python3.11
+                chromium chromium-driver nginx rpm cpio python3.11 \
+                python3-apt
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean lock relock \
@@ -60,7 +61,9 @@ system-deps:
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v rpm >/dev/null || missing="$$missing rpm"; \
+	command -v cpio >/dev/null || missing="$$missing cpio"; \
 	[ -x /usr/bin/python3.11 ] || missing="$$missing python3.11"; \
+	/usr/bin/python3 -c 'import apt' 2>/dev/null || missing="$$missing python3-apt"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,21 @@ import pytest
 from tests.packaging.installed import build_packages, package_status
 
 
+@dataclass(frozen=True)
+class Built:
+    """What `make package` makes, twice: release 1, and release 2 (an upgrade)."""
+
+    deb: Path
+    newer_deb: Path
+    rpm: Path
+
+
 @pytest.fixture(scope="session")
-def debs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """Two builds of the same version: release 1, and release 2 (the upgrade)."""
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     out = tmp_path_factory.mktemp("packages")
-    first, _ = build_packages(out, 1)
-    second, _ = build_packages(out, 2, keep_stage=True)
-    return first, second
+    deb, rpm = build_packages(out, 1)
+    newer_deb, _ = build_packages(out, 2, keep_stage=True)
+    return Built(deb, newer_deb, rpm)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,8 +22,10 @@ from pathlib import Path
 
 import pytest
 import trio
+import yaml
 
 from tests.harness import UserKey, make_key
+from tests.packaging.conftest import Built
 from tests.packaging.installed import REPO, attach, package_status, start_ioc
 from tests.systemd_user import CONSRV_UNIT, SystemdUser
 
@@ -54,21 +57,28 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class Ansible:
-    """ansible-playbook from the venv, against this machine, with an inventory file."""
+# Debian's python3 runs the modules on the host: the apt module needs python3-apt.
+LOCAL = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
 
-    def __init__(self, root: Path, host_vars: dict[str, object]) -> None:
+
+class Ansible:
+    """ansible-playbook from the venv, against this machine, with an inventory."""
+
+    def __init__(
+        self, root: Path, host_vars: dict[str, object], inventory: Path | None = None
+    ) -> None:
         self.root = root
         self.playbook = root / "playbook.yml"
         self.playbook.write_text(PLAYBOOK)
-        self.inventory = root / "inventory.json"
-        # Debian's python3 runs the modules on the host: the apt module needs python3-apt.
-        local = {"ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}
-        hosts = {"localhost": {**local, **host_vars}}
-        self.inventory.write_text(json.dumps({"consrv_hosts": {"hosts": hosts}}))
+        self.inventory = inventory or root / "inventory.json"
+        if inventory is None:
+            hosts = {"localhost": {**LOCAL, **host_vars}}
+            self.inventory.write_text(json.dumps({"consrv_hosts": {"hosts": hosts}}))
 
-    def run(self, *extra_vars: dict[str, object]) -> tuple[int, str, dict[str, int]]:
-        """(exit status, output, the recap's counts for localhost)."""
+    def run(
+        self, *extra_vars: dict[str, object], host: str = "localhost"
+    ) -> tuple[int, str, dict[str, int]]:
+        """(exit status, output, the recap's counts for ``host``)."""
         argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-c", "local",
                 "-i", str(self.inventory), str(self.playbook)]  # fmt: skip
         for extra in extra_vars:
@@ -79,7 +89,7 @@ class Ansible:
         result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600,
                                 stdin=subprocess.DEVNULL, check=False)  # fmt: skip
         output = result.stdout + result.stderr
-        match = re.search(r"^localhost\s*:\s*(.*)$", output, re.MULTILINE)
+        match = re.search(rf"^{re.escape(host)}\s*:\s*(.*)$", output, re.MULTILINE)
         assert match is not None, output
         counts = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
         return result.returncode, output, counts
@@ -109,14 +119,14 @@ def login_and_list(port: int, key: UserKey, known_hosts: Path) -> list[str]:
 
 @pytest.mark.usefixtures("purged_at_end")
 def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_validate(
-    debs: tuple[Path, Path], manager: SystemdUser, ioc_root: Path, tmp_path: Path
+    built: Built, manager: SystemdUser, ioc_root: Path, tmp_path: Path
 ) -> None:
     alice = make_key(tmp_path, "alice")
     port = free_port()
     with start_ioc(IOC, ioc_root) as procserv:
         procserv.wait_ioc()
         ansible = Ansible(tmp_path, {
-            "consrv_package_file": str(debs[0]),
+            "consrv_package_file": str(built.deb),
             "consrv_systemd_scope": "user",
             "consrv_systemd_environment": {"XDG_RUNTIME_DIR": str(manager.runtime_dir)},
             "consrv_ssh_listen": [f"127.0.0.1:{port}"],
@@ -164,3 +174,44 @@ def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_valida
             manager.systemctl("stop", "consrv.service", check=False)
             for copied in Path("/var/cache").glob("consrv-consrv_*.deb"):
                 copied.unlink()
+
+
+RENDER = """- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_role: {name: consrv, tasks_from: config}
+"""
+
+
+def test_the_sample_facility_derives_peers_and_from_lines_that_consrv_accepts(
+    tmp_path: Path,
+) -> None:
+    """deploy/ansible/site.yml's inventory, rendered for every host and checked by consrv."""
+    inventory = tmp_path / "inventory"
+    shutil.copytree(REPO / "deploy" / "ansible" / "inventory", inventory)
+    consrv = str(Path(sys.executable).parent / "consrv")
+    subprocess.run([consrv, "fleet", "init", "--dir", str(inventory / "fleet"), "--name", "gw",
+                    "--gateway-address", "10.0.0.50", "--gateway-address", "10.0.0.51"],
+                   check=True, capture_output=True)  # fmt: skip
+    ca = make_key(tmp_path, "host_ca")
+    (inventory / "fleet" / "known_hosts").write_text(f"@cert-authority *.example.org {ca.public}\n")
+    out = tmp_path / "out"
+    ansible = Ansible(tmp_path, {}, inventory)
+    ansible.playbook.write_text(RENDER)
+    render = {**LOCAL, "consrv_config_path": f"{out}/{{{{ inventory_hostname }}}}.yaml",
+              "fleet_dir": f"{out}/{{{{ inventory_hostname }}}}/fleet", "consrv_user": "root",
+              "consrv_config_group": "root", "consrv_check_config": f"{consrv} check-config",
+              "consrv_manage_service": False}  # fmt: skip
+    for _ in ("first", "second"):
+        status, output, counts = ansible.run(render, host="gw1.example.org")
+        assert status == 0, output
+    assert counts["changed"] == 0, output  # the second run
+    gateway = yaml.safe_load((out / "gw1.example.org.yaml").read_text())
+    peer = yaml.safe_load((out / "ioc2.example.org.yaml").read_text())
+    assert gateway["fleet"]["peers"] == ["ioc1.example.org:2222", "ioc2.example.org:2222"]
+    assert gateway["fleet"]["key"] == f"{out}/gw1.example.org/fleet/gateway_key"
+    gateway_key = (inventory / "fleet" / "gateway_key.pub").read_text().strip()
+    gateway_ca = (inventory / "fleet" / "gateway_ca.pub").read_text().strip()
+    assert peer["users"]["gateway"] == {"keys": [gateway_key]}
+    assert peer["ssh"]["trusted_user_ca_keys"] == [f'from="10.0.0.50,10.0.0.51" {gateway_ca}']
+    assert peer["fleet"] == {"gateway_users": ["gateway"]}

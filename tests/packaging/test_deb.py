@@ -19,6 +19,7 @@ import trio
 import yaml
 
 from tests.harness import UserKey, make_key
+from tests.packaging.conftest import Built
 from tests.packaging.installed import (
     apt_get,
     attach,
@@ -71,10 +72,8 @@ def serve_and_attach(key: UserKey, known_hosts: Path, workdir: Path, runtime: Pa
 
 
 @pytest.mark.usefixtures("purged_at_end")
-def test_install_serve_upgrade_remove_purge(
-    debs: tuple[Path, Path], ioc_root: Path, tmp_path: Path
-) -> None:
-    first, second = debs
+def test_install_serve_upgrade_remove_purge(built: Built, ioc_root: Path, tmp_path: Path) -> None:
+    first, second = built.deb, built.newer_deb
     apt_get("install", str(first))
     assert package_status() == "install ok installed 0.1.0-1"
 
