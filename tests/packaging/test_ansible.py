@@ -170,9 +170,19 @@ def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_valida
             assert "Restart consrv" not in output
             assert main_pid(manager) == pid
             assert login_and_list(port, alice, known_hosts) == [IOC, "spare"]
+
+            # A newer package is an upgrade, and an upgrade restarts consrv (the same key).
+            newer: dict[str, object] = {"consrv_package_file": str(built.newer_deb)}
+            newer["consrv_consoles"] = more
+            status, output, counts = ansible.run(newer)
+            assert status == 0, output
+            assert "RUNNING HANDLER [consrv : Restart consrv]" in output, output
+            assert package_status() == "install ok installed 0.1.0-2"
+            assert main_pid(manager) != pid
+            assert login_and_list(port, alice, known_hosts) == [IOC, "spare"]
         finally:
             manager.systemctl("stop", "consrv.service", check=False)
-            for copied in Path("/var/cache").glob("consrv-consrv_*.deb"):
+            for copied in Path("/var/cache").glob("consrv-consrv_*.deb"):  # the role's copies
                 copied.unlink()
 
 
