@@ -67,8 +67,9 @@ def write_new_key(path: Path, comment: str) -> asyncssh.SSHKey:
     return key
 
 
-class HostCertificateError(ValueError):
-    """``ssh.host_certificate`` is no valid OpenSSH host certificate of ``ssh.host_key``."""
+class HostCertificateError(OSError):
+    """``ssh.host_certificate`` is no valid OpenSSH host certificate of ``ssh.host_key``
+    (an OSError, as a missing file is: `consrv serve` says "cannot serve: ..." and exits)."""
 
 
 def read_host_certificate(path: Path, key: asyncssh.SSHKey) -> asyncssh.SSHCertificate:

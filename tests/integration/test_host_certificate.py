@@ -142,3 +142,17 @@ def test_check_config_refuses_a_certificate_serve_could_not_use(
     result = subprocess.run(argv, capture_output=True, text=True, check=False)
     assert result.returncode != 0
     assert f"ssh.host_certificate: {cert}: {message}" in result.stderr + result.stdout
+
+
+def test_serve_refuses_to_start_with_a_certificate_of_another_key(site: Site) -> None:
+    """What the unit's ExecStartPre check would have caught: one line, exit status 1."""
+    key = keygen(site.root / "host_key")
+    other = keygen(site.root / "other")
+    site.write(key, sign(site.ca, other, "-h"))
+    consrv = Consrv(site.config, site.root).spawn()
+    assert consrv.process is not None
+    assert consrv.process.wait(timeout=30) == 1
+    assert f"ERROR consrv.daemon: cannot serve: {other}-cert.pub: certifies SHA256:" in (
+        consrv.stderr()
+    )
+    assert "Traceback" not in consrv.stderr()
