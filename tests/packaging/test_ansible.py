@@ -1,7 +1,7 @@
 """The Ansible role (deploy/ansible/) for real: ``ansible-playbook -c local`` on this machine.
 
-The role installs the .deb, renders the config from inventory variables and starts
-consrv. No systemd runs as PID 1 here, so consrv.service runs under a private systemd
+The role installs the .deb, signs the host key with a host CA, renders the config
+from inventory variables and starts consrv. No systemd runs as PID 1 here, so consrv.service runs under a private systemd
 user manager (tests/systemd_user.py), with the role's ``consrv_systemd_scope: user``:
 the unit's Exec lines as packaged, without User=/Group= and the sandbox (a user
 manager cannot change user; the package test runs those as the unit says). The
@@ -33,7 +33,6 @@ pytestmark = pytest.mark.integration
 
 IOC = "role-ioc"
 CONFIG = Path("/etc/consrv/consrv.yaml")
-HOST_KEY_PUB = Path("/var/lib/consrv/ssh_host_ed25519_key.pub")
 ROLES = REPO / "deploy" / "ansible" / "roles"
 PLAYBOOK = "- hosts: consrv_hosts\n  roles: [consrv]\n"
 UNIT_KEYS = (  # the lines that make consrv.service a notify service with a reload
@@ -122,6 +121,7 @@ def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_valida
     built: Built, manager: SystemdUser, ioc_root: Path, tmp_path: Path
 ) -> None:
     alice = make_key(tmp_path, "alice")
+    host_ca = make_key(tmp_path, "host_ca")  # the role signs the host key with it
     port = free_port()
     with start_ioc(IOC, ioc_root) as procserv:
         procserv.wait_ioc()
@@ -136,6 +136,8 @@ def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_valida
             "consrv_consoles": {IOC: {"socket": str(procserv.socket)}},
             "consrv_discover": [],
             "consrv_ioc": None,
+            "consrv_host_ca_key": str(host_ca.private),
+            "consrv_host_certificate_principals": ["127.0.0.1"],
         })  # fmt: skip
         try:
             status, output, counts = ansible.run()
@@ -143,8 +145,9 @@ def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_valida
             assert counts["failed"] == 0, output
             assert counts["changed"] > 0, output
             assert package_status() == "install ok installed 0.1.0-1"
+            # One @cert-authority line and nothing about this host: the role's certificate.
             known_hosts = tmp_path / "known_hosts"
-            known_hosts.write_text(f"[127.0.0.1]:{port} {HOST_KEY_PUB.read_text()}")
+            known_hosts.write_text(f"@cert-authority * {host_ca.public}\n")
             trio.run(attach, port, alice.private, known_hosts, IOC)  # a real procServ console
             pid = main_pid(manager)
 
