@@ -1,11 +1,12 @@
 """The Ansible role (deploy/ansible/) for real: ``ansible-playbook -c local`` on this machine.
 
 The role installs the .deb, signs the host key with a host CA, renders the config
-from inventory variables and starts consrv. No systemd runs as PID 1 here, so consrv.service runs under a private systemd
-user manager (tests/systemd_user.py), with the role's ``consrv_systemd_scope: user``:
-the unit's Exec lines as packaged, without User=/Group= and the sandbox (a user
-manager cannot change user; the package test runs those as the unit says). The
-handlers are the role's own: reload (SIGHUP through ExecReload=) and restart.
+from inventory variables and starts consrv. No systemd runs as PID 1 here, so
+consrv.service runs under a private systemd user manager (tests/systemd_user.py),
+with the role's ``consrv_systemd_scope: user``: the unit's Exec lines as packaged,
+without User=/Group= and the sandbox (a user manager cannot change user; the package
+test runs those as the unit says). The handlers are the role's own: reload (SIGHUP
+through ExecReload=) and restart.
 """
 
 from __future__ import annotations
