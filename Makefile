@@ -11,12 +11,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO_APT_PACKAGES := procserv openssh-client
 TEST_APT_PACKAGES := systemd nodejs prometheus curl dropbear-bin putty-tools \
-                     chromium chromium-driver nginx slapd ldap-utils libnss-wrapper
+                     chromium chromium-driver nginx slapd ldap-utils libnss-wrapper \
+                     rpm cpio python3.11 python3-apt
 APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test stress bench check lint typecheck pytest setup system-deps demo-deps clean \
-        lock relock
+.PHONY: demo test stress bench check lint typecheck pytest setup system-deps demo-deps clean \\
+        lock relock package
 
 demo: demo-deps $(VENV)/.demo-installed
 	$(BIN)/python -m consrv.demo
@@ -33,6 +34,10 @@ bench: setup
 	bench/run
 
 check: lint typecheck pytest
+
+# The .deb (Debian 12) and .rpm (RHEL 8/9) in build/packages/ (docs/packaging.md).
+package: setup
+	packaging/build.sh
 
 lint:
 	$(BIN)/ruff check consrv tests bench

@@ -170,7 +170,6 @@ def _warn_restart_only(old: Config, new: Config) -> None:
     """Settings a reload cannot change (listeners, the IOC units): say so."""
     for what, before, after in (
         ("ssh.listen", old.ssh.listen, new.ssh.listen),
-        ("ssh.host_key", old.ssh.host_key, new.ssh.host_key),
         ("ssh.login_timeout", old.ssh.login_timeout, new.ssh.login_timeout),
         ("ssh.ciphers", old.ssh.ciphers, new.ssh.ciphers),
         ("metrics.listen", old.metrics_listen, new.metrics_listen),

@@ -14,13 +14,18 @@ import ipaddress
 
 from consrv.config import Config, Endpoint
 from consrv.identity.command import program_problem
-from consrv.ssh.keys import key_file_problem
+from consrv.ssh.keys import host_certificate_problem, key_file_problem
 
 
 def refusals(config: Config) -> list[str]:
     """Why consrv must not serve with ``config`` (empty: it may)."""
     problem = key_file_problem(config.ssh.host_key)
-    return ([f"ssh.host_key: {problem}"] if problem is not None else []) + fleet_refusals(config)
+    cert = host_certificate_problem(config.ssh.host_key, config.ssh.host_certificate)
+    return (
+        ([f"ssh.host_key: {problem}"] if problem is not None else [])
+        + ([f"ssh.host_certificate: {cert}"] if cert is not None else [])
+        + fleet_refusals(config)
+    )
 
 
 def fleet_refusals(config: Config) -> list[str]:

@@ -74,6 +74,8 @@ class SshConfig:
     # sshd's RevokedKeys: keys, CAs, certificate serials and key ids (consrv.revocation).
     revoked_keys: Path | None = None
     revoked: Revoked = dataclasses.field(default_factory=Revoked)
+    # sshd's HostCertificate: an OpenSSH certificate of host_key (consrv.ssh.keys).
+    host_certificate: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)

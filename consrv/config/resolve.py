@@ -74,6 +74,7 @@ class Resolver:
             name: self._console(name, console, defaults) for name, console in raw.consoles.items()
         }
         revoked_path = self.base_dir / raw.ssh.revoked_keys if raw.ssh.revoked_keys else None
+        host_cert = self.base_dir / cert if (cert := raw.ssh.host_certificate) else None
         revoked = self._revoked(revoked_path)
         fleet, problems = resolve_fleet(raw.fleet, self.base_dir, set(raw.users))
         self.problems += problems
@@ -98,6 +99,7 @@ class Resolver:
                 ciphers=raw.ssh.ciphers,
                 revoked_keys=revoked_path,
                 revoked=revoked,
+                host_certificate=host_cert,
             ),
             metrics_listen=raw.metrics.listen if raw.metrics else None,
             log_dir=self.base_dir / raw.log_dir if raw.log_dir else None,

@@ -71,6 +71,7 @@ class RawSsh(Raw):
         Endpoint("127.0.0.1", 2222),
     )
     host_key: PathValue = DEFAULT_HOST_KEY
+    host_certificate: PathValue | None = None
     login: UserName = "console"
     observer_login: UserName = "observer"
     trusted_user_ca_keys: tuple[CaKey, ...] = ()

@@ -33,7 +33,7 @@ from consrv.ssh import compat
 from consrv.ssh import directory as dirauth
 from consrv.ssh.certs import certificate_key_id, revoked_blob, signing_ca
 from consrv.ssh.handshake import describe_failure
-from consrv.ssh.keys import load_or_create_host_key
+from consrv.ssh.keys import HostCertificateError, UnprotectedKeyError, load_host_keys
 from consrv.ssh.limits import (
     AcceptErrors,
     Admission,
@@ -95,7 +95,7 @@ class SSHFront:
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Bind, report the bound addresses through ``task_status``, serve until cancelled."""
-        host_key = load_or_create_host_key(self.config.ssh.host_key)
+        host_keys = load_host_keys(self.config.ssh.host_key, self.config.ssh.host_certificate)
         acceptors = self.acceptors
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
@@ -105,7 +105,7 @@ class SSHFront:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 for ep in self.config.ssh.listen:
-                    acceptors.append(await self._listen(ep.host, ep.port, host_key))
+                    acceptors.append(await self._listen(ep.host, ep.port, *host_keys))
                 task_status.started([a.sockets[0].getsockname()[:2] for a in acceptors])
                 if self.directory is not None:
                     self._start_directory(self.directory)
@@ -130,7 +130,11 @@ class SSHFront:
                 await trio.sleep(0.01)
 
     async def _listen(
-        self, host: str, port: int, host_key: asyncssh.SSHKey
+        self,
+        host: str,
+        port: int,
+        host_keys: list[asyncssh.SSHKey],
+        host_certs: list[asyncssh.SSHCertificate],
     ) -> asyncssh.SSHAcceptor:
         create = trio_asyncio.aio_as_trio(asyncssh.create_server)
         sock = self.handover.listener(host, port) if self.handover is not None else None
@@ -139,7 +143,8 @@ class SSHFront:
             host,
             port,
             sock=sock,  # handed over by the previous process: connections waiting in it
-            server_host_keys=[host_key],
+            server_host_keys=host_keys,
+            server_host_certs=host_certs,  # ssh.host_certificate (sshd's HostCertificate)
             kex_algs=compat.kex_algs(),  # curve25519-sha256 first, for Dropbear: see compat
             encryption_algs=self.config.ssh.ciphers,  # never CBC: see docs/upstream.md
             encoding=None,
@@ -180,8 +185,25 @@ class SSHFront:
             self._start_directory(self.directory)
         self.admission.max_startups = config.ssh.max_startups
         self.admission.per_source = config.ssh.max_startups_per_source
+        self._reload_host_keys(config)
         for chan_session in list(self.sessions):
             chan_session.recheck(config)
+
+    def _reload_host_keys(self, config: Config) -> None:
+        """The host key and certificate, read again (a renewed certificate, a new key)
+        for the connections accepted from now on; on an error the old ones stay."""
+        if not self.acceptors:  # not serving (yet): serve() reads them
+            return
+        ssh = config.ssh
+        try:
+            keys, certs = load_host_keys(ssh.host_key, ssh.host_certificate)
+        except (OSError, asyncssh.KeyImportError, HostCertificateError, UnprotectedKeyError) as exc:
+            logger.error("reload: the host key and certificate stay as they were: %s", exc)
+            return
+        for acceptor in self.acceptors:
+            acceptor.update(server_host_keys=keys, server_host_certs=certs)
+        logger.info("host key %s%s", keys[0].get_fingerprint(),
+                    f", certificate {ssh.host_certificate}" if certs else "")  # fmt: skip
 
     def session_roles(self) -> list[tuple[str, Role | None]]:
         """(login name, role) of every SSH session; None while not on a console."""
