@@ -16,7 +16,7 @@ TEST_APT_PACKAGES := systemd nodejs prometheus curl dropbear-bin putty-tools \
 APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test stress bench check lint typecheck pytest setup system-deps demo-deps clean \\
+.PHONY: demo test stress bench check lint typecheck pytest setup system-deps demo-deps clean \
         lock relock package
 
 demo: demo-deps $(VENV)/.demo-installed
