@@ -54,6 +54,21 @@ STABLE_AFTER = 1.0
 PATH_CHECK_INTERVAL = 1.0
 
 
+class Observer(Protocol):
+    """Told of changes a front may publish (consrv/pva/); called in the trio thread, never awaited.
+
+    ``what``: "state" (up/down), "child" (the IOC's pid or running), "writer", "viewers",
+    "output" (new output, possibly pattern matches: coalesce, it comes per read),
+    "patterns" (the configured patterns changed). It must be cheap and must not raise.
+    """
+
+    def console_added(self, console: Console) -> None: ...
+
+    def console_removed(self, console: Console) -> None: ...
+
+    def console_changed(self, console: Console, what: str) -> None: ...
+
+
 class Sink(Protocol):
     """Where a viewer's bytes go (an SSH channel, or a test's buffer)."""
 
@@ -237,6 +252,13 @@ class Console:
         self.watcher: PathWatcher | None = None
         # While connected to a UNIX socket: the connection's scope and the socket's identity.
         self._serving: tuple[trio.CancelScope, tuple[int, int, int]] | None = None
+        # Who is told of changes (the registry's list, shared by all its consoles).
+        self.observers: list[Observer] = []
+
+    def changed(self, what: str) -> None:
+        """Tell every `Observer` that ``what`` changed."""
+        for observer in self.observers:
+            observer.console_changed(self, what)
 
     # -- viewers and the write lock --------------------------------------
     def attach(self, viewer: Viewer, *, write: bool = False, force: bool = False) -> None:
@@ -249,6 +271,7 @@ class Console:
         self._announce_change(joined, skip=viewer)  # the attach header tells them
         if force and rw:
             self.force_write(viewer)
+        self.changed("viewers")
 
     def detach(self, viewer: Viewer) -> None:
         if viewer not in self.viewers:
@@ -257,6 +280,7 @@ class Console:
         self.log_event(f"detach {viewer.user}")
         self.audit_event("detach", viewer)
         self._announce_change(self.lock.leave(viewer, self._clock()))
+        self.changed("viewers")
 
     def evict(self, viewer: Viewer, reason: str) -> None:
         """Send one viewer away: told why, detached, its session ended."""
@@ -329,6 +353,7 @@ class Console:
     def _announce_change(self, change: Change[Viewer] | None, skip: Viewer | None = None) -> None:
         if change is None:
             return
+        self.changed("writer")
         self.log_event(_log_text(change))
         self.audit_event(
             "write",
@@ -472,6 +497,7 @@ class Console:
         logger.info("%s: connected to %s", self.name, self.target)
         self.log_event(f"upstream up ({self.target})")
         self.announce(f"{self.name} up")
+        self.changed("state")
 
     def _set_down(self) -> None:
         self._stream, self.up, self.child_running = None, False, None
@@ -479,6 +505,7 @@ class Console:
         logger.info("%s: disconnected from %s", self.name, self.target)
         self.log_event("upstream down")
         self.announce(f"{self.name} down")
+        self.changed("state")
 
     async def _on_output(self, data: bytes) -> None:
         stats = self.stats
@@ -502,6 +529,8 @@ class Console:
             self.log.write_output(data)
         if self.matcher is not None:
             self.matcher.feed(data)
+        if self.observers:
+            self.changed("output")
 
     def _each_viewer(self, action: Callable[[Viewer], object], only: Viewer | None = None) -> None:
         for viewer in [only] if only is not None else list(self.viewers):
@@ -514,6 +543,7 @@ class Console:
         logger.exception("%s: viewer %s failed; detaching it", self.name, viewer.user)
         self.viewers.discard(viewer)
         self.lock.leave(viewer, self._clock())
+        self.changed("viewers")
 
     def _on_event(self, event: procserv.Event) -> None:
         match event:
@@ -540,6 +570,13 @@ class Console:
                 self.keys = dataclasses.replace(self.keys, logout=key)
             case _:
                 pass
+        if isinstance(event, _CHILD_EVENTS):
+            self.changed("child")
+
+
+_CHILD_EVENTS = (
+    procserv.ChildRunning, procserv.ChildStarted, procserv.ChildShutDown, procserv.ChildExited,
+)  # fmt: skip
 
 
 class _Matcher(Protocol):

@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 import trio_asyncio
@@ -40,6 +41,9 @@ from consrv.service import Service
 from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
 from consrv.web.server import WebFront, make_web
+
+if TYPE_CHECKING:
+    from consrv.pva import PvaFront
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +78,10 @@ async def serve(
         front = SSHFront(config, service, ssh_stats, audit, commands=gateway, tunnels=gateway)
         ssh_stats.sessions = front.session_roles
         reload_stats = ReloadStats()
+        pva = await _start_pva(nursery, config, registry, iocs)
         if reloads is not None:
             reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
+            reloader.pva = pva
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
         if config.web is not None and logins is not None:
@@ -113,6 +119,7 @@ class _Reloader:
     ) -> None:
         self.registry, self.front, self.stats, self.notifier = registry, front, stats, notifier
         self.audit, self.gateway = audit, gateway
+        self.pva: PvaFront | None = None
 
     async def serve(self, requests: trio.MemoryReceiveChannel[Path]) -> None:
         async for path in requests:
@@ -137,6 +144,8 @@ class _Reloader:
         changes = self.registry.reload(config)
         self.front.reconfigure(config)
         apply_fleet()
+        if self.pva is not None and config.pva is not None:
+            self.pva.reconfigure(config.pva)
         self.stats.reload(ok=True)
         self.audit.record("reload", result="done", path=str(path), changes=str(changes))
         logger.info("reloaded %s: %s", path, changes)
@@ -158,6 +167,8 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
         ("web", old.web is None, new.web is None),
+        ("pva", old.pva is None, new.pva is None),
+        ("pva interfaces or ports", _pva_conf(old), _pva_conf(new)),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
@@ -165,6 +176,23 @@ def _warn_restart_only(old: Config, new: Config) -> None:
     for key in old_web.keys() & new_web.keys():
         if old_web[key] != new_web[key]:
             logger.warning("reload: web.%s changed: it takes effect when consrv restarts", key)
+
+
+async def _start_pva(
+    nursery: trio.Nursery, config: Config, registry: Registry, iocs: IocManager | None
+) -> PvaFront | None:
+    """The PV server (docs/pva.md), when the config has a ``pva:`` section."""
+    if config.pva is None:
+        return None
+    from consrv.pva import PvaFront
+
+    pva = PvaFront(config.pva, registry, iocs)
+    await nursery.start(pva.serve)
+    return pva
+
+
+def _pva_conf(config: Config) -> dict[str, str] | None:
+    return config.pva.server_conf() if config.pva is not None else None
 
 
 def _ioc_manager(config: Config) -> IocManager | None:

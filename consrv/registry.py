@@ -15,7 +15,7 @@ import trio
 
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, ConsoleConfig, Pattern
-from consrv.console import PATH_CHECK_INTERVAL, Console
+from consrv.console import PATH_CHECK_INTERVAL, Console, Observer
 from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
 from consrv.pathwatch import PathWatcher, Subscription
@@ -156,6 +156,8 @@ class Registry:
         self._path_subs: dict[str, Subscription] = {}
         self._glob_subs: dict[Path, Subscription] = {}
         self._rediscover = trio.Event()
+        # Told when a console is added, removed or changes (every console shares this list).
+        self.observers: list[Observer] = []
 
     def get(self, name: str) -> Console | None:
         return self.consoles.get(name)
@@ -188,6 +190,7 @@ class Registry:
         console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
         console.audit = self.audit
         console.watcher = self.watcher
+        console.observers = self.observers
         if self.watcher is not None and isinstance(console.target, UnixTarget):
             # A new procServ on the path: move to it (a no-op while not connected).
             sub = self.watcher.subscribe(console.target.path, console.check_path)
@@ -196,6 +199,8 @@ class Registry:
         self.settings[cfg.name] = cfg
         self._scopes[cfg.name] = scope = trio.CancelScope()
         self._nursery.start_soon(_run_console, console, scope, name=f"console:{cfg.name}")
+        for observer in self.observers:
+            observer.console_added(console)
         return console
 
     def remove(self, name: str, reason: str) -> None:
@@ -209,6 +214,8 @@ class Registry:
         console.evict_all(reason)
         if console.log is not None:
             console.log.close()
+        for observer in self.observers:
+            observer.console_removed(console)
 
     def reload(self, config: Config) -> Changes:
         """Apply a new config: add, remove, replace or update consoles in place.
@@ -264,6 +271,7 @@ class Registry:
         if cfg.patterns != old.patterns:
             counts = console.matcher.counts if console.matcher is not None else {}
             console.matcher = _matcher(cfg.patterns, old.patterns, counts)
+            console.changed("patterns")
         changes.changed.append(name)
 
     def _log_for(self, cfg: ConsoleConfig) -> ConsoleLog | None:

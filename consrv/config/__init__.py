@@ -42,6 +42,7 @@ from consrv.config.model import (
     SshConfig,
     User,
 )
+from consrv.config.pva import PvaAlarms, PvaConfig, PvaConsole
 from consrv.config.values import (
     parse_duration,
     parse_endpoint,
@@ -68,6 +69,9 @@ __all__ = [
     "Pattern",
     "PeerAddress",
     "Problem",
+    "PvaAlarms",
+    "PvaConfig",
+    "PvaConsole",
     "SshConfig",
     "User",
     "WebConfig",

@@ -15,6 +15,7 @@ from consrv.revocation import Revoked
 
 if TYPE_CHECKING:
     from consrv.config.fleet import FleetConfig
+    from consrv.config.pva import PvaConfig
     from consrv.config.web import WebConfig
 
 DEFAULT_HOST_KEY = Path("/var/lib/consrv/ssh_host_ed25519_key")
@@ -190,6 +191,7 @@ class Config:
     messages: MessageLimits = MessageLimits()
     fleet: "FleetConfig | None" = None  # the `fleet:` section (config/fleet.py)
     web: "WebConfig | None" = None  # the browser view (None: off)
+    pva: "PvaConfig | None" = None  # PVs over pvAccess (config/pva.py; None: off)
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

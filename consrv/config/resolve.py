@@ -22,6 +22,7 @@ from consrv.config.model import (
     SshConfig,
     User,
 )
+from consrv.config.pva import resolve_pva
 from consrv.config.schema import RawConfig, RawConsole, RawUser
 from consrv.config.values import parse_public_key
 from consrv.config.web import resolve_web
@@ -66,6 +67,8 @@ class Resolver:
         self.problems += problems
         web, web_problems = resolve_web(raw.web, self.base_dir)
         self.problems.extend(web_problems)
+        pva, pva_problems = resolve_pva(raw.pva)
+        self.problems.extend(pva_problems)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -101,6 +104,7 @@ class Resolver:
             ),
             fleet=fleet,
             web=web,
+            pva=pva,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:

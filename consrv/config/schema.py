@@ -43,6 +43,7 @@ from consrv.config.model import (
     Scope,
     WriteMode,
 )
+from consrv.config.pva import RawPva
 from consrv.config.web import RawWeb
 from consrv.protocol.escape import DEFAULT_PREFIX
 
@@ -172,3 +173,5 @@ class RawConfig(Raw):
     fleet: RawFleet | None = None
     # `web:` with nothing under it turns the web view on with the defaults.
     web: Annotated[RawWeb | None, NoneIsEmpty] = None
+    # `pva:` with nothing under it serves PVs on loopback with the defaults (docs/pva.md).
+    pva: Annotated[RawPva | None, NoneIsEmpty] = None

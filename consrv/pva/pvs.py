@@ -1,0 +1,144 @@
+"""Read-only PVs over p4p: one `Pv` per name, posting only what changed, refusing every put.
+
+Owns the normative types (NTEnum, NTScalar with display limits and units), the
+alarm fields (severity, status, message) and real timestamps on every post (p4p
+sends epoch 0 without one), the `Server` with its EPICS_PVAS_* settings (the
+process environment is not read), and a put handler that refuses. `Pv.post` may be
+called from the trio thread and, for a subscription's first value, from p4p's
+(a lock keeps its last reading).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from p4p.nt import NTEnum, NTScalar
+from p4p.server import Server, StaticProvider
+from p4p.server.raw import SharedPV
+
+from consrv.pva.health import Reading
+
+REFUSED = "read-only: consrv takes no puts over pvAccess (a client's user name is self-asserted)"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A PV's type: ``code`` is p4p's value code ("d", "l", "s"), or "enum" with `choices`."""
+
+    code: str
+    choices: Sequence[str] = ()
+    units: str = ""
+    low: float = 0.0
+    high: float = 0.0
+    description: str = ""
+
+
+class _Handler:
+    """Puts refused; the first subscriber gets a fresh value (`fresh`), `watched` is told."""
+
+    def __init__(self, pv: Pv) -> None:
+        self.pv = pv
+
+    def put(self, shared: SharedPV, op: Any) -> None:
+        op.done(error=REFUSED)
+
+    def rpc(self, shared: SharedPV, op: Any) -> None:
+        op.done(error=REFUSED)
+
+    def onFirstConnect(self, shared: SharedPV) -> None:
+        self.pv.subscribed(True)
+
+    def onLastDisconnect(self, shared: SharedPV) -> None:
+        self.pv.subscribed(False)
+
+
+class Pv:
+    """One read-only PV and what it last said."""
+
+    def __init__(
+        self,
+        name: str,
+        kind: Kind,
+        first: Reading,
+        now: float,
+        *,
+        fresh: Callable[[], tuple[Reading, float]] | None = None,
+        watched: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.name, self.kind = name, kind
+        self._fresh, self._watched = fresh, watched
+        self._lock = threading.Lock()
+        self._last: Reading | None = None
+        if kind.code == "enum":
+            nt: Any = NTEnum()
+        else:
+            nt = NTScalar(kind.code, display=kind.code != "s")
+        self.shared = SharedPV(handler=_Handler(self), nt=nt)
+        self.shared.open(self._value(first), timestamp=now)
+        self._last = first
+
+    def _value(self, reading: Reading) -> dict[str, Any]:
+        alarm = {"severity": reading.severity, "status": reading.status, "message": reading.message}
+        kind = self.kind
+        if kind.code == "enum":
+            value: object = {"index": reading.value, "choices": list(kind.choices)}
+            return {"value": value, "alarm": alarm}
+        value = reading.value
+        if kind.code == "s":
+            return {"value": value, "alarm": alarm}
+        display = {"units": kind.units, "limitLow": kind.low, "limitHigh": kind.high,
+                   "description": kind.description}  # fmt: skip
+        return {"value": value, "alarm": alarm, "display": display}
+
+    def post(self, reading: Reading, now: float) -> bool:
+        """Post `reading` stamped `now` if it differs from the last; True if posted."""
+        with self._lock:
+            if reading == self._last:
+                return False
+            self._last = reading
+            self.shared.post(self._value(reading), timestamp=now)
+        return True
+
+    @property
+    def last(self) -> Reading | None:
+        return self._last
+
+    def subscribed(self, first: bool) -> None:
+        """p4p's thread: the first subscriber came (True) or the last left (False)."""
+        if first and self._fresh is not None:
+            reading, now = self._fresh()
+            self.post(reading, now)  # before the subscriber's first value goes out
+        if self._watched is not None:
+            self._watched(first)
+
+    def close(self) -> None:
+        self.shared.close()
+
+
+class PvServer:
+    """A p4p server for a changing set of `Pv`s, on the addresses `conf` names."""
+
+    def __init__(self, conf: Mapping[str, str], name: str = "consrv") -> None:
+        self.provider = StaticProvider(name)
+        self.server = Server(providers=[self.provider], conf=dict(conf), useenv=False)
+        self.pvs: dict[str, Pv] = {}
+
+    def conf(self) -> dict[str, str]:
+        """The settings in force (the ports bound, when 0 was asked for)."""
+        return dict(self.server.conf())
+
+    def add(self, pv: Pv) -> None:
+        self.pvs[pv.name] = pv
+        self.provider.add(pv.name, pv.shared)
+
+    def remove(self, name: str) -> None:
+        pv = self.pvs.pop(name, None)
+        if pv is not None:
+            self.provider.remove(name)
+            pv.close()
+
+    def stop(self) -> None:
+        self.server.stop()
