@@ -65,6 +65,9 @@ class _ConsolePvs:
         self.pvs: dict[str, Pv] = {}
         self.restarts = RestartWindow()
         self.child_starts = console.stats.child_starts
+        # A child seen on this procServ connection: its next start is a restart. The first
+        # start under a new procServ is not (the unit's own restarts count through NRestarts).
+        self.had_child = console.child_running is not None
         self.n_restarts: int | None = None
         self.unit_key: tuple[str, str, int | None] | None = None  # what the Unit PV shows
         self.watched = False  # SilentFor has a subscriber
@@ -190,15 +193,23 @@ class PvaFront:
             self._dirty.add(console.name)
             return
         now = self._clock()
-        if what == "child" and console.stats.child_starts > entry.child_starts:
-            entry.restarts.record(now, console.stats.child_starts - entry.child_starts)
-            entry.child_starts = console.stats.child_starts
-            self._kick.set()  # the count falls again in an hour
+        if what == "state":
+            entry.had_child = False
+        if what == "child":
+            self._count_restart(entry, now)
         if what == "patterns":
             self._sync_patterns(entry, now)
         self._post_all(entry, now)
         if what in ("state", "viewers"):
             self._post_host(now)
+
+    def _count_restart(self, entry: _ConsolePvs, now: float) -> None:
+        """procServ started its child again (after ^X, a crash): one restart."""
+        starts = entry.console.stats.child_starts
+        if starts > entry.child_starts and entry.had_child:
+            entry.restarts.record(now, starts - entry.child_starts)
+            self._kick.set()  # the count falls again in an hour
+        entry.child_starts, entry.had_child = starts, True
 
     def health_changed(self, units: Mapping[str, UnitHealth]) -> None:
         now = self._clock()

@@ -64,6 +64,8 @@ def unit(health: UnitView | None, alarms: PvaAlarms) -> Reading:
     text = f"{active}/{health.sub_state}"
     if active == "failed":
         return Reading(index, alarms.unit_failed, STATUS_DRIVER, text)
+    if health.sub_state == "auto-restart":  # its procServ died; systemd starts it again
+        return Reading(index, alarms.unit_failed, STATUS_DRIVER, f"{text}: restarting")
     if active in ("active", "activating", "reloading"):
         return Reading(index, NO_ALARM, STATUS_NONE, text if active != "active" else "")
     return Reading(index, alarms.unit_inactive, STATUS_DRIVER, text)
