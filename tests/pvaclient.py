@@ -76,7 +76,8 @@ class Monitors:
         def got(value: Any) -> None:
             with self._lock:
                 if isinstance(value, Exception):
-                    self.errors.setdefault(name, []).append(repr(value))
+                    if self.updates[name]:  # p4p says "Disconnected" before the first value too
+                        self.errors.setdefault(name, []).append(repr(value))
                 else:
                     self.updates[name].append(update_of(name, value))
 
