@@ -163,6 +163,13 @@ def _merge(raw: RawPvaConsole, base: PvaConsole) -> PvaConsole:
     )
 
 
+def p4p_installed() -> bool:
+    try:
+        return importlib.util.find_spec("p4p") is not None
+    except ImportError:  # a finder that refuses it
+        return False
+
+
 def default_host() -> str:
     """This machine's short host name, as PVs carry it."""
     return socket.gethostname().split(".")[0]
@@ -173,7 +180,7 @@ def resolve_pva(raw: RawPva | None) -> tuple[PvaConfig | None, list[Problem]]:
     if raw is None:
         return None, []
     problems: list[Problem] = []
-    if importlib.util.find_spec("p4p") is None:
+    if not p4p_installed():
         problems.append(Problem("pva", f"needs p4p, which is not installed: {INSTALL_HINT}"))
     host = raw.host if raw.host is not None else default_host()
     try:
