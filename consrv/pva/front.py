@@ -184,6 +184,12 @@ class PvaFront:
         self._post_host(self._clock())
 
     def console_changed(self, console: Console, what: str) -> None:
+        try:
+            self._console_changed(console, what)
+        except Exception:  # a PV must never stop a console's reader: logged, the next change posts
+            logger.exception("%s: posting its PVs after %s failed", console.name, what)
+
+    def _console_changed(self, console: Console, what: str) -> None:
         entry = self._consoles.get(console.name)
         if entry is None or entry.console is not console:
             return
