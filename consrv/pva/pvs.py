@@ -10,6 +10,7 @@ called from the trio thread and, for a subscription's first value, from p4p's
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,14 @@ class Kind:
     low: float = 0.0
     high: float = 0.0
     description: str = ""
+
+
+@functools.cache
+def _normative_type(code: str) -> Any:
+    """One NT wrapper per value type, shared by every PV of that type (its Type is built once)."""
+    if code == "enum":
+        return NTEnum()
+    return NTScalar(code, display=code != "s")
 
 
 class _Handler:
@@ -72,11 +81,7 @@ class Pv:
         self._fresh, self._watched = fresh, watched
         self._lock = threading.Lock()
         self._last: Reading | None = None
-        if kind.code == "enum":
-            nt: Any = NTEnum()
-        else:
-            nt = NTScalar(kind.code, display=kind.code != "s")
-        self.shared = SharedPV(handler=_Handler(self), nt=nt)
+        self.shared = SharedPV(handler=_Handler(self), nt=_normative_type(kind.code))
         self.shared.open(self._value(first), timestamp=now)
         self._last = first
 
