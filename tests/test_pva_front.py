@@ -27,6 +27,7 @@ from consrv.patterns import LineMatcher
 from consrv.pva import PvaFront
 from consrv.pva import health as pv_health
 from consrv.pva.front import all_names
+from consrv.pva.pvs import Kind, Pv
 from consrv.upstream import UnixTarget
 from tests.fakes import MemorySink
 from tests.pvaclient import client_conf
@@ -236,3 +237,14 @@ def test_the_restart_window_forgets_after_an_hour() -> None:
     assert window.count(3700.0) == 2
     assert window.count(3800.0) == 0
     assert window.next_expiry() is None
+
+
+def test_a_timestamp_never_goes_back() -> None:
+    """A post whose time was taken before another thread's post is stamped no earlier."""
+    pv = Pv("T:stamp", Kind("l"), pv_health.count(0), 100.0)
+    assert pv.post(pv_health.count(1), 200.0)
+    assert pv.post(pv_health.count(2), 150.0)
+    assert not pv.post(pv_health.count(2), 300.0)  # unchanged: not posted
+    raw = pv.shared.current().raw
+    assert (raw["value"], raw["timeStamp.secondsPastEpoch"]) == (2, 200)
+    pv.close()

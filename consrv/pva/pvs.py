@@ -81,6 +81,7 @@ class Pv:
         self._fresh, self._watched = fresh, watched
         self._lock = threading.Lock()
         self._last: Reading | None = None
+        self._stamp = now  # the last timestamp sent: never goes back
         self.shared = SharedPV(handler=_Handler(self), nt=_normative_type(kind.code))
         self.shared.open(self._value(first), timestamp=now)
         self._last = first
@@ -99,12 +100,16 @@ class Pv:
         return {"value": value, "alarm": alarm, "display": display}
 
     def post(self, reading: Reading, now: float) -> bool:
-        """Post `reading` stamped `now` if it differs from the last; True if posted."""
+        """Post `reading` stamped `now` if it differs from the last; True if posted.
+
+        Two threads may post (a first subscriber's fresh value comes from p4p's): a time
+        taken before the other's post is raised to it, so timestamps never go back.
+        """
         with self._lock:
             if reading == self._last:
                 return False
-            self._last = reading
-            self.shared.post(self._value(reading), timestamp=now)
+            self._last, self._stamp = reading, max(now, self._stamp)
+            self.shared.post(self._value(reading), timestamp=self._stamp)
         return True
 
     @property
