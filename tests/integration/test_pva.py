@@ -215,3 +215,26 @@ def test_silence_past_the_limit_is_minor_and_output_clears_it(
     gaps = [b.stamp - a.stamp for a, b in itertools.pairwise(ages)]
     assert all(gap >= 0.9 for gap in gaps), gaps
     assert_monotonic(pvs.history(P + "SilentFor"))
+
+
+def test_the_command_line_monitor_follows_a_kill(served: Served, pvs: Monitors) -> None:
+    """``python -m p4p.client.cli monitor`` (pvmonitor's part) prints each change."""
+    out = served.root / "monitor.out"
+    env = {**os.environ, **served.conf}
+    with out.open("wb") as sink:
+        monitor = subprocess.Popen(
+            [sys.executable, "-m", "p4p.client.cli", "monitor", P + "State"],
+            stdout=sink, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    try:
+        wait_until(lambda: b"up" in out.read_bytes(), "the monitor's first value",
+                   seen=out.read_bytes)  # fmt: skip
+        (child,) = served.procserv.child_pids()
+        os.kill(child, signal.SIGKILL)
+        wait_until(lambda: b"no child" in out.read_bytes(), "the monitor to print 'no child'",
+                   seen=out.read_bytes)  # fmt: skip
+        wait_until(lambda: out.read_bytes().count(b"up") >= 2, "the monitor to print 'up' again",
+                   timeout=15, seen=out.read_bytes)  # fmt: skip
+    finally:
+        monitor.terminate()
+        monitor.wait(10)
