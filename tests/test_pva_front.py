@@ -248,3 +248,14 @@ def test_a_timestamp_never_goes_back() -> None:
     raw = pv.shared.current().raw
     assert (raw["value"], raw["timeStamp.secondsPastEpoch"]) == (2, 200)
     pv.close()
+
+
+async def test_a_failure_in_the_front_never_reaches_the_registry(
+    served: Served, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A console whose name no PV may carry (the registry never makes one): logged only."""
+    odd = Console("bad name", UnixTarget(tmp_path / "odd"), scrollback=64)
+    served.front.console_added(odd)  # must not raise into Registry.add
+    assert "bad name: making its PVs failed" in caplog.text
+    assert not any("bad name" in name for name in all_names(served.front))
+    assert await served.value(f"CONSRV:{HOST}:Consoles") == 1

@@ -12,10 +12,11 @@ Knows the core only through the registry's `Observer` hook and `IocManager.obser
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Protocol
 
 import trio
@@ -122,7 +123,8 @@ class PvaFront:
     def _start(self) -> None:
         self._add_host_pvs()
         for console in list(self.registry.consoles.values()):
-            self.console_added(console)
+            self._add_console(console)
+        self._post_host(self._clock())
         self.registry.observers.append(self)
         if self.units is not None:
             self.units.observers.append(self.health_changed)
@@ -151,15 +153,36 @@ class PvaFront:
             self._add_host_pvs()
         for entry in list(self._consoles.values()):
             if renamed:
-                self.console_removed(entry.console)
-                self.console_added(entry.console)
+                self._remove_console(entry.console)
+                self._add_console(entry.console)
             else:
                 self._sync_text(entry)
                 self._post_all(entry, self._clock())
+        self._post_host(self._clock())
         self._kick.set()
 
     # -- the registry's and the IOC manager's hooks (trio thread) ----------
+    # They must not raise (the registry and a console's reader call them): a failure is
+    # logged, and the next change posts again.
     def console_added(self, console: Console) -> None:
+        with _logged(f"{console.name}: making its PVs"):
+            self._add_console(console)
+            self._post_host(self._clock())
+
+    def console_removed(self, console: Console) -> None:
+        with _logged(f"{console.name}: removing its PVs"):
+            self._remove_console(console)
+            self._post_host(self._clock())
+
+    def console_changed(self, console: Console, what: str) -> None:
+        with _logged(f"{console.name}: posting its PVs after {what}"):
+            self._console_changed(console, what)
+
+    def health_changed(self, units: Mapping[str, UnitHealth]) -> None:
+        with _logged("posting the IOC units' PVs"):
+            self._health_changed(units)
+
+    def _add_console(self, console: Console) -> None:
         if self.server is None or console.name in self._consoles:
             return
         now = self._clock()
@@ -171,9 +194,8 @@ class PvaFront:
         self._sync_patterns(entry, now)
         self._sync_text(entry)
         self._plan_silence(entry, now)
-        self._post_host(now)
 
-    def console_removed(self, console: Console) -> None:
+    def _remove_console(self, console: Console) -> None:
         entry = self._consoles.get(console.name)
         if entry is None or entry.console is not console or self.server is None:
             return
@@ -181,13 +203,6 @@ class PvaFront:
         self._dirty.discard(console.name)
         for name in entry.pvs:
             self.server.remove(name)
-        self._post_host(self._clock())
-
-    def console_changed(self, console: Console, what: str) -> None:
-        try:
-            self._console_changed(console, what)
-        except Exception:  # a PV must never stop a console's reader: logged, the next change posts
-            logger.exception("%s: posting its PVs after %s failed", console.name, what)
 
     def _console_changed(self, console: Console, what: str) -> None:
         entry = self._consoles.get(console.name)
@@ -217,7 +232,7 @@ class PvaFront:
             self._kick.set()  # the count falls again in an hour
         entry.child_starts, entry.had_child = starts, True
 
-    def health_changed(self, units: Mapping[str, UnitHealth]) -> None:
+    def _health_changed(self, units: Mapping[str, UnitHealth]) -> None:
         now = self._clock()
         for name, unit_health in units.items():
             entry = self._consoles.get(name)
@@ -394,6 +409,14 @@ class PvaFront:
                 self._post_all(entry, now)
                 if name in dirty and self.config.for_console(name).text:
                     entry.pvs[entry.prefix + "LastLine"].post(self._last_line(entry), now)
+
+
+@contextlib.contextmanager
+def _logged(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception:  # a PV must never stop a console or a reload: logged, not raised
+        logger.exception("%s failed", what)
 
 
 def _exit_text(event: ChildExited) -> str:
