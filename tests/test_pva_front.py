@@ -10,7 +10,9 @@ Policy: loopback only, port 0 (TCP and UDP); every wait bounded and named.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -259,3 +261,19 @@ async def test_a_failure_in_the_front_never_reaches_the_registry(
     assert "bad name: making its PVs failed" in caplog.text
     assert not any("bad name" in name for name in all_names(served.front))
     assert await served.value(f"CONSRV:{HOST}:Consoles") == 1
+
+
+def thread_name(tid: int) -> str:
+    return Path(f"/proc/self/task/{tid}/comm").read_text().strip()
+
+
+async def test_the_pv_servers_threads_run_below_consrvs_priority(served: Served) -> None:
+    """pvxs' threads, lowered so that a client storm yields to the consoles' path."""
+    server = served.front.server
+    assert server is not None
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    names = {thread_name(tid) for tid in server.lowered}
+    assert {"PVXTCP", "PVXUDP"} <= names
+    for tid in server.lowered:
+        assert os.getpriority(os.PRIO_PROCESS, tid) == min(19, own + 10)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
