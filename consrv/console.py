@@ -55,6 +55,21 @@ STABLE_AFTER = 1.0
 PATH_CHECK_INTERVAL = 1.0
 
 
+class Observer(Protocol):
+    """Told of changes a front may publish (consrv/pva/); called in the trio thread, never awaited.
+
+    ``what``: "state" (up/down), "child" (the IOC's pid or running), "writer", "viewers",
+    "output" (new output, possibly pattern matches: coalesce, it comes per read),
+    "patterns" (the configured patterns changed). It must be cheap and must not raise.
+    """
+
+    def console_added(self, console: Console) -> None: ...
+
+    def console_removed(self, console: Console) -> None: ...
+
+    def console_changed(self, console: Console, what: str) -> None: ...
+
+
 def _read_ready(stream: trio.SocketStream, size: int) -> bytes:
     """What ``stream`` holds now, up to ``size`` bytes, without waiting (b"" if none).
 
@@ -221,6 +236,13 @@ class Console:
         # give the connection and its decoder states to when the reader task ends.
         self._adopted: tuple[trio.SocketStream, TelnetDecoder, ProcServParser] | None = None
         self.release: Release | None = None
+        # Who is told of changes (the registry's list, shared by all its consoles).
+        self.observers: list[Observer] = []
+
+    def changed(self, what: str) -> None:
+        """Tell every `Observer` that ``what`` changed."""
+        for observer in self.observers:
+            observer.console_changed(self, what)
 
     # -- viewers and the write lock --------------------------------------
     def attach(self, viewer: Viewer, *, write: bool = False, force: bool = False) -> None:
@@ -233,6 +255,7 @@ class Console:
         self._announce_change(joined, skip=viewer)  # the attach header tells them
         if force and rw:
             self.force_write(viewer)
+        self.changed("viewers")
 
     def detach(self, viewer: Viewer) -> None:
         if viewer not in self.viewers:
@@ -241,6 +264,7 @@ class Console:
         self.log_event(f"detach {viewer.user}")
         self.audit_event("detach", viewer)
         self._announce_change(self.lock.leave(viewer, self._clock()))
+        self.changed("viewers")
 
     def evict(self, viewer: Viewer, reason: str) -> None:
         """Send one viewer away: told why, detached, its session ended."""
@@ -313,6 +337,7 @@ class Console:
     def _announce_change(self, change: Change[Viewer] | None, skip: Viewer | None = None) -> None:
         if change is None:
             return
+        self.changed("writer")
         self.log_event(_log_text(change))
         self.audit_event(
             "write",
@@ -484,6 +509,7 @@ class Console:
         logger.info("%s: connected to %s", self.name, self.target)
         self.log_event(f"upstream up ({self.target})")
         self.announce(f"{self.name} up")
+        self.changed("state")
 
     def _set_down(self, *, quiet: bool = False) -> None:
         self._stream, self.up = None, False
@@ -495,6 +521,7 @@ class Console:
         logger.info("%s: disconnected from %s", self.name, self.target)
         self.log_event("upstream down")
         self.announce(f"{self.name} down")
+        self.changed("state")
 
     async def _on_output(self, data: bytes) -> None:
         stats = self.stats
@@ -518,6 +545,8 @@ class Console:
             self.log.write_output(data)
         if self.matcher is not None:
             self.matcher.feed(data)
+        if self.observers:
+            self.changed("output")
 
     def _each_viewer(self, action: Callable[[Viewer], object], only: Viewer | None = None) -> None:
         for viewer in [only] if only is not None else list(self.viewers):
@@ -530,6 +559,7 @@ class Console:
         logger.exception("%s: viewer %s failed; detaching it", self.name, viewer.user)
         self.viewers.discard(viewer)
         self.lock.leave(viewer, self._clock())
+        self.changed("viewers")
 
     def _on_event(self, event: procserv.Event) -> None:
         if isinstance(event, procserv.ChildStarted | procserv.ChildShutDown | procserv.ChildExited):
@@ -558,6 +588,13 @@ class Console:
                 self.keys = dataclasses.replace(self.keys, logout=key)
             case _:
                 pass
+        if isinstance(event, _CHILD_EVENTS):
+            self.changed("child")
+
+
+_CHILD_EVENTS = (
+    procserv.ChildRunning, procserv.ChildStarted, procserv.ChildShutDown, procserv.ChildExited,
+)  # fmt: skip
 
 
 class Release(Protocol):

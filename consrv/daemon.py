@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 import trio_asyncio
@@ -43,6 +44,9 @@ from consrv.ssh.server import SSHFront
 from consrv.ssh.stats import SshStats
 from consrv.successor import Successor
 from consrv.web.server import WebFront, make_web
+
+if TYPE_CHECKING:
+    from consrv.pva import PvaFront
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +93,10 @@ async def serve(
         if handover is not None:
             handover.before_release = front.restart_goodbye
         reload_stats = ReloadStats()
+        pva = await _start_pva(nursery, config, registry, iocs)
         if reloads is not None:
             reloader = _Reloader(registry, front, reload_stats, notifier, audit, gateway)
+            reloader.pva = pva
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
         if front.directory is not None:  # identity: the keys command, NSS, the cache
@@ -132,6 +138,7 @@ class _Reloader:
     ) -> None:
         self.registry, self.front, self.stats, self.notifier = registry, front, stats, notifier
         self.audit, self.gateway = audit, gateway
+        self.pva: PvaFront | None = None
 
     async def serve(self, requests: trio.MemoryReceiveChannel[Path]) -> None:
         async for path in requests:
@@ -156,6 +163,8 @@ class _Reloader:
         changes = self.registry.reload(config)
         self.front.reconfigure(config)
         apply_fleet()
+        if self.pva is not None and config.pva is not None:
+            self.pva.reconfigure(config.pva)
         self.stats.reload(ok=True)
         self.audit.record("reload", result="done", path=str(path), changes=str(changes))
         logger.info("reloaded %s: %s", path, changes)
@@ -176,6 +185,8 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("ioc", old.ioc, new.ioc),
         ("log_dir", old.log_dir, new.log_dir),
         ("web", old.web is None, new.web is None),
+        ("pva", old.pva is None, new.pva is None),
+        ("pva interfaces or ports", _pva_conf(old), _pva_conf(new)),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
@@ -183,6 +194,23 @@ def _warn_restart_only(old: Config, new: Config) -> None:
     for key in old_web.keys() & new_web.keys():
         if old_web[key] != new_web[key]:
             logger.warning("reload: web.%s changed: it takes effect when consrv restarts", key)
+
+
+async def _start_pva(
+    nursery: trio.Nursery, config: Config, registry: Registry, iocs: IocManager | None
+) -> PvaFront | None:
+    """The PV server (docs/pva.md), when the config has a ``pva:`` section."""
+    if config.pva is None:
+        return None
+    from consrv.pva import PvaFront
+
+    pva = PvaFront(config.pva, registry, iocs)
+    await nursery.start(pva.serve)
+    return pva
+
+
+def _pva_conf(config: Config) -> dict[str, str] | None:
+    return config.pva.server_conf() if config.pva is not None else None
 
 
 def _ioc_manager(config: Config) -> IocManager | None:

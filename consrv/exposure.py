@@ -58,7 +58,23 @@ def warnings(config: Config) -> list[str]:
             "browsers would send their session cookie in clear (and refuse it: it is "
             "Secure); set web.tls, or keep web.listen on loopback behind a TLS proxy"
         )
+    found.extend(pva_warnings(config))
     return found
+
+
+def pva_warnings(config: Config) -> list[str]:
+    """PVs served beyond loopback: every reader on that network learns them."""
+    pva = config.pva
+    if pva is None:
+        return []
+    wide = [a for a in pva.interfaces if not ipaddress.ip_address(a).is_loopback]
+    if not wide:
+        return []
+    return [
+        f"pva.interfaces: {', '.join(wide)} is not a loopback address: anyone who can reach "
+        "it reads console names, IOC states and pids, restart counts and who writes to "
+        "which console (docs/pva.md); keep it on the controls network"
+    ]
 
 
 def is_loopback(endpoint: Endpoint) -> bool:

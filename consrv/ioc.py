@@ -292,6 +292,13 @@ class IocManager:
         self.template = check_template(unit_template)
         self.poll_interval = poll_interval
         self.health: dict[str, UnitHealth] = {}
+        # Called (in the trio thread) with the health after each poll or refresh.
+        self.observers: list[Callable[[Mapping[str, UnitHealth]], None]] = []
+
+    def _set_health(self, health: dict[str, UnitHealth]) -> None:
+        self.health = health
+        for observer in self.observers:
+            observer(health)
 
     def unit(self, name: str) -> str:
         """The unit of IOC ``name`` (InvalidName if the name breaks the rule)."""
@@ -336,7 +343,7 @@ class IocManager:
         except SystemctlError as exc:
             logger.warning("IOC health refresh failed: %s", exc)
             return
-        self.health = {**self.health, **fresh}
+        self._set_health({**self.health, **fresh})
 
     async def instances(self) -> set[str]:
         """Names of the template's loaded instances (running, failed, ...); invalid ones skipped."""
@@ -385,7 +392,7 @@ class IocManager:
         failing = False
         while True:
             try:
-                self.health = await self.show(names())
+                self._set_health(await self.show(names()))
             except (SystemctlError, InvalidName) as exc:
                 if not failing:
                     logger.warning("IOC health poll failed (until it works again): %s", exc)

@@ -15,7 +15,7 @@ import trio
 
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, ConsoleConfig, Pattern
-from consrv.console import PATH_CHECK_INTERVAL, Console
+from consrv.console import PATH_CHECK_INTERVAL, Console, Observer
 from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
 from consrv.pathwatch import PathWatcher, Subscription
@@ -159,6 +159,8 @@ class Registry:
         # Called with each new console before its task starts (handover.py takes over
         # the connection the previous consrv process held).
         self.on_add: Callable[[Console], None] | None = None
+        # Told when a console is added, removed or changes (every console shares this list).
+        self.observers: list[Observer] = []
 
     def get(self, name: str) -> Console | None:
         return self.consoles.get(name)
@@ -191,6 +193,7 @@ class Registry:
         console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
         console.audit = self.audit
         console.watcher = self.watcher
+        console.observers = self.observers
         if self.watcher is not None and isinstance(console.target, UnixTarget):
             # A new procServ on the path: move to it (a no-op while not connected).
             sub = self.watcher.subscribe(console.target.path, console.check_path)
@@ -201,6 +204,8 @@ class Registry:
             self.on_add(console)
         self._scopes[cfg.name] = scope = trio.CancelScope()
         self._nursery.start_soon(_run_console, console, scope, name=f"console:{cfg.name}")
+        for observer in self.observers:
+            observer.console_added(console)
         return console
 
     def remove(self, name: str, reason: str) -> None:
@@ -214,6 +219,8 @@ class Registry:
         console.evict_all(reason)
         if console.log is not None:
             console.log.close()
+        for observer in self.observers:
+            observer.console_removed(console)
 
     def reload(self, config: Config) -> Changes:
         """Apply a new config: add, remove, replace or update consoles in place.
@@ -269,6 +276,7 @@ class Registry:
         if cfg.patterns != old.patterns:
             counts = console.matcher.counts if console.matcher is not None else {}
             console.matcher = _matcher(cfg.patterns, old.patterns, counts)
+            console.changed("patterns")
         changes.changed.append(name)
 
     def _log_for(self, cfg: ConsoleConfig) -> ConsoleLog | None:

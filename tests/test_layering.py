@@ -66,7 +66,7 @@ def test_checker_allows_lookalikes() -> None:
 
 CONSRV_DIR = PROTOCOL_DIR.parent
 # Fronts: how people and peers reach consrv. Each stands on the core; none on another.
-FRONTS = ("ssh", "web", "fleet")
+FRONTS = ("ssh", "web", "fleet", "pva")
 # Edges: the process itself (they wire fronts to the core) and the demo.
 EDGES = frozenset({"__main__", "cli", "daemon", "demo", "exposure", "softioc"})
 # The core may parse SSH keys with asyncssh (config/, revocation.py: key formats,
@@ -130,6 +130,8 @@ def test_layer_checker_sees_relative_and_aliased_imports() -> None:
     assert layer_of(CONSRV_DIR / "daemon.py") == "edge"
     assert layer_of(CONSRV_DIR / "fleet" / "gateway.py") == "fleet"
     assert layer_of(CONSRV_DIR / "config" / "fleet.py") == "core"  # settings, not the front
+    assert layer_of(CONSRV_DIR / "pva" / "front.py") == "pva"
+    assert layer_of(CONSRV_DIR / "config" / "pva.py") == "core"
     assert package_of(CONSRV_DIR / "ssh" / "server.py") == ("consrv", "ssh")
     source = "from ..web import app\nfrom . import keys\nimport consrv.fleet.peers as p\n"
     assert {"consrv.web", "consrv.ssh", "consrv.fleet"} <= consrv_imports(source, ("consrv", "ssh"))
@@ -286,3 +288,21 @@ def test_the_gateway_reads_the_grammar_not_its_own_lists() -> None:
     assert "consrv.commands.grammar" in consrv_module_imports(CONSRV_DIR / "fleet" / "gateway.py")
     for verb in ('"restart"', '"version"', '"watch"', '"log"'):
         assert verb not in source
+
+
+# p4p (the optional extra) stays in the pva front: hosts without it run as before.
+@pytest.mark.parametrize(
+    "path",
+    [p for p in consrv_modules() if layer_of(p) != "pva"],
+    ids=lambda p: str(p.relative_to(CONSRV_DIR)),
+)
+def test_only_the_pva_front_imports_p4p(path: Path) -> None:
+    imports = consrv_imports(path.read_text(encoding="utf-8"), package_of(path))
+    assert "p4p" not in imports
+
+
+def test_the_daemon_imports_the_pva_front_only_when_configured() -> None:
+    """consrv/daemon.py imports consrv.pva inside a function (or for type checking only)."""
+    tree = ast.parse((CONSRV_DIR / "daemon.py").read_text(encoding="utf-8"))
+    top = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+    assert all(node.module != "consrv.pva" for node in top)

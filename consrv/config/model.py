@@ -296,6 +296,65 @@ class IdentityConfig:
         return max(0.5, min(self.ttl, self.negative_ttl) / 2)
 
 
+# The `pva:` section (consrv/pva/, docs/pva.md): what each console's PVs alarm on.
+PV_PREFIX = "CONSRV:{host}:{console}:"
+PV_HOST_PREFIX = "CONSRV:{host}:"
+
+
+@dataclasses.dataclass(frozen=True)
+class PvaAlarms:
+    """The alarm severity (0 NO_ALARM, 1 MINOR, 2 MAJOR, 3 INVALID) of each condition."""
+
+    down: int = 2  # procServ unreachable: gone, or its socket missing
+    no_child: int = 2  # procServ up, the IOC (its child) not running
+    unit_failed: int = 2  # the ioc@ unit is failed
+    unit_inactive: int = 1  # the ioc@ unit is stopped (or stopping, or not loaded)
+    crash_loop: int = 2  # `crash_loop` or more restarts in the last hour
+    silent: int = 1  # no output for longer than `silent_after`
+
+
+@dataclasses.dataclass(frozen=True)
+class PvaConsole:
+    """What one console's PVs alarm on (the section's defaults, then its `consoles` entry)."""
+
+    silent_after: float | None = None  # seconds; None: never silent
+    crash_loop: int = 3  # restarts in the last hour that mean crash-looping
+    alarms: PvaAlarms = PvaAlarms()
+    text: bool = False  # publish the last output line (consoles show passwords: off)
+
+
+@dataclasses.dataclass(frozen=True)
+class PvaConfig:
+    host: str
+    prefix: str = PV_PREFIX  # {host} and {console}
+    host_prefix: str = PV_HOST_PREFIX  # {host}
+    interfaces: tuple[str, ...] = ("127.0.0.1",)  # EPICS_PVAS_INTF_ADDR_LIST
+    server_port: int = 5075  # EPICS_PVAS_SERVER_PORT (0: any free port)
+    broadcast_port: int = 5076  # EPICS_PVAS_BROADCAST_PORT: UDP searches (0: any)
+    defaults: PvaConsole = PvaConsole()
+    consoles: Mapping[str, PvaConsole] = dataclasses.field(default_factory=dict)
+
+    def for_console(self, name: str) -> PvaConsole:
+        return self.consoles.get(name, self.defaults)
+
+    def console_prefix(self, name: str) -> str:
+        return self.prefix.format(host=self.host, console=validate_console_name(name))
+
+    def host_pv_prefix(self) -> str:
+        return self.host_prefix.format(host=self.host)
+
+    def server_conf(self) -> dict[str, str]:
+        """The EPICS_PVAS_* settings of the server (the process environment is not read)."""
+        interfaces = " ".join(self.interfaces)
+        return {
+            "EPICS_PVAS_INTF_ADDR_LIST": interfaces,
+            "EPICS_PVAS_BEACON_ADDR_LIST": interfaces,
+            "EPICS_PVAS_AUTO_BEACON_ADDR_LIST": "NO",
+            "EPICS_PVAS_SERVER_PORT": str(self.server_port),
+            "EPICS_PVAS_BROADCAST_PORT": str(self.broadcast_port),
+        }
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     ssh: SshConfig
@@ -313,6 +372,7 @@ class Config:
     fleet: FleetConfig | None = None  # the `fleet:` section
     web: WebConfig | None = None  # the browser view (None: off)
     identity: IdentityConfig | None = None  # keys command, NSS (None: YAML only)
+    pva: PvaConfig | None = None  # PVs over pvAccess (config/pva.py; None: off)
     _key_owner: Mapping[bytes, str] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ from consrv.config.model import (
     WebLimits,
     WebTls,
 )
+from consrv.config.pva import resolve_pva
 from consrv.config.schema import RawConfig, RawConsole, RawFleet, RawIdentity, RawUser, RawWeb
 from consrv.config.values import parse_endpoint, parse_public_key
 from consrv.names import (
@@ -82,6 +83,8 @@ class Resolver:
         self.problems.extend(web_problems)
         identity, identity_problems = self.identity
         self.problems.extend(identity_problems)
+        pva, pva_problems = resolve_pva(raw.pva)
+        self.problems.extend(pva_problems)
         if self.problems:
             raise ConfigError(self.problems)
         return Config(
@@ -119,6 +122,7 @@ class Resolver:
             fleet=fleet,
             web=web,
             identity=identity if identity.enabled else None,
+            pva=pva,
         )
 
     def _revoked(self, file: Path | None) -> Revoked:

@@ -49,6 +49,7 @@ from consrv.config.model import (
     WebLimits,
     WriteMode,
 )
+from consrv.config.pva import RawPva
 from consrv.config.values import parse_duration
 from consrv.protocol.escape import DEFAULT_PREFIX
 
@@ -346,3 +347,5 @@ class RawConfig(Raw):
     # `web:` with nothing under it turns the web view on with the defaults.
     web: Annotated[RawWeb | None, NoneIsEmpty] = None
     identity: Annotated[RawIdentity | None, NoneIsEmpty] = None  # NSS, the cache (identity.py)
+    # `pva:` with nothing under it serves PVs on loopback with the defaults (docs/pva.md).
+    pva: Annotated[RawPva | None, NoneIsEmpty] = None

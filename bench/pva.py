@@ -1,0 +1,266 @@
+"""``python -m bench.pva``: what the PV server costs (docs/pva.md, docs/performance.md).
+
+With N idle procServ consoles (children that never print) and one echo console:
+
+- idle: consrv's CPU (% of one core over a window) and memory (RSS, PSS), without
+  and with a ``pva:`` section, nobody reading the PVs;
+- reload: with the PV server on, 100 consoles removed, then added again, by SIGHUP:
+  the time from the signal until a pvAccess client sees the host's ``Consoles`` PV
+  with the new count (every console's PVs removed or made);
+- client storm: keystroke round trips (bench/keystroke.py through ``ssh -tt``, on the
+  echo console) with the PV server on and nobody reading, then during a storm: a
+  client process holding 200 monitors (each console's ``SilentFor``: the PVs posted
+  once a second while watched) and connecting, reading one PV and disconnecting
+  again as fast as it can; p50 and p99 of each, and the storm's connections/s.
+
+    python -m bench.pva [--consoles 1000] [--window 30] [--keystrokes 1000] [--runs 3]
+
+Run as root from the repository, after ``bench/run`` installed the Debian packages once.
+Owns: the ``pva:`` config of the benchmarked consrv and the storm client.
+Must not know: the other servers (consrv only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import trio
+from p4p.client.thread import Context
+
+from bench.consoles import ECHO, ECHO_COMMAND, IdleConsoles
+from bench.idle import SETTLE, Idle, idle_scale, wait_connections
+from bench.latency import Latency, keystrokes, median_of
+from bench.procs import Reaper, tree_cpu_seconds
+from bench.runner import cleanup, raise_file_limit
+from bench.servers import Consrv
+from bench.servers.base import wait_log
+from consrv.demo import ProcServ, ensure_client_key
+
+HOST = "benchhost"
+STORM_MONITORS = 200
+RELOAD_CHANGE = 100
+KEYSTROKE_GAP = 0.005
+STORM_SETTLE = 10.0  # seconds for the storm's monitors to connect before keystrokes
+
+
+class PvaConsrv(Consrv):
+    """consrv with (or without) a ``pva:`` section on loopback, ports chosen by the kernel."""
+
+    def __init__(self, *args: Any, pva: bool) -> None:
+        super().__init__(*args)
+        self.pva = pva
+        self.udp_port = 0
+
+    def config(self, consoles: Mapping[str, Path]) -> dict[str, object]:
+        config = super().config(consoles)
+        if self.pva:
+            config["pva"] = {"host": HOST, "server_port": 0, "broadcast_port": 0}
+        return config
+
+    def start(self, consoles: Mapping[str, Path]) -> None:
+        super().start(consoles)
+        if self.pva:
+            assert self._proc is not None
+            match = wait_log(self.log, rb"pva on \S+ tcp port \d+ udp port (\d+)", self._proc, 60)
+            self.udp_port = int(match.group(1))
+
+    def rewrite(self, consoles: Mapping[str, Path]) -> None:
+        """A new config file with ``consoles`` (then SIGHUP applies it)."""
+        self._write_config(consoles)
+
+    def hangup(self) -> None:
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGHUP)
+
+
+def client_conf(udp_port: int) -> dict[str, str]:
+    return {"EPICS_PVA_ADDR_LIST": "127.0.0.1", "EPICS_PVA_AUTO_ADDR_LIST": "NO",
+            "EPICS_PVA_BROADCAST_PORT": str(udp_port)}  # fmt: skip
+
+
+# ---------------------------------------------------------------- the storm (its own process)
+
+
+def storm(udp_port: int, names: Sequence[str], seconds: float) -> dict[str, float]:
+    """200 monitors held, and connect/get/close in a loop, for ``seconds``."""
+    conf = client_conf(udp_port)
+    updates = 0
+
+    def count(_value: object) -> None:
+        nonlocal updates
+        updates += 1
+
+    with Context("pva", conf=conf, useenv=False) as held:
+        subs = [held.monitor(f"CONSRV:{HOST}:{n}:SilentFor", count) for n in names]
+        end, cycles = time.monotonic() + seconds, 0
+        while time.monotonic() < end:
+            with Context("pva", conf=conf, useenv=False) as brief:
+                brief.get(f"CONSRV:{HOST}:{names[cycles % len(names)]}:State", timeout=5)
+            cycles += 1
+        for sub in subs:
+            sub.close()
+    return {"connects_per_s": cycles / seconds, "monitor_updates": updates}
+
+
+# ---------------------------------------------------------------- the measurements
+
+
+async def _consoles_pv(udp_port: int, want: int, limit: float = 120.0) -> float:
+    """Seconds until the host's Consoles PV reads ``want`` (read in a worker thread)."""
+    start = time.monotonic()
+    with Context("pva", conf=client_conf(udp_port), useenv=False) as ctx:
+        while time.monotonic() - start < limit:
+            value = await trio.to_thread.run_sync(
+                lambda: ctx.get(f"CONSRV:{HOST}:Consoles", timeout=5)
+            )
+            if int(value) == want:
+                return time.monotonic() - start
+            await trio.sleep(0.01)
+    raise RuntimeError(f"the Consoles PV never read {want}")
+
+
+async def _storm_keystrokes(
+    server: PvaConsrv, reaper: Reaper, names: Sequence[str], count: int
+) -> tuple[Latency, dict[str, float], float]:
+    """Keystrokes during a storm; the storm's figures; consrv's CPU (% of a core) meanwhile.
+
+    The storm client runs at nice 19: on this 2-core machine it stands for clients on
+    other machines, so what it takes from consrv is the server side's work, not its own.
+    """
+    seconds = count * (KEYSTROKE_GAP + 0.003) + 15
+    argv = ["nice", "-n", "19", sys.executable, "-m", "bench.pva", "storm", "--udp-port",
+            str(server.udp_port), "--seconds", str(seconds), *names]  # fmt: skip
+    process = await trio.lowlevel.open_process(
+        argv, stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": _repo()}
+    )
+    reaper.add(process.pid)
+    assert process.stdout is not None
+    await trio.sleep(STORM_SETTLE)  # the monitors connected, the loop going
+    cpu_before, start = tree_cpu_seconds(server.pid), time.monotonic()
+    latency = await keystrokes(server, reaper, count, KEYSTROKE_GAP)
+    cpu = 100 * (tree_cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - start)
+    output = bytearray()
+    while chunk := await process.stdout.receive_some(65536):
+        output += chunk
+    await process.wait()
+    return latency, json.loads(output), cpu
+
+
+def _repo() -> str:
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _row(label: str, idle: Idle) -> str:
+    return (f"| {label} | {idle.consoles} | {idle.cpu_percent:.3f} % | {idle.rss_mb:.0f} MB"
+            f" | {idle.pss_mb:.0f} MB |")  # fmt: skip
+
+
+async def _run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
+    root = workdir / "idle"
+    consoles = IdleConsoles(root, args.consoles)
+    consoles.start(reaper)
+    echo = ProcServ(ECHO, root, ECHO_COMMAND)
+    echo.directory.mkdir(parents=True, exist_ok=True)
+    reaper.popen(echo.argv(), cwd=echo.directory)
+    await consoles.wait_ready()
+    sockets = {**consoles.sockets(args.consoles), ECHO: echo.socket}
+    key = workdir / "id_bench"
+    public = ensure_client_key(key, "bench")
+    rows = []
+    for pva in (False, True):
+        server = PvaConsrv(workdir / f"consrv-{pva}", reaper, key, public, pva=pva)
+        idle = await idle_scale(server, sockets, root, args.window)
+        rows.append(_row("pva on" if pva else "pva off", idle))
+        print(rows[-1], flush=True)
+    server = PvaConsrv(workdir / "consrv-storm", reaper, key, public, pva=True)
+    server.start(sockets)
+    try:
+        await wait_connections(root, len(sockets))
+        await trio.sleep(SETTLE)
+        fewer = dict(list(sockets.items())[RELOAD_CHANGE:])
+        for label, wanted in (("remove", fewer), ("add", sockets)):
+            server.rewrite(wanted)
+            start = time.monotonic()
+            server.hangup()
+            seen = await _consoles_pv(server.udp_port, len(wanted))
+            print(f"reload: {label} {RELOAD_CHANGE} consoles' PVs: the Consoles PV shows"
+                  f" {len(wanted)} {1000 * (time.monotonic() - start):.0f} ms after SIGHUP"
+                  f" (client side {1000 * seen:.0f} ms)", flush=True)  # fmt: skip
+        await wait_connections(root, len(sockets))
+        names = consoles.names[:STORM_MONITORS]
+        quiet_runs, loud_runs = [], []
+        for run in range(args.runs):  # alternated, so the machine's other load hits both
+            cpu_before, start = tree_cpu_seconds(server.pid), time.monotonic()
+            quiet = await keystrokes(server, reaper, args.keystrokes, KEYSTROKE_GAP)
+            quiet_cpu = (
+                100 * (tree_cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - start)
+            )
+            loud, load, loud_cpu = await _storm_keystrokes(server, reaper, names, args.keystrokes)
+            quiet_runs.append(quiet)
+            loud_runs.append(loud)
+            print(
+                f"run {run + 1}: no PV client: p50 {quiet.p50:.2f} ms p99 {quiet.p99:.2f} ms"
+                f" (consrv {quiet_cpu:.1f} % CPU); storm ({STORM_MONITORS} monitors,"
+                f" {load['connects_per_s']:.0f} connect/get/close per s,"
+                f" {load['monitor_updates']:.0f} updates): p50 {loud.p50:.2f} ms"
+                f" p99 {loud.p99:.2f} ms (consrv {loud_cpu:.1f} % CPU)",
+                flush=True,
+            )
+        quiet, loud = median_of(quiet_runs), median_of(loud_runs)
+        print(f"keystrokes ({args.keystrokes} a run, median of {args.runs} runs): no PV client"
+              f" p50 {quiet.p50:.2f} ms p99 {quiet.p99:.2f} ms; client storm p50 {loud.p50:.2f}"
+              f" ms p99 {loud.p99:.2f} ms ({100 * (loud.p99 / quiet.p99 - 1):+.0f} % p99)",
+              flush=True)  # fmt: skip
+    finally:
+        server.stop()
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.pva",
+                                     description=(__doc__ or "").split("\n")[0])  # fmt: skip
+    parser.add_argument("--consoles", type=int, default=1000, help="(default: %(default)s)")
+    parser.add_argument("--window", type=float, default=30.0, help="idle CPU window, s")
+    parser.add_argument("--keystrokes", type=int, default=1000, help="a run (default: %(default)s)")
+    parser.add_argument(
+        "--runs", type=int, default=3, help="quiet/storm pairs (default: %(default)s)"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["storm"]:
+        parser = argparse.ArgumentParser(prog="python -m bench.pva storm")
+        parser.add_argument("--udp-port", type=int, required=True)
+        parser.add_argument("--seconds", type=float, required=True)
+        parser.add_argument("names", nargs="+")
+        args = parser.parse_args(argv[1:])
+        print(json.dumps(storm(args.udp_port, args.names, args.seconds)))
+        return 0
+    args = _parse(argv)
+    raise_file_limit(8192)
+    workdir = Path(tempfile.mkdtemp(prefix="consrv-pva-bench-"))
+    (workdir / "cwd").mkdir()
+    os.chdir(workdir / "cwd")  # not the repository: see bench.focus
+    reaper = Reaper()
+    try:
+        with cleanup(reaper):
+            trio.run(_run, args, workdir, reaper)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
