@@ -258,7 +258,9 @@ FRONT_MAY_IMPORT = frozenset(
         "consrv.logins", "consrv.logfiles", "consrv.consolelog", "consrv.audit",
         "consrv.ratelimit",  # fleet/link.py: a token bucket per peer (pure)
         "consrv.protocol.ansi",  # web/logs.py: log lines without terminal escapes (pure)
-        "consrv.console",  # web/stream.py: a read-only Viewer on a console (docs/architecture.md)
+        "consrv.protocol.procserv",  # pva/front.py: procServ's child events (pure)
+        # web/stream.py: a read-only Viewer on a console; pva/front.py: its Observer hook
+        "consrv.console",
     }
 )  # fmt: skip
 

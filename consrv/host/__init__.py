@@ -8,6 +8,7 @@ here and ``consrv.contracts``; the host knows no front and no command line.
 
 from consrv.host.actions import IOC_VERBS, ActionDenied, ActionFailed, IocControl, run_action
 from consrv.host.policy import Host, LiveMessages
+from consrv.ioc import UnitHealth  # an IOC unit's health, as fronts read it (pva/)
 
 __all__ = [
     "IOC_VERBS",
@@ -16,5 +17,6 @@ __all__ = [
     "Host",
     "IocControl",
     "LiveMessages",
+    "UnitHealth",
     "run_action",
 ]

@@ -24,7 +24,7 @@ import trio
 from consrv import __version__
 from consrv.config import PvaConfig
 from consrv.console import Console, Observer
-from consrv.ioc import UnitHealth
+from consrv.host import UnitHealth
 from consrv.protocol.procserv import ChildExited
 from consrv.pva import health
 from consrv.pva.health import Reading, RestartWindow
