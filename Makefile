@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := procserv openssh-client systemd nodejs prometheus curl dropbear-bin putty-tools \
-                chromium chromium-driver nginx
+                chromium chromium-driver nginx asciinema
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test stress bench check lint typecheck pytest setup system-deps clean lock relock
@@ -54,6 +54,7 @@ system-deps:
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	[ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v asciinema >/dev/null || missing="$$missing asciinema"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
