@@ -23,7 +23,7 @@ from typing import Protocol
 
 import trio
 
-from consrv import __version__, feed, views
+from consrv import __version__, feed, playback, views
 from consrv.access import Role, role_for
 from consrv.console import Console, Viewer, text_bytes
 from consrv.ioc import IocManager, SystemctlError
@@ -59,6 +59,8 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
+       ssh -t LOGIN@HOST play NAME [--since T] [--until T] [--speed N]  replay the recording
+       ssh LOGIN@HOST cast NAME [--since T] [--until T] > FILE.cast    the recording, asciicast v2
        ssh LOGIN@HOST web                    a one-time link to the read-only web view
        ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
        ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)
@@ -231,6 +233,8 @@ class _Run:
             "status": self.status,
             "tail": self.tail,
             "log": self.log,
+            "play": functools.partial(playback.play, self),
+            "cast": functools.partial(playback.cast, self),
             "web": self.web,
             "follow": self.follow,
             "start": functools.partial(self.action, "start"),
