@@ -3,8 +3,8 @@
 Owns the fleet's meaning of a command line: ``list|who|status [--json]`` with no
 name cover this host and every peer (from the directory: no peer is asked at
 request time); a command naming one console (``NAME``, ``attach``, ``tail``,
-``status NAME``, ``who NAME``, ``start|stop|restart``) runs on the console's own
-host, through a `Bridge` under a certificate minted for the user; ``follow``
+``status NAME``, ``who NAME``, ``start|stop|restart``, ``log``, ``play``, ``cast``)
+runs on the console's own host, through a `Bridge` under a certificate minted for the user; ``follow``
 spans hosts. ``NAME@HOST`` picks a host; a name on several hosts is refused with
 the choices; a name whose host is down gets one line naming the host and since
 when (exit status 5), within the hop's deadline. Everything else is this host's
@@ -41,9 +41,10 @@ logger = logging.getLogger(__name__)
 
 UNREACHABLE = 5  # exit status: the console's host cannot be reached now (docs/fleet.md)
 REPORTS = ("list", "who", "status")
-NAMED = ("attach", "tail", "status", "who", "start", "stop", "restart")
-LOCAL_ONLY = ("help", "version", "watch", "list", "follow", "web", "log")
-VALUED = ("-n",)  # options whose value is the next word
+NAMED = ("attach", "tail", "status", "who", "start", "stop", "restart", "log", "play", "cast")
+LOCAL_ONLY = ("help", "version", "watch", "list", "follow", "web")
+# options whose value is the next word
+VALUED = ("-n", "--since", "--until", "--grep", "--speed")
 
 
 @dataclass(frozen=True)

@@ -180,6 +180,7 @@ def peer_config(
             "trusted_user_ca_keys": section["ssh"]["trusted_user_ca_keys"],
         },
         "log_dir": str(peer_root / "logs"),
+        "log": {"record": True},
         "audit_log": str(peer_root / "audit.log"),
         "users": {**{k.name: {"keys": [k.public]} for k in users.values()}, **section["users"]},
         "defaults": {"rw": ["alice", "bob"], "ro": ["*"], "viewer_buffer": "64K"},

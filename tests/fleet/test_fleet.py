@@ -109,6 +109,25 @@ def test_status_and_who_cover_the_fleet(fleet: Fleet) -> None:
                seen=lambda: seen)  # fmt: skip
 
 
+def test_log_and_cast_of_a_peers_console_are_answered_by_that_peer(fleet: Fleet) -> None:
+    peer = fleet.peers[2]
+    direct = fleet.ssh("alice", "log", SOFT_IOC, "--grep", "upstream", host=peer.name,
+                       port=peer.port)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    assert "upstream up" in direct.stdout
+    through = fleet.ssh("alice", "log", SOFT_IOC, "--grep", "upstream")
+    assert (through.returncode, through.stdout) == (0, direct.stdout), through.stderr
+    cast = fleet.ssh("alice", "cast", SOFT_IOC, "--since", "1h")
+    assert cast.returncode == 0, cast.stderr
+    header = json.loads(cast.stdout.splitlines()[0])
+    assert (header["version"], header["title"]) == (2, SOFT_IOC)
+    for verb in ("log", "cast", "play"):
+        refused = fleet.ssh("bob", verb, SECRET)
+        assert refused.returncode == 1, (verb, refused.stderr)
+        assert "unknown console" in refused.stderr
+        assert refused.stdout == ""
+
+
 async def test_who_shows_a_user_attached_through_the_gateway(fleet: Fleet) -> None:
     peer = fleet.peers[4]
     client = await pty_ssh(fleet, "alice", "console", "ioc-04").start()
