@@ -4,9 +4,9 @@ Owns the fleet's meaning of a command line: ``list|who|status [--json]`` with no
 name cover this host and every peer (from the directory: no peer is asked at
 request time); a command naming one console (``NAME``, ``attach``, ``tail``,
 ``status NAME``, ``who NAME``, ``start|stop|restart``, ``log``, ``play``, ``cast``)
-runs on the console's own host, through a `Bridge` under a certificate minted for the user; ``follow``
-spans hosts. ``NAME@HOST`` picks a host; a name on several hosts is refused with
-the choices; a name whose host is down gets one line naming the host and since
+runs on the console's own host, through a `Bridge` under a certificate minted for
+the user; ``follow`` spans hosts. ``NAME@HOST`` picks a host; a name on several
+hosts is refused with the choices; a name whose host is down gets one line naming the host and since
 when (exit status 5), within the hop's deadline. Everything else is this host's
 `Service`. The SSH front reaches the gateway only through ``service.Commands``.
 """
