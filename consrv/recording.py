@@ -35,6 +35,8 @@ from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
 
+import orjson
+
 from consrv.consolelog import DIR_MODE, FILE_MODE, _describe, sanitize_event
 
 log = logging.getLogger("consrv.recording")
@@ -103,13 +105,16 @@ class Recording:
 
     def write_output(self, data: bytes) -> None:
         """Record a chunk of console output (never raises)."""
-        text = self._decoder.decode(data)
+        if data.isascii() and not self._decoder.getstate()[0]:
+            text = data.decode("ascii")  # the common case, at memory speed
+        else:
+            text = self._decoder.decode(data)
         if text:
-            self._event("o", text, len(data))
+            self._event(b'"o",', text, len(data))
 
     def write_marker(self, text: str) -> None:
         """Record a marker: one of consrv's event lines (never raises)."""
-        self._event("m", sanitize_event(text), 0)
+        self._event(b'"m",', sanitize_event(text), 0)
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -119,15 +124,15 @@ class Recording:
 
     # -- writing ---------------------------------------------------------------
 
-    def _event(self, code: str, text: str, payload: int) -> None:
-        tail = b',"' + code.encode() + b'",' + _json_text(text) + b"]\n"
+    def _event(self, code: bytes, text: str, payload: int) -> None:
         if self._retry_at is not None and self._monotonic() < self._retry_at:
             self.bytes_lost += payload
             return
+        body = orjson.dumps(text)  # UTF-8, escaped only where JSON needs it
         try:
-            fd = self._fd_for(len(tail) + 12)
-            line = b"[%.3f" % max(0.0, self._monotonic() - self._zero) + tail
-            self._write_all(fd, line)
+            fd = self._fd_for(len(body) + 24)
+            head = b"[%.3f," % max(0.0, self._monotonic() - self._zero) + code
+            self._write_all(fd, (head, body, b"]\n"))
         except OSError as exc:
             self._fail(exc, payload)
             return
@@ -135,13 +140,20 @@ class Recording:
             log.info("recording %s: resumed", self.path)
             self._retry_at = None
 
-    def _write_all(self, fd: int, buf: bytes) -> None:
-        view, done = memoryview(buf), 0
-        while done < len(buf):
-            step = os.write(fd, view[done:])
-            done += step
-            self.bytes_written += step
-            self._size += step
+    def _write_all(self, fd: int, parts: tuple[bytes, ...]) -> None:
+        """One ``writev`` (no copy of a big chunk); a short write goes on with the rest."""
+        done, total = os.writev(fd, parts), sum(map(len, parts))
+        self._count(done)
+        if done < total:
+            rest = memoryview(b"".join(parts))
+            while done < total:
+                step = os.write(fd, rest[done:])
+                done += step
+                self._count(step)
+
+    def _count(self, n: int) -> None:
+        self.bytes_written += n
+        self._size += n
 
     def _fail(self, exc: OSError, lost: int) -> None:
         self.write_errors += 1
@@ -187,7 +199,7 @@ class Recording:
         now = self._clock()
         stamp = int(now)
         self._zero = self._monotonic() - (now - stamp)
-        self._write_all(fd, header_line(stamp, self.title))
+        self._write_all(fd, (header_line(stamp, self.title),))
 
     def _rotate(self) -> int:
         """NAME.cast → NAME.cast.1 …, as the log rotates; a fresh file with a header."""
@@ -205,8 +217,3 @@ class Recording:
 
     def _rotated(self, i: int) -> Path:
         return self.path.with_name(f"{self.path.name}.{i}")
-
-
-def _json_text(text: str) -> bytes:
-    """`text` as a JSON string, UTF-8 kept as is (escapes only where JSON needs them)."""
-    return json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")
