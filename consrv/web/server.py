@@ -26,7 +26,7 @@ from consrv.logins import LoginTokens
 from consrv.service import Service
 from consrv.web.app import SecurityHeaders, Web, routes
 from consrv.web.auth import Sessions
-from consrv.web.logs import LogPages
+from consrv.web.replay import ReplayPages
 from consrv.web.stats import WebStats
 
 logger = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ RESTART_DELAY = 1.0
 
 def build_app(web: Web) -> ASGIApp:
     """The ASGI app: the routes inside the security headers."""
-    pages = LogPages(web)
-    app = Starlette(routes=routes(pages, pages.log_routes()))
+    pages = ReplayPages(web)
+    app = Starlette(routes=routes(pages, [*pages.log_routes(), *pages.replay_routes()]))
     app.router.redirect_slashes = False  # an unknown path is 404, never a redirect to a guess
 
     async def not_found(request: Request, exc: Exception) -> object:
