@@ -79,7 +79,7 @@ async def serve(
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
         if config.web is not None and logins is not None:
-            web = make_web(service, logins, config.web, audit)
+            web = make_web(service, logins, config.web, audit, fleet=gateway)
             collectors.append(web.stats)
             await nursery.start(WebFront(web).serve)
         if config.metrics_listen is not None:

@@ -155,6 +155,31 @@ class Gateway:
                 logger.warning("fleet: cannot read peers from %s: %s", source.url, exc)
             await trio.sleep(source.interval)
 
+    # -- fleetview.FleetView (the web front's list) -----------------------------------
+    def rows_for(self, login: Login) -> list[dict[str, Any]]:
+        """Every console `login` may see, here and on every peer, by name then host."""
+        rows = []
+        for name in self.service.visible(login):
+            row = views.console_dict(self.service.view(name))
+            who = self.service.registry.consoles[name].who()
+            row["who"] = [views.who_dict(name, entry) for entry in who]
+            rows.append({**row, "host": self.name})
+        now = self.clock()
+        for found in self.directory.visible(login.user, read_only=login.read_only):
+            row = dict(found.peer.consoles[found.name])
+            row.setdefault("last_output", None)
+            row["who"] = reports.with_idle(row.get("who", ()), now)
+            if not found.peer.up:
+                row["state"] = reports.UNREACHABLE
+            rows.append({**row, "host": found.peer.name})
+        return sorted(rows, key=lambda r: (r["name"], r["host"]))
+
+    def fleet_rows(self, login: Login) -> list[dict[str, Any]]:
+        return reports.web_rows(self.rows_for(login), self.name)
+
+    def fleet_missing(self) -> list[dict[str, Any]]:
+        return [reports.missing_dict(peer) for peer in self.directory.missing()]
+
     def allows_tunnel(self, host: str, port: int) -> bool:
         """``ssh -J``: only to a peer of the directory, by its name or its address."""
         return any(
@@ -228,21 +253,7 @@ class _Run:
     # -- list / who / status over the fleet ------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """Every console the user may see, here and on every peer, by name then host."""
-        rows = []
-        for name in self.service.visible(self.login):
-            row = views.console_dict(self.service.view(name))
-            who = self.service.registry.consoles[name].who()
-            row["who"] = [views.who_dict(name, entry) for entry in who]
-            rows.append({**row, "host": self.gateway.name})
-        now = self.gateway.clock()
-        for found in self.directory.visible(self.login.user, read_only=self.login.read_only):
-            row = dict(found.peer.consoles[found.name])
-            row.setdefault("last_output", None)
-            row["who"] = reports.with_idle(row.get("who", ()), now)
-            if not found.peer.up:
-                row["state"] = reports.UNREACHABLE
-            rows.append({**row, "host": found.peer.name})
-        return sorted(rows, key=lambda r: (r["name"], r["host"]))
+        return self.gateway.rows_for(self.login)
 
     async def report(self, verb: str, args: list[str], command: str) -> int:
         flags = set(args)

@@ -33,6 +33,7 @@ from consrv import views
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, WebConfig
 from consrv.console import Console
+from consrv.fleetview import FleetView
 from consrv.logins import LoginTokens
 from consrv.service import Login, Service
 from consrv.web.auth import COOKIE, Sessions, proxy_user, same_origin
@@ -65,6 +66,7 @@ class Web:
     stats: WebStats
     settings: WebConfig  # the web section consrv started with (listen, TLS)
     audit: AuditLog = NO_AUDIT
+    fleet: FleetView | None = None  # on a gateway: `/` lists the fleet (daemon.py wires it)
     streams: Counter[str] = dataclasses.field(default_factory=Counter)  # user -> open streams
     # Log searches and file views, and downloads, running at once (sized at start).
     searches: trio.CapacityLimiter = dataclasses.field(init=False)
@@ -188,15 +190,29 @@ class Pages:
         login = self.who(request)
         if isinstance(login, Response):
             return login
-        return self.page(request, "list.html", user=login.user, consoles=self._listing(login))
+        fleet = self.web.fleet
+        return self.page(
+            request,
+            "list.html",
+            user=login.user,
+            consoles=self._listing(login),
+            fleet=fleet is not None,
+            missing=fleet.fleet_missing() if fleet is not None else [],
+        )
 
     async def api_consoles(self, request: Request) -> Response:
         login = self.who(request)
         if isinstance(login, Response):
             return JSONResponse({"error": "not signed in"}, status_code=401)
-        return JSONResponse({"schema": views.SCHEMA, "consoles": self._listing(login)})
+        data = {"schema": views.SCHEMA, "consoles": self._listing(login)}
+        if self.web.fleet is not None:
+            data["missing_peers"] = self.web.fleet.fleet_missing()
+        return JSONResponse(data)
 
     def _listing(self, login: Login) -> list[dict[str, Any]]:
+        """This host's consoles, or on a gateway every host's (``host``, ``local``, ``id``)."""
+        if self.web.fleet is not None:
+            return self.web.fleet.fleet_rows(login)
         service = self.web.service
         return [views.console_dict(service.view(name)) for name in service.visible(login)]
 

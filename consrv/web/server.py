@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import WebConfig
+from consrv.fleetview import FleetView
 from consrv.logins import LoginTokens
 from consrv.service import Service
 from consrv.web.app import SecurityHeaders, Web, routes
@@ -57,10 +58,14 @@ def build_app(web: Web) -> ASGIApp:
 
 
 def make_web(
-    service: Service, logins: LoginTokens, config: WebConfig, audit: AuditLog = NO_AUDIT
+    service: Service,
+    logins: LoginTokens,
+    config: WebConfig,
+    audit: AuditLog = NO_AUDIT,
+    fleet: FleetView | None = None,
 ) -> Web:
     sessions = Sessions(ttl=config.session_ttl, capacity=config.limits.sessions)
-    web = Web(service, logins, sessions, WebStats(), config, audit)
+    web = Web(service, logins, sessions, WebStats(), config, audit, fleet)
     web.stats.sessions = lambda: len(sessions)
     web.stats.streams = lambda: sum(web.streams.values())
     return web

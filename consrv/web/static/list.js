@@ -2,7 +2,9 @@
 (function () {
   "use strict";
   const PERIOD = 2000;
-  const body = document.querySelector("#consoles tbody");
+  const table = document.getElementById("consoles");
+  const body = table.querySelector("tbody");
+  const fleet = table.dataset.fleet === "1"; // a gateway: every host, with a host column
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -22,15 +24,17 @@
 
   function row(c) {
     const tr = document.createElement("tr");
-    tr.dataset.name = c.name;
+    const here = c.local !== false; // another host's console: no page here
+    tr.dataset.name = c.id || c.name;
     const path = encodeURIComponent(c.name);
-    tr.appendChild(link("/c/" + path, c.name));
+    tr.appendChild(here ? link("/c/" + path, c.name) : cell(c.id || c.name));
+    if (fleet) tr.appendChild(cell(c.host, "host"));
     tr.appendChild(cell(c.state, "state state-" + c.state.replace(/[^a-z-]/g, "")));
     tr.appendChild(cell(c.writer || "-"));
     tr.appendChild(cell(String(c.viewers)));
     tr.appendChild(cell(c.ioc ? (c.ioc.active_state || "?") : "-"));
     tr.appendChild(cell(c.last_output || "-"));
-    tr.appendChild(link("/logs/" + path + "/", "logs"));
+    tr.appendChild(here ? link("/logs/" + path + "/", "logs") : cell("-"));
     return tr;
   }
 
@@ -46,11 +50,14 @@
       if (!rows.length) {
         const tr = document.createElement("tr");
         const td = cell("There are no consoles you may see.");
-        td.colSpan = 7;
+        td.colSpan = fleet ? 8 : 7;
         tr.appendChild(td);
         rows.push(tr);
       }
       body.replaceChildren(...rows);
+      document.getElementById("missing").textContent = (data.missing_peers || []).map(function (m) {
+        return m.host + " unreachable since " + m.since + (m.error ? ": " + m.error : "") + ".";
+      }).join(" ");
       document.getElementById("refreshed").textContent =
         "Refreshed " + new Date().toLocaleTimeString() + ".";
     } catch (error) {
