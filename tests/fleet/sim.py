@@ -30,6 +30,7 @@ from consrv.ssh.keys import write_new_key
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.sshclients import SSH_OPTIONS
 from tests.waits import wait_until
+from tests.web.tls import self_signed
 
 PEERS = int(os.environ.get("CONSRV_TEST_FLEET_PEERS", "20"))
 FIRST_PEER = 10  # peers on 127.1.0.10, 127.1.0.11, ... (gateways on 127.0.0.50, .51)
@@ -196,6 +197,10 @@ def gateway_config(
     return {
         "ssh": {"listen": [f"{address}:0"], "host_key": str(keys / GATEWAY_HOST_KEY)},
         "log_dir": str(root / "logs"),
+        "web": {
+            "listen": f"{address}:0",
+            "tls": {"cert": str(root / "web.crt"), "key": str(root / "web.key")},
+        },
         "users": {k.name: {"keys": [k.public]} for k in users.values()},
         "fleet": {
             "name": f"gw-{address}",
@@ -307,6 +312,7 @@ def running_fleet(
         for address in gateways:
             gw_root = root / f"gw-{address}"
             gw_root.mkdir()
+            self_signed(gw_root)  # the gateway's web view, over TLS as users open it
             settings = gateway_config(gw_root, address, users, keys)
             settings["fleet"].update(source(started))
             config = write_config(gw_root / "consrv.yaml", settings)

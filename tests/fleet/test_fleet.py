@@ -15,7 +15,9 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -107,6 +109,38 @@ def test_status_and_who_cover_the_fleet(fleet: Fleet) -> None:
 
     wait_until(nobody, "an empty fleet-wide who (no session of an earlier test left)",
                seen=lambda: seen)  # fmt: skip
+
+
+def web_listing(fleet: Fleet, user: str, page: bool = False) -> Any:
+    """The gateway's web list for `user` (signed in with ``ssh console@gw web``): its JSON,
+    or with `page` the HTML of ``/``."""
+    link = fleet.ssh(user, "web")
+    assert link.returncode == 0, link.stderr
+    url = link.stdout.strip()
+    with httpx.Client(verify=False, timeout=20) as client:  # noqa: S501 (the test's own cert)
+        assert client.get(url).status_code == 303
+        base = url.split("/login/")[0]
+        return client.get(base + "/").text if page else client.get(base + "/api/consoles").json()
+
+
+def test_the_gateways_web_list_covers_the_fleet_with_a_host_column(fleet: Fleet) -> None:
+    data = web_listing(fleet, "bob")
+    rows = {(row["id"], row["host"], row["local"]) for row in data["consoles"]}
+    for index, peer in enumerate(fleet.peers):
+        assert (f"ioc-{index:02d}", peer.name, False) in rows
+    assert {row["name"] for row in data["consoles"]}.isdisjoint({SECRET})  # bob has no role
+    duplicates = {row[0] for row in rows if row[0].startswith(DUPLICATE)}
+    assert duplicates == {
+        f"{DUPLICATE}@{fleet.peers[0].name}",
+        f"{DUPLICATE}@{fleet.peers[1].name}",
+    }
+    assert data["missing_peers"] == []
+    assert not {"rw", "ro", "operate", "who"} & data["consoles"][0].keys()
+    page = web_listing(fleet, "alice", page=True)
+    assert "<th>host</th>" in page
+    assert f'<td class="host">{fleet.peers[3].name}</td>' in page
+    assert SECRET in page  # alice may see it
+    assert 'href="/c/ioc-03"' not in page  # another host's console has no page here
 
 
 def test_log_and_cast_of_a_peers_console_are_answered_by_that_peer(fleet: Fleet) -> None:
@@ -298,6 +332,9 @@ def test_a_killed_peer_is_unreachable_then_back(fleet: Fleet) -> None:
         data = fleet.listing()
         states = {row["state"] for row in data["consoles"] if row["host"] == peer.name}
         assert states == {"unreachable"}
+        web = web_listing(fleet, "alice")  # the gateway's web list says the same
+        assert [m["host"] for m in web["missing_peers"]] == [peer.name]
+        assert {r["state"] for r in web["consoles"] if r["host"] == peer.name} == {"unreachable"}
         start = time.monotonic()
         result = fleet.ssh("alice", "tail", "ioc-09")
         assert time.monotonic() - start < 5
