@@ -193,7 +193,9 @@ def peer_config(
 def gateway_config(
     root: Path, address: str, users: dict[str, UserKey], keys: Path
 ) -> dict[str, Any]:
-    """A gateway's config; every gateway has the same host key (docs/fleet.md: one name)."""
+    """A gateway's config; every gateway has the same host key (docs/fleet.md: one name).
+    Its web view is on, over TLS as users open it (a certificate is written in `root`)."""
+    self_signed(root)
     return {
         "ssh": {"listen": [f"{address}:0"], "host_key": str(keys / GATEWAY_HOST_KEY)},
         "log_dir": str(root / "logs"),
@@ -312,7 +314,6 @@ def running_fleet(
         for address in gateways:
             gw_root = root / f"gw-{address}"
             gw_root.mkdir()
-            self_signed(gw_root)  # the gateway's web view, over TLS as users open it
             settings = gateway_config(gw_root, address, users, keys)
             settings["fleet"].update(source(started))
             config = write_config(gw_root / "consrv.yaml", settings)
