@@ -162,6 +162,25 @@ def test_log_and_cast_of_a_peers_console_are_answered_by_that_peer(fleet: Fleet)
         assert refused.stdout == ""
 
 
+async def test_play_of_a_peers_recording_through_the_gateway_stops_on_ctrl_c(fleet: Fleet) -> None:
+    gw = fleet.gateways[0]
+    attach = ssh_argv(gw.address, gw.consrv.port, fleet.users["alice"].private, "observer",
+                      SOFT_IOC, tty=False)  # fmt: skip
+    for _ in range(2):  # markers on the peer a second apart (attach, detach): 10 s at 0.1x
+        done = await trio.run_process(attach, stdin=b"", capture_stdout=True, check=False)
+        assert done.returncode == 0, done
+        await trio.sleep(1.0)
+    argv = ("play", SOFT_IOC, "--since", "1m", "--speed", "0.1")
+    client = await pty_ssh(fleet, "alice", "console", *argv).start()
+    try:
+        await client.expect(rf"playing {SOFT_IOC} from .* at 0\.1x; Ctrl-C".encode())
+        await client.send(b"\x03")  # interpreted by the peer, which owns the console
+        await client.expect(rb"stopped")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+
+
 async def test_who_shows_a_user_attached_through_the_gateway(fleet: Fleet) -> None:
     peer = fleet.peers[4]
     client = await pty_ssh(fleet, "alice", "console", "ioc-04").start()
