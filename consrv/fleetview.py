@@ -10,9 +10,11 @@ name is on more than one host); a console whose host is down has state
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from consrv.service import Login
+from consrv.service import Input, Login
+from consrv.session import Channel
 
 __all__ = ["FleetView"]
 
@@ -23,3 +25,11 @@ class FleetView(Protocol):
 
     def fleet_missing(self) -> list[dict[str, Any]]:
         """The peers that cannot be reached now: host, address, since, error."""
+
+    async def fleet_stream(
+        self, login: Login, target: str, sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        """Console `target` (``NAME`` or ``NAME@HOST``, on a peer) read-only into `sink`,
+        through the gateway's link under the user's own per-hop identity (the peer judges),
+        until the peer ends it; its exit status. `on_input` gets the reader of `sink`'s
+        input: its ``drained()`` resumes a peer paused by a full `sink`."""

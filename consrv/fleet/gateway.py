@@ -180,6 +180,14 @@ class Gateway:
     def fleet_missing(self) -> list[dict[str, Any]]:
         return [reports.missing_dict(peer) for peer in self.directory.missing()]
 
+    async def fleet_stream(
+        self, login: Login, target: str, sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        run = _Run(self, self.service.current(login), sink, False, on_input)
+        if not run.login.read_only:
+            return run.error("a browser stream is read-only", DENIED)
+        return await run.named(["attach", target, "--ro"], 1)
+
     def allows_tunnel(self, host: str, port: int) -> bool:
         """``ssh -J``: only to a peer of the directory, by its name or its address."""
         return any(

@@ -37,6 +37,7 @@ from consrv.fleetview import FleetView
 from consrv.logins import LoginTokens
 from consrv.service import Login, Service
 from consrv.web.auth import COOKIE, Sessions, proxy_user, same_origin
+from consrv.web.remote import serve_remote
 from consrv.web.stats import WebStats
 from consrv.web.stream import CLOSE_POLICY, Stream
 
@@ -109,6 +110,16 @@ class Web:
         if console is None or self.service.role(login, name) is None:
             return None
         return console
+
+    def remote(self, login: Login, target: str) -> bool:
+        """On a gateway: `target` (``NAME`` or ``NAME@HOST``) is a console on another host
+        that the list shows `login` (its host judges again when the stream opens)."""
+        if self.fleet is None:
+            return False
+        return any(
+            not row.get("local", True) and target in (row.get("id"), f"{row['name']}@{row['host']}")
+            for row in self.fleet.fleet_rows(login)
+        )
 
     def same_origin(self, connection: HTTPConnection) -> bool:
         return same_origin(
@@ -255,10 +266,12 @@ class Pages:
         login = self.who(request)
         if isinstance(login, Response):
             return login
-        console = self.web.console(login, request.path_params["name"])
-        if console is None:
+        name = request.path_params["name"]
+        console = self.web.console(login, name)
+        if console is None and not self.web.remote(login, name):
             return self.not_found(request)
-        return self.page(request, "console.html", user=login.user, name=console.name)
+        shown = console.name if console is not None else name
+        return self.page(request, "console.html", user=login.user, name=shown, remote=not console)
 
     async def stream(self, websocket: WebSocket) -> None:
         web = self.web
@@ -266,14 +279,28 @@ class Pages:
         login = web.login(user, websocket) if user is not None else None
         name = websocket.path_params["name"]
         console = web.console(login, name) if login is not None else None
-        if not web.same_origin(websocket) or login is None or console is None:
+        remote = console is None and login is not None and web.remote(login, name)
+        if not web.same_origin(websocket) or login is None or (console is None and not remote):
             await websocket.close(CLOSE_POLICY)
             return
         if web.streams[login.user] >= web.web.limits.streams_per_user:
             await websocket.close(CLOSE_POLICY, "too many console pages open")
             return
         await websocket.accept()
-        await self._serve_stream(websocket, console, login)
+        if console is not None:
+            await self._serve_stream(websocket, console, login)
+            return
+        assert web.fleet is not None
+        web.streams[login.user] += 1
+        try:
+            user = login.user
+            await serve_remote(
+                websocket, web.fleet, login, name, lambda: web.user(websocket) == user
+            )
+        finally:
+            web.streams[login.user] -= 1
+            if not web.streams[login.user]:
+                del web.streams[login.user]
 
     async def _serve_stream(self, websocket: WebSocket, console: Console, login: Login) -> None:
         web = self.web

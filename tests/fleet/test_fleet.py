@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import websocket
 
 from consrv.fleet.gateway import UNREACHABLE
 from tests.fleet.sim import (
@@ -37,6 +39,23 @@ from tests.waits import deadline, wait_until
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
+
+
+RELOAD_NOTICE = 2.0  # seconds a loaded machine may take to read a config after SIGHUP
+
+
+def read_until_closed(ws: websocket.WebSocket, seconds: float) -> bytes:
+    """What `ws` receives until the server closes it (AssertionError if not in `seconds`)."""
+    received, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            opcode, data = ws.recv_data()
+        except websocket.WebSocketConnectionClosedException:
+            return received
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return received
+        received += data
+    raise AssertionError(f"the stream still open after {seconds} s: {received[-300:]!r}")
 
 
 def rows(data: dict[str, object]) -> set[tuple[str, str]]:
@@ -140,7 +159,66 @@ def test_the_gateways_web_list_covers_the_fleet_with_a_host_column(fleet: Fleet)
     assert "<th>host</th>" in page
     assert f'<td class="host">{fleet.peers[3].name}</td>' in page
     assert SECRET in page  # alice may see it
-    assert 'href="/c/ioc-03"' not in page  # another host's console has no page here
+    assert 'href="/c/ioc-03"' not in page  # another host's console: NAME@HOST, through here
+    assert f'href="/c/ioc-03%40{fleet.peers[3].name}"' in page
+
+
+def test_a_peers_console_streams_in_the_gateways_page_and_its_host_judges(fleet: Fleet) -> None:
+    peer = fleet.peers[7]
+    link = fleet.ssh("olga", "web").stdout.strip()  # olga: read-only everywhere
+    base = link.split("/login/")[0]
+    with httpx.Client(verify=False, timeout=20) as client:  # noqa: S501 (the test's own cert)
+        assert client.get(link).status_code == 303
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        page = client.get(f"{base}/c/ioc-07@{peer.name}")
+        assert page.status_code == 200
+        assert f'data-stream="/c/ioc-07%40{peer.name}/stream"' in page.text
+        secret = client.get(f"{base}/c/{SECRET}@{fleet.peers[3].name}")
+        assert secret.status_code == 404  # no role there: no page, as on that host
+    ws_url = base.replace("https://", "wss://") + f"/c/ioc-07%40{peer.name}/stream"
+    ws = websocket.create_connection(
+        ws_url, header=[f"Cookie: {cookie}"], origin=base, timeout=10,
+        sslopt={"cert_reqs": ssl.CERT_NONE},
+    )  # fmt: skip
+    try:
+        received = b""
+        end = time.monotonic() + 15
+        while b"attached to ioc-07" not in received:  # the peer's own notice: it attached us
+            assert time.monotonic() < end, f"the peer's attach notice in the page: {received!r}"
+            received += ws.recv_data()[1]
+        with Witness(peer.procservs["ioc-07"].socket) as witness:
+            witness.sock.send(b"through-the-gateway-page\r")  # cat echoes it
+            while b"through-the-gateway-page" not in received:
+                assert time.monotonic() < end, f"the peer's output in the page: {received!r}"
+                received += ws.recv_data()[1]
+        logins = [r for r in peer.audit() if r.get("event") == "login" and r.get("user") == "olga"]
+        assert logins[-1]["via"].startswith("gw-127.0.0.50:")  # the host judged olga herself
+        assert logins[-1]["login"] == "observer"
+        # The host takes olga out of its config: the stream in the gateway's page ends.
+        original = json.loads(json.dumps(peer.config))
+        try:
+            del peer.config["users"]["olga"]
+            peer.write()
+            assert peer.consrv.process is not None
+            peer.consrv.process.send_signal(signal.SIGHUP)
+            reloaded = time.monotonic()
+            received += read_until_closed(ws, 10)
+            # Within a second of the reload, plus the time a loaded machine takes to notice
+            # the HUP (named: not the claim itself).
+            assert time.monotonic() - reloaded < 1.0 + RELOAD_NOTICE, received[-300:]
+        finally:
+            peer.config = original
+            peer.write()
+            assert peer.consrv.process is not None
+            peer.consrv.process.send_signal(signal.SIGHUP)
+    finally:
+        ws.close()
+        # The socket too, also when the server closed first (websocket-client leaves it open).
+        ws.shutdown()  # type: ignore[no-untyped-call]
+    wait_until(
+        lambda: fleet.ssh("olga", "tail", "ioc-07").returncode == 0,
+        "olga back on ioc-07 after its host's config is restored",
+    )
 
 
 def test_log_and_cast_of_a_peers_console_are_answered_by_that_peer(fleet: Fleet) -> None:

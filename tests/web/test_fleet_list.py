@@ -4,10 +4,12 @@ has the real gateway with real peers)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from consrv.service import Login
+from consrv.service import Input, Login
+from consrv.session import Channel
 from tests.web.site import web_site
 
 
@@ -27,6 +29,12 @@ class Fleet:
             {**base, "name": "ioc-a", "host": "gw", "state": "up", "local": True, "id": "ioc-a"},
         ]  # fmt: skip
 
+    async def fleet_stream(
+        self, login: Login, target: str, sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        sink.write_notice(b"[consrv: not in this test]\r\n")
+        return 1
+
     def fleet_missing(self) -> list[dict[str, Any]]:
         return [{"host": "h2", "address": "127.1.0.2:22", "since": "2026-12-06T03:00:00Z",
                  "error": "connection refused"}]  # fmt: skip
@@ -44,7 +52,7 @@ async def test_the_list_has_a_host_column_and_names_the_unreachable(tmp_path: Pa
         assert "state-unreachable" in page
         assert "h2 unreachable since 2026-12-06T03:00:00Z: connection refused." in page
         assert 'href="/c/ioc-a"' in page  # the gateway's own console has its page here
-        assert 'href="/c/dup"' not in page  # a peer's has not
+        assert 'href="/c/dup%40h2"' in page  # a peer's streams through the gateway
         data = (await client.get("/api/consoles")).json()
         assert [row["id"] for row in data["consoles"]] == ["dup@h1", "dup@h2", "ioc-a"]
         assert data["missing_peers"][0]["host"] == "h2"

@@ -27,7 +27,8 @@
     const here = c.local !== false; // another host's console: no page here
     tr.dataset.name = c.id || c.name;
     const path = encodeURIComponent(c.name);
-    tr.appendChild(here ? link("/c/" + path, c.name) : cell(c.id || c.name));
+    tr.appendChild(here ? link("/c/" + path, c.name)
+      : link("/c/" + encodeURIComponent(c.name + "@" + c.host), c.id || c.name));
     if (fleet) tr.appendChild(cell(c.host, "host"));
     tr.appendChild(cell(c.state, "state state-" + c.state.replace(/[^a-z-]/g, "")));
     tr.appendChild(cell(c.writer || "-"));
