@@ -36,6 +36,7 @@ from tests.fleet.sim import (
 from tests.harness import Consrv
 from tests.sshclients import PtySSH
 from tests.waits import deadline, wait_until
+from tests.web.browser import chromium, console_log, csp_violations, status, wait_for_screen
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
@@ -219,6 +220,25 @@ def test_a_peers_console_streams_in_the_gateways_page_and_its_host_judges(fleet:
         lambda: fleet.ssh("olga", "tail", "ioc-07").returncode == 0,
         "olga back on ioc-07 after its host's config is restored",
     )
+
+
+def test_a_peers_console_in_chromium_through_the_gateway(fleet: Fleet, tmp_path: Path) -> None:
+    peer = fleet.peers[6]
+    link = fleet.ssh("alice", "web").stdout.strip()
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(link)
+        wait_until(lambda: driver.current_url.endswith("/"), "the sign-in redirect to the list")
+        wait_until(
+            lambda: f"/c/ioc-06%40{peer.name}" in driver.page_source,
+            "ioc-06 in the gateway's list",
+        )
+        driver.get(link.split("/login/")[0] + f"/c/ioc-06@{peer.name}")
+        wait_for_screen(driver, "attached to ioc-06")  # the peer's own notice
+        with Witness(peer.procservs["ioc-06"].socket) as witness:
+            witness.sock.send(b"seen-in-chromium-through-the-gateway\r")
+            wait_for_screen(driver, "seen-in-chromium-through-the-gateway")
+        assert status(driver).startswith("live")
+        assert csp_violations(console_log(driver)) == []
 
 
 def test_log_and_cast_of_a_peers_console_are_answered_by_that_peer(fleet: Fleet) -> None:
