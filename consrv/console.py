@@ -28,6 +28,7 @@ from consrv.pathwatch import PathWatcher
 from consrv.protocol import procserv
 from consrv.protocol.procserv import ProcServParser
 from consrv.protocol.telnet import TelnetDecoder
+from consrv.recording import Recording
 from consrv.scrollback import Scrollback
 from consrv.upstream import Backoff, Target, UnixTarget, connect, path_identity, wait_retry
 from consrv.writelock import Change, Kind, WriterLock
@@ -217,6 +218,7 @@ class Console:
         self.lock: WriterLock[Viewer] = WriterLock(write)
         self.matcher: _Matcher | None = None
         self.audit: AuditLog = NO_AUDIT
+        self.recording: Recording | None = None  # output with timing, beside the log
         self._idle_for = 0.0  # the idle time of the last idle release, for its notice
         self.stats = ConsoleStats(state_since=clock())
         self.up = False
@@ -356,6 +358,8 @@ class Console:
     def log_event(self, text: str) -> None:
         if self.log is not None:
             self.log.write_event(text)
+        if self.recording is not None:
+            self.recording.write_marker(text)
 
     def audit_event(self, event: str, viewer: Viewer | None = None, **fields: object) -> None:
         """One audit record about this console (and the user behind `viewer`)."""
@@ -543,6 +547,8 @@ class Console:
                 self._viewer_failed(viewer)
         if self.log is not None:
             self.log.write_output(data)
+        if self.recording is not None:
+            self.recording.write_output(data)
         if self.matcher is not None:
             self.matcher.feed(data)
         if self.observers:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 # -- exit statuses (docs/usage.md, docs/fleet.md) ---------------------------------------
 OK = 0
@@ -100,3 +100,22 @@ def notice_bytes(text: str, *, pty: bool) -> bytes:
 def error_bytes(text: str, *, pty: bool) -> bytes:
     """A command's error line (``consrv: TEXT``), for the channel's stderr."""
     return text_bytes(f"consrv: {text}\n", pty=pty)
+
+
+# -- the fleet, as a front other than fleet/ may see it ------------------------------------
+class FleetView(Protocol):
+    """What a front may ask of the fleet (a gateway provides it; daemon.py wires it to web/)."""
+
+    def fleet_rows(self, login: Login) -> list[dict[str, Any]]:
+        """The consoles `login` may see on this host and every peer, by name then host."""
+
+    def fleet_missing(self) -> list[dict[str, Any]]:
+        """The peers that cannot be reached now: host, address, since, error."""
+
+    async def fleet_stream(
+        self, login: Login, target: str, sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        """Console `target` (``NAME`` or ``NAME@HOST``, on a peer) read-only into `sink`,
+        through the gateway's link under the user's own per-hop identity (the peer judges),
+        until the peer ends it; its exit status. `on_input` gets the reader of `sink`'s
+        input: its ``drained()`` resumes a peer paused by a full `sink`."""

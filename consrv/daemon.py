@@ -102,7 +102,7 @@ async def serve(
         if front.directory is not None:  # identity: the keys command, NSS, the cache
             collectors.append(front.directory)
         if config.web is not None and logins is not None:
-            web = make_web(host, logins, config.web, audit)
+            web = make_web(host, logins, config.web, audit, fleet=gateway)
             collectors.append(web.stats)
             await nursery.start(WebFront(web).serve)
         if config.metrics_listen is not None:

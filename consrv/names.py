@@ -29,8 +29,8 @@ GROUP_NAME_RE = USER_NAME_RE
 # `ssh console@host NAME` never means two things.
 RESERVED_WORDS = frozenset(
     {
-        "attach", "follow", "help", "list", "log", "restart", "start", "status",
-        "stop", "tail", "version", "watch", "web", "who",
+        "attach", "cast", "follow", "help", "list", "log", "play", "restart", "start",
+        "status", "stop", "tail", "version", "watch", "web", "who",
     }
 )  # fmt: skip
 

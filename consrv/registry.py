@@ -20,6 +20,7 @@ from consrv.consolelog import ConsoleLog
 from consrv.names import InvalidName, validate_console_name
 from consrv.pathwatch import PathWatcher, Subscription
 from consrv.patterns import LineMatcher
+from consrv.recordings import recording_for
 from consrv.upstream import Target, TcpTarget, UnixTarget
 
 logger = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class Registry:
             write=cfg.write,
         )
         console.matcher = LineMatcher(cfg.patterns) if cfg.patterns else None
+        console.recording = recording_for(self.config, cfg.name)
         console.audit = self.audit
         console.watcher = self.watcher
         console.observers = self.observers
@@ -221,6 +223,8 @@ class Registry:
             console.log.close()
         for observer in self.observers:
             observer.console_removed(console)
+        if console.recording is not None:
+            console.recording.close()
 
     def reload(self, config: Config) -> Changes:
         """Apply a new config: add, remove, replace or update consoles in place.
@@ -244,6 +248,8 @@ class Registry:
                 self.add(cfg)
                 changes.added.append(name)
         self._discover_once()
+        for console in self.consoles.values():
+            console.recording = recording_for(config, console.name, console.recording)
         self._rediscover.set()  # the patterns may have changed: watch them anew
         return changes
 
@@ -368,3 +374,5 @@ class Registry:
         for console in self.consoles.values():
             if console.log is not None:
                 console.log.close()
+            if console.recording is not None:
+                console.recording.close()

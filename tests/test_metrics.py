@@ -93,6 +93,7 @@ class FakeConsole:
     viewers: set[FakeViewer] = field(default_factory=set)
     lock: FakeLock = field(default_factory=FakeLock)
     log: FakeLog | None = None
+    recording: FakeLog | None = None
     matcher: LineMatcher | None = None
 
     def drop(self, viewer: FakeViewer, count: int) -> None:
@@ -307,6 +308,17 @@ def test_log_metrics_only_for_a_console_with_a_log() -> None:
     assert value(found, "consrv_console_log_rotations_total", console="logged") == 1
     assert value(found, "consrv_console_log_lost_bytes_total", console="logged") == 300
     assert series(found, "consrv_console_log_write_errors_total") == [{"console": "logged"}]
+
+
+def test_recording_metrics_only_for_a_recorded_console() -> None:
+    registry = FakeRegistry()
+    registry.add(FakeConsole("recorded", log=FakeLog(1, 0, 0, 0), recording=FakeLog(900, 3, 0, 77)))
+    registry.add(FakeConsole("logged", log=FakeLog(1, 0, 0, 0)))
+    found = samples(ConsoleCollector(registry))
+    assert value(found, "consrv_console_recording_written_bytes_total", console="recorded") == 900
+    assert value(found, "consrv_console_recording_write_errors_total", console="recorded") == 3
+    assert value(found, "consrv_console_recording_lost_bytes_total", console="recorded") == 77
+    assert series(found, "consrv_console_recording_write_errors_total") == [{"console": "recorded"}]
 
 
 def test_pattern_matches_from_a_real_matcher() -> None:

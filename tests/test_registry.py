@@ -70,3 +70,38 @@ async def test_reload_replaces_a_console_whose_upstream_changed(tmp_path: Path) 
         await wait_for(lambda: registry.consoles["ioc"].up)
         await wait_for(lambda: not old.up)  # the old one's task was cancelled
         nursery.cancel_scope.cancel()
+
+
+async def test_reload_turns_recording_on_and_off_without_replacing_the_console(
+    tmp_path: Path,
+) -> None:
+    def config(record: bool) -> Config:
+        return parse_config(
+            {
+                "ssh": {"host_key": str(tmp_path / "key")},
+                "log_dir": str(tmp_path / "logs"),
+                "log": {"record": record},
+                "consoles": {"ioc": {"socket": str(tmp_path / "a.sock")}},
+            },
+            tmp_path,
+        )
+
+    registry = Registry(config(False))
+    async with trio.open_nursery() as nursery, unix_server(tmp_path / "a.sock") as server:
+        await nursery.start(registry.run)
+        console = registry.consoles["ioc"]
+        peer = await server.next_peer()
+        await wait_for(lambda: console.up)
+        assert console.recording is None
+        assert registry.reload(config(True)).changed == []
+        assert registry.consoles["ioc"] is console
+        assert console.recording is not None
+        await peer.send(b"recorded\r\n")
+        cast = tmp_path / "logs" / "ioc.cast"
+        await wait_for(lambda: cast.exists() and b"recorded" in cast.read_bytes())
+        registry.reload(config(False))
+        assert console.recording is None
+        await peer.send(b"not recorded\r\n")
+        await wait_for(lambda: b"not recorded" in (tmp_path / "logs" / "ioc.log").read_bytes())
+        assert b"not recorded" not in cast.read_bytes()
+        nursery.cancel_scope.cancel()

@@ -42,8 +42,11 @@ VERBS: dict[str, Verb] = {
             valued=frozenset({"--since", "--until", "--grep"}),
             positional=1,
             console=True,
-            here_only=True,
         ),
+        Verb(
+            "play", valued=frozenset({"--since", "--until", "--speed"}), positional=1, console=True
+        ),
+        Verb("cast", valued=frozenset({"--since", "--until"}), positional=1, console=True),
         Verb("web", here_only=True),
         Verb("follow", positional=1, here_only=True, spans_hosts=True),
         *(Verb(action, positional=1, console=True) for action in ("start", "stop", "restart")),
@@ -70,6 +73,8 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
        (tail, log: --raw keeps the terminal escapes taken out when there is no pty)
+       ssh -t LOGIN@HOST play NAME [--since T] [--until T] [--speed N]  replay the recording
+       ssh LOGIN@HOST cast NAME [--since T] [--until T] > FILE.cast    the recording, asciicast v2
        ssh LOGIN@HOST web                    a one-time link to the read-only web view
        ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
        ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)

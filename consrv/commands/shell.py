@@ -21,6 +21,7 @@ import trio
 
 from consrv import __version__, plaintext, views
 from consrv.access import Role
+from consrv.commands import playback
 from consrv.commands.grammar import HELP
 from consrv.commands.options import (
     MAX_TAIL,
@@ -128,6 +129,8 @@ class CommandRun:
             "status": self.status,
             "tail": self.tail,
             "log": self.log,
+            "play": functools.partial(playback.play, self),
+            "cast": functools.partial(playback.cast, self),
             "web": self.web,
             "follow": self.follow,
             "start": functools.partial(self.action, "start"),

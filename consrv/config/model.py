@@ -83,6 +83,7 @@ class LogConfig:
     timestamps: bool
     max_size: int
     keep: int
+    record: bool = False  # each console's output with timing, beside its log (recording.py)
 
 
 @dataclasses.dataclass(frozen=True)

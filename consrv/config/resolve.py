@@ -106,7 +106,7 @@ class Resolver:
             ),
             metrics_listen=raw.metrics.listen if raw.metrics else None,
             log_dir=self.base_dir / raw.log_dir if raw.log_dir else None,
-            log=LogConfig(raw.log.timestamps, raw.log.max_size, raw.log.keep),
+            log=LogConfig(raw.log.timestamps, raw.log.max_size, raw.log.keep, raw.log.record),
             users=types.MappingProxyType(users),
             groups=types.MappingProxyType(
                 {group: frozenset(members) for group, members in raw.groups.items()}

@@ -107,6 +107,7 @@ class RawLog(Raw):
     timestamps: StrictBool = True
     max_size: Size = 10 << 20
     keep: Annotated[StrictInt, Field(ge=1)] = 5
+    record: StrictBool = False
 
 
 class RawUser(Raw):

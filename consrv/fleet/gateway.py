@@ -3,10 +3,10 @@
 Owns the fleet's meaning of a command line: ``list|who|status [--json]`` with no
 name cover this host and every peer (from the directory: no peer is asked at
 request time); a command naming one console (``NAME``, ``attach``, ``tail``,
-``status NAME``, ``who NAME``, ``start|stop|restart``) runs on the console's own
-host, through a `Bridge` under a certificate minted for the user; ``follow``
-spans hosts. ``NAME@HOST`` picks a host; a name on several hosts is refused with
-the choices; a name whose host is down gets one line naming the host and since
+``status NAME``, ``who NAME``, ``start|stop|restart``, ``log``, ``play``, ``cast``)
+runs on the console's own host, through a `Bridge` under a certificate minted for
+the user; ``follow`` spans hosts. ``NAME@HOST`` picks a host; a name on several
+hosts is refused with the choices; a name whose host is down gets one line naming the host and since
 when (exit status 5), within the hop's deadline. Everything else is this host's
 `commands.Shell`. The SSH front reaches the gateway only through
 ``contracts.Commands``; which verb goes where is ``commands.grammar``'s.
@@ -170,6 +170,47 @@ class Gateway:
                 logger.warning("fleet: cannot read peers from %s: %s", source.url, exc)
             await trio.sleep(source.interval)
 
+    # -- contracts.FleetView (the web front's list) -----------------------------------
+    def rows_for(self, login: Login) -> list[dict[str, Any]]:
+        """Every console `login` may see, here and on every peer, by name then host."""
+        rows = []
+        for name in self.host.visible(login):
+            row = views.console_dict(self.host.view(name))
+            who = self.host.registry.consoles[name].who()
+            row["who"] = [views.who_dict(name, entry) for entry in who]
+            rows.append({**row, "host": self.name})
+        now = self.clock()
+        for found in self.directory.visible(
+            login.user, read_only=login.read_only, unix_groups=self.unix_groups(login)
+        ):
+            row = dict(found.peer.consoles[found.name])
+            row.setdefault("last_output", None)
+            row["who"] = reports.with_idle(row.get("who", ()), now)
+            if not found.peer.up:
+                row["state"] = reports.UNREACHABLE
+            rows.append({**row, "host": found.peer.name})
+        return sorted(rows, key=lambda r: (r["name"], r["host"]))
+
+    def unix_groups(self, login: Login) -> frozenset[str] | None:
+        """The user's Unix groups when this gateway's NSS defines users (its peers share
+        the facility's directory: docs/identity.md); None: peers' YAML users only."""
+        identity = self.host.registry.config.identity
+        return login.unix_groups if identity is not None and identity.nss else None
+
+    def fleet_rows(self, login: Login) -> list[dict[str, Any]]:
+        return reports.web_rows(self.rows_for(login), self.name)
+
+    def fleet_missing(self) -> list[dict[str, Any]]:
+        return [reports.missing_dict(peer) for peer in self.directory.missing()]
+
+    async def fleet_stream(
+        self, login: Login, target: str, sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        run = FleetRun(self, self.host.current(login), sink, False, on_input)
+        if not run.login.read_only:
+            return run.error("a browser stream is read-only", DENIED)
+        return await run.named(["attach", target, "--ro"], 1)
+
     def allows_tunnel(self, host: str, port: int) -> bool:
         """``ssh -J``: only to a peer of the directory, by its name or its address."""
         return any(
@@ -234,10 +275,7 @@ class FleetRun:
         )  # fmt: skip
 
     def _unix_groups(self) -> frozenset[str] | None:
-        """The user's Unix groups when this gateway's NSS defines users (its peers share
-        the facility's directory: docs/identity.md); None: peers' YAML users only."""
-        identity = self.host.registry.config.identity
-        return self.login.unix_groups if identity is not None and identity.nss else None
+        return self.gateway.unix_groups(self.login)
 
     def text(self, text: str) -> None:
         self.channel.write(text_bytes(text, pty=self.pty))
@@ -249,23 +287,7 @@ class FleetRun:
     # -- list / who / status over the fleet ------------------------------------------
     def rows(self) -> list[dict[str, Any]]:
         """Every console the user may see, here and on every peer, by name then host."""
-        rows = []
-        for name in self.host.visible(self.login):
-            row = views.console_dict(self.host.view(name))
-            who = self.host.registry.consoles[name].who()
-            row["who"] = [views.who_dict(name, entry) for entry in who]
-            rows.append({**row, "host": self.gateway.name})
-        now = self.gateway.clock()
-        for found in self.directory.visible(
-            self.login.user, read_only=self.login.read_only, unix_groups=self._unix_groups()
-        ):
-            row = dict(found.peer.consoles[found.name])
-            row.setdefault("last_output", None)
-            row["who"] = reports.with_idle(row.get("who", ()), now)
-            if not found.peer.up:
-                row["state"] = reports.UNREACHABLE
-            rows.append({**row, "host": found.peer.name})
-        return sorted(rows, key=lambda r: (r["name"], r["host"]))
+        return self.gateway.rows_for(self.login)
 
     async def report(self, verb: str, args: list[str], command: str) -> int:
         flags = set(args)

@@ -37,6 +37,20 @@ def list_json(rows: Sequence[dict[str, Any]], missing: Sequence[Peer]) -> str:
     )  # fmt: skip
 
 
+def web_rows(rows: Sequence[dict[str, Any]], here: str) -> list[dict[str, Any]]:
+    """`rows` for the web's list (contracts.FleetView): no routing data, ``local`` and
+    ``id`` (``NAME@HOST`` where the name is on more than one host) added."""
+    count: dict[str, int] = {}
+    for row in rows:
+        count[row["name"]] = count.get(row["name"], 0) + 1
+    return [
+        {k: v for k, v in row.items() if k not in _INTERNAL}
+        | {"local": row["host"] == here,
+           "id": row["name"] if count[row["name"]] == 1 else f"{row['name']}@{row['host']}"}
+        for row in rows
+    ]  # fmt: skip
+
+
 def _writer(row: dict[str, Any]) -> str:
     return "(shared)" if row.get("write") == "shared" else (row.get("writer") or "-")
 

@@ -99,6 +99,8 @@ class MeteredConsole(Protocol):
     @property
     def log(self) -> ConsoleLogView | None: ...
     @property
+    def recording(self) -> ConsoleLogView | None: ...
+    @property
     def matcher(self) -> MatcherView | None: ...
 
 
@@ -212,6 +214,15 @@ class _ConsoleFamilies:
         self.log_lost = _counter(
             "consrv_console_log_lost_bytes", "Bytes that could not be written to the log."
         )
+        self.rec_written = _counter(
+            "consrv_console_recording_written_bytes", "Bytes written to the recording."
+        )
+        self.rec_errors = _counter(
+            "consrv_console_recording_write_errors", "Failed recording opens and writes."
+        )
+        self.rec_lost = _counter(
+            "consrv_console_recording_lost_bytes", "Output bytes not recorded (write failures)."
+        )
         self.patterns = _counter(
             "consrv_console_pattern_matches",
             "Output lines that matched a configured pattern.",
@@ -227,6 +238,10 @@ class _ConsoleFamilies:
         self._add_child(name, console)
         if console.log is not None:
             self._add_log(name, console.log)
+        if console.recording is not None:
+            self.rec_written.add_metric([name], console.recording.bytes_written)
+            self.rec_errors.add_metric([name], console.recording.write_errors)
+            self.rec_lost.add_metric([name], console.recording.bytes_lost)
         if console.matcher is not None:
             for pattern, count in list(console.matcher.counts.items()):
                 self.patterns.add_metric([name, pattern], count)

@@ -34,11 +34,12 @@ from consrv import views
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import Config, WebConfig
 from consrv.console import Console
-from consrv.contracts import Login
+from consrv.contracts import FleetView, Login
 from consrv.host import Host
 from consrv.logins import LoginTokens
 from consrv.web import wall
 from consrv.web.auth import COOKIE, Sessions, proxy_user, same_origin
+from consrv.web.remote import serve_remote
 from consrv.web.stats import WebStats
 from consrv.web.stream import CLOSE_POLICY, Stream
 
@@ -68,6 +69,7 @@ class Web:
     stats: WebStats
     settings: WebConfig  # the web section consrv started with (listen, TLS)
     audit: AuditLog = NO_AUDIT
+    fleet: FleetView | None = None  # on a gateway: `/` lists the fleet (daemon.py wires it)
     streams: Counter[str] = dataclasses.field(default_factory=Counter)  # user -> open streams
     # Log searches and file views, and downloads, running at once (sized at start).
     searches: trio.CapacityLimiter = dataclasses.field(init=False)
@@ -110,6 +112,16 @@ class Web:
         if console is None or self.host.role(login, name) is None:
             return None
         return console
+
+    def remote(self, login: Login, target: str) -> bool:
+        """On a gateway: `target` (``NAME`` or ``NAME@HOST``) is a console on another host
+        that the list shows `login` (its host judges again when the stream opens)."""
+        if self.fleet is None:
+            return False
+        return any(
+            not row.get("local", True) and target in (row.get("id"), f"{row['name']}@{row['host']}")
+            for row in self.fleet.fleet_rows(login)
+        )
 
     def same_origin(self, connection: HTTPConnection) -> bool:
         return same_origin(
@@ -213,9 +225,20 @@ class Pages:
         return JSONResponse({"schema": views.SCHEMA, "now": views.iso(time.time()), **entry})
 
     def _board(self, login: Login) -> dict[str, Any]:
-        host = self.web.host
-        entries = [wall.annotate(host.view(name)) for name in host.visible(login)]
-        return wall.board(entries, time.time())
+        """The wall: this host's consoles, or on a gateway every host's (``host``,
+        ``local``, ``id``; the hosts that do not answer in ``missing_peers``)."""
+        host, fleet = self.web.host, self.web.fleet
+        if fleet is None:
+            entries = [wall.annotate(host.view(name)) for name in host.visible(login)]
+            return wall.board(entries, time.time())
+        entries = []
+        for row in fleet.fleet_rows(login):
+            here = row.get("local", True) and row["name"] in host.registry.consoles
+            since = host.registry.consoles[row["name"]].stats.state_since if here else None
+            entries.append(wall.annotate_entry(row, views.iso(since)))
+        data = wall.board(entries, time.time())
+        data["fleet"], data["missing_peers"] = True, fleet.fleet_missing()
+        return data
 
     async def sign_in(self, request: Request) -> Response:
         user = self.web.logins.redeem(request.path_params["token"])
@@ -256,14 +279,17 @@ class Pages:
         login = self.who(request)
         if isinstance(login, Response):
             return login
-        console = self.web.console(login, request.path_params["name"])
-        if console is None:
+        name = request.path_params["name"]
+        console = self.web.console(login, name)
+        if console is None and not self.web.remote(login, name):
             return self.not_found(request)
-        entry = wall.annotate(self.web.host.view(console.name))
+        entry = wall.annotate(self.web.host.view(console.name)) if console is not None else None
+        shown = console.name if console is not None else name
         now = views.iso(time.time())
         return self.page(
-            request, "console.html", user=login.user, name=console.name, entry=entry, now=now
-        )
+            request, "console.html", user=login.user, name=shown, entry=entry, now=now,
+            remote=console is None,
+        )  # fmt: skip
 
     async def stream(self, websocket: WebSocket) -> None:
         web = self.web
@@ -271,14 +297,28 @@ class Pages:
         login = web.login(user, websocket) if user is not None else None
         name = websocket.path_params["name"]
         console = web.console(login, name) if login is not None else None
-        if not web.same_origin(websocket) or login is None or console is None:
+        remote = console is None and login is not None and web.remote(login, name)
+        if not web.same_origin(websocket) or login is None or (console is None and not remote):
             await websocket.close(CLOSE_POLICY)
             return
         if web.streams[login.user] >= web.web.limits.streams_per_user:
             await websocket.close(CLOSE_POLICY, "too many console pages open")
             return
         await websocket.accept()
-        await self._serve_stream(websocket, console, login)
+        if console is not None:
+            await self._serve_stream(websocket, console, login)
+            return
+        assert web.fleet is not None
+        web.streams[login.user] += 1
+        try:
+            user = login.user
+            await serve_remote(
+                websocket, web.fleet, login, name, lambda: web.user(websocket) == user
+            )
+        finally:
+            web.streams[login.user] -= 1
+            if not web.streams[login.user]:
+                del web.streams[login.user]
 
     async def _serve_stream(self, websocket: WebSocket, console: Console, login: Login) -> None:
         web = self.web

@@ -22,11 +22,12 @@ from starlette.types import ASGIApp
 
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import WebConfig
+from consrv.contracts import FleetView
 from consrv.host import Host
 from consrv.logins import LoginTokens
 from consrv.web.app import SecurityHeaders, Web, routes
 from consrv.web.auth import Sessions
-from consrv.web.logs import LogPages
+from consrv.web.replay import ReplayPages
 from consrv.web.stats import WebStats
 
 logger = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ RESTART_DELAY = 1.0
 
 def build_app(web: Web) -> ASGIApp:
     """The ASGI app: the routes inside the security headers."""
-    pages = LogPages(web)
-    app = Starlette(routes=routes(pages, pages.log_routes()))
+    pages = ReplayPages(web)
+    app = Starlette(routes=routes(pages, [*pages.log_routes(), *pages.replay_routes()]))
     app.router.redirect_slashes = False  # an unknown path is 404, never a redirect to a guess
 
     async def not_found(request: Request, exc: Exception) -> object:
@@ -56,9 +57,15 @@ def build_app(web: Web) -> ASGIApp:
     return SecurityHeaders(app)
 
 
-def make_web(host: Host, logins: LoginTokens, config: WebConfig, audit: AuditLog = NO_AUDIT) -> Web:
+def make_web(
+    host: Host,
+    logins: LoginTokens,
+    config: WebConfig,
+    audit: AuditLog = NO_AUDIT,
+    fleet: FleetView | None = None,
+) -> Web:
     sessions = Sessions(ttl=config.session_ttl, capacity=config.limits.sessions)
-    web = Web(host, logins, sessions, WebStats(), config, audit)
+    web = Web(host, logins, sessions, WebStats(), config, audit, fleet)
     web.stats.sessions = lambda: len(sessions)
     web.stats.streams = lambda: sum(web.streams.values())
     return web

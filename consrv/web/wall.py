@@ -27,6 +27,7 @@ STATES: dict[str, tuple[str, str, int]] = {
     "child-down": ("IOC DOWN", "procServ is up, the IOC is not running", 0),
     "restarting": ("RESTARTING", "the IOC is being restarted", 1),
     "stopped": ("STOPPED", "its unit was stopped", 2),
+    "unreachable": ("UNREACHABLE", "its host does not answer the gateway", 0),
     "up": ("UP", "", 3),
 }
 # Unit states in which systemd is on its way between stopped and running.
@@ -49,7 +50,12 @@ def wall_state(entry: dict[str, Any]) -> str:
 
 def annotate(view: views.ConsoleView) -> dict[str, Any]:
     """``list --json``'s entry for the console, with what the wall shows of it."""
-    entry = views.console_dict(view)
+    return annotate_entry(views.console_dict(view), views.iso(view.console.stats.state_since))
+
+
+def annotate_entry(entry: dict[str, Any], since: str | None) -> dict[str, Any]:
+    """An entry (this host's, or a fleet row from another host: its ``since`` is not
+    known here) with what the wall shows of it."""
     state = wall_state(entry)
     label, meaning, level = STATES.get(state, (state.upper(), "", 0))
     entry["wall"] = {
@@ -57,14 +63,14 @@ def annotate(view: views.ConsoleView) -> dict[str, Any]:
         "label": label,
         "meaning": meaning,
         "level": level,
-        "since": views.iso(view.console.stats.state_since),
+        "since": since,
     }
     return entry
 
 
 def board(entries: Iterable[dict[str, Any]], now: float) -> dict[str, Any]:
     """The list page's data: problems first (then by name), the counts, the time."""
-    ordered = sorted(entries, key=lambda e: (e["wall"]["level"], e["name"]))
+    ordered = sorted(entries, key=lambda e: (e["wall"]["level"], e["name"], e.get("host", "")))
     counts = Counter(e["wall"]["state"] for e in ordered)
     return {
         "schema": views.SCHEMA,

@@ -30,6 +30,7 @@ from consrv.ssh.keys import write_new_key
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.sshclients import SSH_OPTIONS
 from tests.waits import wait_until
+from tests.web.tls import self_signed
 
 PEERS = int(os.environ.get("CONSRV_TEST_FLEET_PEERS", "20"))
 FIRST_PEER = 10  # peers on 127.1.0.10, 127.1.0.11, ... (gateways on 127.0.0.50, .51)
@@ -217,6 +218,7 @@ def peer_config(
             "trusted_user_ca_keys": section["ssh"]["trusted_user_ca_keys"],
         },
         "log_dir": str(peer_root / "logs"),
+        "log": {"record": True},
         "audit_log": str(peer_root / "audit.log"),
         "users": {**{k.name: {"keys": [k.public]} for k in users.values()}, **section["users"]},
         "defaults": {"rw": ["alice", "bob"], "ro": ["*"], "viewer_buffer": "64K"},
@@ -228,10 +230,16 @@ def peer_config(
 def gateway_config(
     root: Path, address: str, users: dict[str, UserKey], keys: Path
 ) -> dict[str, Any]:
-    """A gateway's config; every gateway has the same host key (docs/fleet.md: one name)."""
+    """A gateway's config; every gateway has the same host key (docs/fleet.md: one name).
+    Its web view is on, over TLS as users open it (a certificate is written in `root`)."""
+    self_signed(root)
     return {
         "ssh": {"listen": [f"{address}:0"], "host_key": str(keys / GATEWAY_HOST_KEY)},
         "log_dir": str(root / "logs"),
+        "web": {
+            "listen": f"{address}:0",
+            "tls": {"cert": str(root / "web.crt"), "key": str(root / "web.key")},
+        },
         "users": {k.name: {"keys": [k.public]} for k in users.values()},
         "fleet": {
             "name": f"gw-{address}",

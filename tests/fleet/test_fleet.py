@@ -12,12 +12,16 @@ import json
 import os
 import re
 import signal
+import ssl
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import trio
+import websocket
 
 from consrv.contracts import UNREACHABLE
 from tests.fleet.sim import (
@@ -32,9 +36,27 @@ from tests.fleet.sim import (
 from tests.harness import Consrv
 from tests.sshclients import PtySSH
 from tests.waits import deadline, wait_until
+from tests.web.browser import chromium, console_log, csp_violations, status, wait_for_screen
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
+
+
+RELOAD_NOTICE = 2.0  # seconds a loaded machine may take to read a config after SIGHUP
+
+
+def read_until_closed(ws: websocket.WebSocket, seconds: float) -> bytes:
+    """What `ws` receives until the server closes it (AssertionError if not in `seconds`)."""
+    received, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            opcode, data = ws.recv_data()
+        except websocket.WebSocketConnectionClosedException:
+            return received
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            return received
+        received += data
+    raise AssertionError(f"the stream still open after {seconds} s: {received[-300:]!r}")
 
 
 def rows(data: dict[str, object]) -> set[tuple[str, str]]:
@@ -107,6 +129,154 @@ def test_status_and_who_cover_the_fleet(fleet: Fleet) -> None:
 
     wait_until(nobody, "an empty fleet-wide who (no session of an earlier test left)",
                seen=lambda: seen)  # fmt: skip
+
+
+def web_listing(fleet: Fleet, user: str, page: bool = False) -> Any:
+    """The gateway's web list for `user` (signed in with ``ssh console@gw web``): its JSON,
+    or with `page` the HTML of ``/``."""
+    link = fleet.ssh(user, "web")
+    assert link.returncode == 0, link.stderr
+    url = link.stdout.strip()
+    with httpx.Client(verify=False, timeout=20) as client:  # noqa: S501 (the test's own cert)
+        assert client.get(url).status_code == 303
+        base = url.split("/login/")[0]
+        return client.get(base + "/").text if page else client.get(base + "/api/consoles").json()
+
+
+def test_the_gateways_web_list_covers_the_fleet_with_a_host_column(fleet: Fleet) -> None:
+    data = web_listing(fleet, "bob")
+    rows = {(row["id"], row["host"], row["local"]) for row in data["consoles"]}
+    for index, peer in enumerate(fleet.peers):
+        assert (f"ioc-{index:02d}", peer.name, False) in rows
+    assert {row["name"] for row in data["consoles"]}.isdisjoint({SECRET})  # bob has no role
+    duplicates = {row[0] for row in rows if row[0].startswith(DUPLICATE)}
+    assert duplicates == {
+        f"{DUPLICATE}@{fleet.peers[0].name}",
+        f"{DUPLICATE}@{fleet.peers[1].name}",
+    }
+    assert data["missing_peers"] == []
+    assert not {"rw", "ro", "operate", "who"} & data["consoles"][0].keys()
+    page = web_listing(fleet, "alice", page=True)
+    assert "<th>host</th>" in page
+    assert f'<td class="host">{fleet.peers[3].name}</td>' in page
+    assert SECRET in page  # alice may see it
+    assert 'href="/c/ioc-03"' not in page  # another host's console: NAME@HOST, through here
+    assert f'href="/c/ioc-03%40{fleet.peers[3].name}"' in page
+
+
+def test_a_peers_console_streams_in_the_gateways_page_and_its_host_judges(fleet: Fleet) -> None:
+    peer = fleet.peers[7]
+    link = fleet.ssh("olga", "web").stdout.strip()  # olga: read-only everywhere
+    base = link.split("/login/")[0]
+    with httpx.Client(verify=False, timeout=20) as client:  # noqa: S501 (the test's own cert)
+        assert client.get(link).status_code == 303
+        cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
+        page = client.get(f"{base}/c/ioc-07@{peer.name}")
+        assert page.status_code == 200
+        assert f'data-stream="/c/ioc-07%40{peer.name}/stream"' in page.text
+        secret = client.get(f"{base}/c/{SECRET}@{fleet.peers[3].name}")
+        assert secret.status_code == 404  # no role there: no page, as on that host
+    ws_url = base.replace("https://", "wss://") + f"/c/ioc-07%40{peer.name}/stream"
+    ws = websocket.create_connection(
+        ws_url, header=[f"Cookie: {cookie}"], origin=base, timeout=10,
+        sslopt={"cert_reqs": ssl.CERT_NONE},
+    )  # fmt: skip
+    try:
+        received = b""
+        end = time.monotonic() + 15
+        while b"attached to ioc-07" not in received:  # the peer's own notice: it attached us
+            assert time.monotonic() < end, f"the peer's attach notice in the page: {received!r}"
+            received += ws.recv_data()[1]
+        with Witness(peer.procservs["ioc-07"].socket) as witness:
+            witness.sock.send(b"through-the-gateway-page\r")  # cat echoes it
+            while b"through-the-gateway-page" not in received:
+                assert time.monotonic() < end, f"the peer's output in the page: {received!r}"
+                received += ws.recv_data()[1]
+        logins = [r for r in peer.audit() if r.get("event") == "login" and r.get("user") == "olga"]
+        assert logins[-1]["via"].startswith("gw-127.0.0.50:")  # the host judged olga herself
+        assert logins[-1]["login"] == "observer"
+        # The host takes olga out of its config: the stream in the gateway's page ends.
+        original = json.loads(json.dumps(peer.config))
+        try:
+            del peer.config["users"]["olga"]
+            peer.write()
+            assert peer.consrv.process is not None
+            peer.consrv.process.send_signal(signal.SIGHUP)
+            reloaded = time.monotonic()
+            received += read_until_closed(ws, 10)
+            # Within a second of the reload, plus the time a loaded machine takes to notice
+            # the HUP (named: not the claim itself).
+            assert time.monotonic() - reloaded < 1.0 + RELOAD_NOTICE, received[-300:]
+        finally:
+            peer.config = original
+            peer.write()
+            assert peer.consrv.process is not None
+            peer.consrv.process.send_signal(signal.SIGHUP)
+    finally:
+        ws.close()
+        # The socket too, also when the server closed first (websocket-client leaves it open).
+        ws.shutdown()  # type: ignore[no-untyped-call]
+    wait_until(
+        lambda: fleet.ssh("olga", "tail", "ioc-07").returncode == 0,
+        "olga back on ioc-07 after its host's config is restored",
+    )
+
+
+def test_a_peers_console_in_chromium_through_the_gateway(fleet: Fleet, tmp_path: Path) -> None:
+    peer = fleet.peers[6]
+    link = fleet.ssh("alice", "web").stdout.strip()
+    with chromium(tmp_path / "profile") as driver:
+        driver.get(link)
+        wait_until(lambda: driver.current_url.endswith("/"), "the sign-in redirect to the list")
+        wait_until(
+            lambda: f"/c/ioc-06%40{peer.name}" in driver.page_source,
+            "ioc-06 in the gateway's list",
+        )
+        driver.get(link.split("/login/")[0] + f"/c/ioc-06@{peer.name}")
+        wait_for_screen(driver, "attached to ioc-06")  # the peer's own notice
+        with Witness(peer.procservs["ioc-06"].socket) as witness:
+            witness.sock.send(b"seen-in-chromium-through-the-gateway\r")
+            wait_for_screen(driver, "seen-in-chromium-through-the-gateway")
+        assert status(driver).startswith("live")
+        assert csp_violations(console_log(driver)) == []
+
+
+def test_log_and_cast_of_a_peers_console_are_answered_by_that_peer(fleet: Fleet) -> None:
+    peer = fleet.peers[2]
+    direct = fleet.ssh("alice", "log", SOFT_IOC, "--grep", "upstream", host=peer.name,
+                       port=peer.port)  # fmt: skip
+    assert direct.returncode == 0, direct.stderr
+    assert "upstream up" in direct.stdout
+    through = fleet.ssh("alice", "log", SOFT_IOC, "--grep", "upstream")
+    assert (through.returncode, through.stdout) == (0, direct.stdout), through.stderr
+    cast = fleet.ssh("alice", "cast", SOFT_IOC, "--since", "1h")
+    assert cast.returncode == 0, cast.stderr
+    header = json.loads(cast.stdout.splitlines()[0])
+    assert (header["version"], header["title"]) == (2, SOFT_IOC)
+    for verb in ("log", "cast", "play"):
+        refused = fleet.ssh("bob", verb, SECRET)
+        assert refused.returncode == 1, (verb, refused.stderr)
+        assert "unknown console" in refused.stderr
+        assert refused.stdout == ""
+
+
+async def test_play_of_a_peers_recording_through_the_gateway_stops_on_ctrl_c(fleet: Fleet) -> None:
+    gw = fleet.gateways[0]
+    attach = ssh_argv(gw.address, gw.consrv.port, fleet.users["alice"].private, "observer",
+                      SOFT_IOC, tty=False)  # fmt: skip
+    for _ in range(2):  # markers on the peer a second apart (attach, detach): 10 s at 0.1x
+        done = await trio.run_process(attach, stdin=b"", capture_stdout=True, check=False)
+        assert done.returncode == 0, done
+        await trio.sleep(1.0)
+    argv = ("play", SOFT_IOC, "--since", "1m", "--speed", "0.1")
+    client = await pty_ssh(fleet, "alice", "console", *argv).start()
+    try:
+        await client.expect(rf"playing {SOFT_IOC} from .* at 0\.1x; Ctrl-C".encode())
+        await client.send(b"\x03")  # interpreted by the peer, which owns the console
+        await client.expect(rb"stopped")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
 
 
 async def test_who_shows_a_user_attached_through_the_gateway(fleet: Fleet) -> None:
@@ -286,6 +456,9 @@ def test_a_killed_peer_is_unreachable_then_back(fleet: Fleet) -> None:
         data = fleet.listing()
         states = {row["state"] for row in data["consoles"] if row["host"] == peer.name}
         assert states == {"unreachable"}
+        web = web_listing(fleet, "alice")  # the gateway's web list says the same
+        assert [m["host"] for m in web["missing_peers"]] == [peer.name]
+        assert {r["state"] for r in web["consoles"] if r["host"] == peer.name} == {"unreachable"}
         start = time.monotonic()
         result = fleet.ssh("alice", "tail", "ioc-09")
         assert time.monotonic() - start < 5

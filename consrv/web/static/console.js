@@ -54,9 +54,11 @@
   }
   connect();
 
-  // The console's state in the header (UP, DOWN, IOC DOWN, RESTARTING ...), live.
+  // The console's state in the header (UP, DOWN, IOC DOWN, RESTARTING ...), live; a
+  // console of another host (through a gateway) has no header state here.
   const state = document.getElementById("state");
   const since = document.getElementById("since");
+  if (!state) return;
   async function refreshState() {
     try {
       const response = await fetch(state.dataset.info, { credentials: "same-origin", cache: "no-store" });

@@ -5,7 +5,9 @@
   "use strict";
   const PERIOD = 2000;
   const wall = window.consrvWall;
-  const body = document.querySelector("#consoles tbody");
+  const table = document.getElementById("consoles");
+  const body = table.querySelector("tbody");
+  const fleet = table.dataset.fleet === "1"; // a gateway: every host, with a host column
 
   function cell(text, className, title) {
     const td = document.createElement("td");
@@ -27,10 +29,13 @@
 
   function row(c, now) {
     const tr = document.createElement("tr");
-    tr.dataset.name = c.name;
+    const here = c.local !== false; // another host's console: its page is through us
+    tr.dataset.name = c.id || c.name;
     tr.dataset.state = c.wall.state;
     const path = encodeURIComponent(c.name);
-    tr.appendChild(link("/c/" + path, c.name, "name"));
+    tr.appendChild(here ? link("/c/" + path, c.name, "name")
+      : link("/c/" + encodeURIComponent(c.name + "@" + c.host), c.id || c.name, "name"));
+    if (fleet) tr.appendChild(cell(c.host, "host"));
     const state = cell("", "state");
     const span = document.createElement("span");
     wall.badge(span, c.wall);
@@ -44,7 +49,7 @@
     tr.appendChild(cell(c.ioc ? (c.ioc.active_state || "?") : "-", "wide unit"));
     const output = c.last_output ? wall.age(c.last_output, now) + " ago" : "never";
     tr.appendChild(cell(output, "output", c.last_output || ""));
-    tr.appendChild(link("/logs/" + path + "/", "logs", "wide"));
+    tr.appendChild(here ? link("/logs/" + path + "/", "logs", "wide") : cell("-", "wide"));
     return tr;
   }
 
@@ -70,12 +75,15 @@
       if (!rows.length) {
         const tr = document.createElement("tr");
         const td = cell("There are no consoles you may see.");
-        td.colSpan = 8;
+        td.colSpan = fleet ? 9 : 8;
         tr.appendChild(td);
         rows.push(tr);
       }
       body.replaceChildren(...rows);
       counts(data);
+      document.getElementById("missing").textContent = (data.missing_peers || []).map(function (m) {
+        return m.host + " unreachable since " + m.since + (m.error ? ": " + m.error : "") + ".";
+      }).join(" ");
       document.getElementById("refreshed").textContent =
         "Times in " + data.zone + ". Refreshed " + wall.clock(data.now) + ".";
     } catch (error) {

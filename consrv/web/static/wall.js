@@ -34,8 +34,9 @@
   }
 
   function since(element, wall, now) {
-    element.textContent = wall.label.toLowerCase() + " since " + clock(wall.since) +
-      " (" + age(wall.since, now) + ")";
+    // Another host's console, through a gateway: since when is not known here.
+    element.textContent = !wall.since ? wall.label.toLowerCase()
+      : wall.label.toLowerCase() + " since " + clock(wall.since) + " (" + age(wall.since, now) + ")";
     element.title = wall.since || "";
   }
 
