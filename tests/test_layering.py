@@ -256,6 +256,7 @@ FRONT_MAY_IMPORT = frozenset(
         "consrv.contracts", "consrv.host", "consrv.commands.grammar", "consrv.protocol.feed",
         "consrv.views", "consrv.access", "consrv.names", "consrv.config", "consrv.menu",
         "consrv.logins", "consrv.logfiles", "consrv.consolelog", "consrv.audit",
+        "consrv.recordings",  # web/replay.py: a time range of a recording (like logfiles)
         "consrv.ratelimit",  # fleet/link.py: a token bucket per peer (pure)
         "consrv.protocol.ansi",  # web/logs.py: log lines without terminal escapes (pure)
         "consrv.protocol.procserv",  # pva/front.py: procServ's child events (pure)

@@ -48,12 +48,13 @@ async def test_the_list_has_a_host_column_and_names_the_unreachable(tmp_path: Pa
         assert "<th>host</th>" in page
         assert '<td class="host">h2</td>' in page
         assert "dup@h2" in page
-        assert "state-unreachable" in page
+        assert "level-unreachable" in page  # the wall's badge (web/wall.py)
         assert "h2 unreachable since 2026-12-06T03:00:00Z: connection refused." in page
         assert 'href="/c/ioc-a"' in page  # the gateway's own console has its page here
         assert 'href="/c/dup%40h2"' in page  # a peer's streams through the gateway
         data = (await client.get("/api/consoles")).json()
-        assert [row["id"] for row in data["consoles"]] == ["dup@h1", "dup@h2", "ioc-a"]
+        # problems first (the wall): the unreachable host's console, then by name
+        assert [row["id"] for row in data["consoles"]] == ["dup@h2", "dup@h1", "ioc-a"]
         assert data["missing_peers"][0]["host"] == "h2"
         assert fleet.asked == ["olga", "olga"]  # judged for the user asking
 
