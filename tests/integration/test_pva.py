@@ -157,7 +157,7 @@ def test_ctrl_x_kills_the_ioc_the_state_follows(served: Served, pvs: Monitors) -
     old = pvs.get(P + "Pid").value
     with Witness(served.procserv.socket) as witness:
         act = time.time()
-        witness.sock.send(b"\x18")  # procServ's kill key: the child dies, procServ restarts it
+        witness.send(b"\x18")  # procServ's kill key: the child dies, procServ restarts it
         down = pvs.wait_for(P + "State", is_state("no child", MAJOR), "no child, MAJOR", after=act)
     reacted(down, act)
     pvs.wait_for(P + "State", is_state("up", NO_ALARM), "up again", after=down.stamp)
@@ -202,7 +202,7 @@ def test_silence_past_the_limit_is_minor_and_output_clears_it(
     assert quiet.value >= SILENT_AFTER
     with Witness(served.procserv.socket) as witness:
         act = time.time()
-        witness.sock.send(b"XYZZY\r")  # echoed by the IOC's shell: output, and a match
+        witness.send(b"XYZZY\r")  # echoed by the IOC's shell: output, and a match
         clear = pvs.wait_for(
             P + "SilentFor", lambda u: u.severity == NO_ALARM, "output clears it", after=act
         )

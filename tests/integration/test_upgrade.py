@@ -59,7 +59,8 @@ for n in itertools.count():
     sys.stdout.write(f"n={{n}}\\n")
     sys.stdout.flush()
 """
-NUMBERED = re.compile(rb"^n=([0-9]+)\r?$")
+# A counter line, after the log's time stamp when it has one (log.timestamps, on by default).
+NUMBERED = re.compile(rb"^(?:[0-9][0-9T:.+-]+Z? )?n=([0-9]+)\r?$")
 
 
 def _free_port() -> int:

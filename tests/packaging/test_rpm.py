@@ -17,7 +17,10 @@ from tests.packaging.installed import run
 
 pytestmark = pytest.mark.integration
 
-FILES = "[%{FILEMODES:perms} %{FILEUSERNAME} %{FILEGROUPNAME} %{FILEFLAGS:fflags} %{FILENAMES}\n]"
+# Tab-separated: a file name may hold spaces (setuptools' "script (dev).tmpl").
+FILES = (
+    "[%{FILEMODES:perms}\t%{FILEUSERNAME}\t%{FILEGROUPNAME}\t%{FILEFLAGS:fflags}\t%{FILENAMES}\n]"
+)
 
 
 def query(rpm: Path, *args: str) -> str:
@@ -28,8 +31,8 @@ def files(rpm: Path) -> dict[str, tuple[str, str, str, str]]:
     """path -> (mode, user, group, flags: c config, n noreplace)."""
     found = {}
     for line in query(rpm, "--qf", FILES).splitlines():
-        mode, user, group, *flags, path = line.split()
-        found[path] = (mode, user, group, "".join(flags))
+        mode, user, group, flags, path = line.split("\t")
+        found[path] = (mode, user, group, flags)
     return found
 
 
@@ -66,7 +69,8 @@ def test_the_payload_is_the_debs(built: Built) -> None:
     """The same files as the .deb (whose units go to /lib, Debian 12's place)."""
     in_rpm = set(files(built.rpm))
     deb_listing = run(["dpkg-deb", "-c", str(built.deb)]).splitlines()
-    in_deb = {line.split()[5].removeprefix(".").rstrip("/") for line in deb_listing}
+    # the sixth field on: a name may hold spaces (setuptools' "script (dev).tmpl")
+    in_deb = {line.split(None, 5)[5].removeprefix(".").rstrip("/") for line in deb_listing}
     in_deb = {p.replace("/lib/systemd/", "/usr/lib/systemd/", 1) if p.startswith("/lib/")
               else p for p in in_deb}  # fmt: skip
     assert in_rpm - in_deb == set()
