@@ -103,6 +103,7 @@ def test_scriptlets(built: Built, tmp_path: Path) -> None:
     assert 'if [ "$1" -eq 0 ]' in parts["preuninstall"]
     assert "disable --now consrv.service" in parts["preuninstall"]
     assert 'if [ "$1" -ge 1 ]' in parts["postuninstall"]
+    assert "--signal=USR2 consrv.service" in parts["postuninstall"]  # the hand-over first
     assert "try-restart consrv.service" in parts["postuninstall"]
     for name, body in parts.items():
         script = tmp_path / name
