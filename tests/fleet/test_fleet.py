@@ -188,7 +188,7 @@ def test_a_peers_console_streams_in_the_gateways_page_and_its_host_judges(fleet:
             assert time.monotonic() < end, f"the peer's attach notice in the page: {received!r}"
             received += ws.recv_data()[1]
         with Witness(peer.procservs["ioc-07"].socket) as witness:
-            witness.sock.send(b"through-the-gateway-page\r")  # cat echoes it
+            witness.send(b"through-the-gateway-page\r")  # cat echoes it
             while b"through-the-gateway-page" not in received:
                 assert time.monotonic() < end, f"the peer's output in the page: {received!r}"
                 received += ws.recv_data()[1]
@@ -235,7 +235,7 @@ def test_a_peers_console_in_chromium_through_the_gateway(fleet: Fleet, tmp_path:
         driver.get(link.split("/login/")[0] + f"/c/ioc-06@{peer.name}")
         wait_for_screen(driver, "attached to ioc-06")  # the peer's own notice
         with Witness(peer.procservs["ioc-06"].socket) as witness:
-            witness.sock.send(b"seen-in-chromium-through-the-gateway\r")
+            witness.send(b"seen-in-chromium-through-the-gateway\r")
             wait_for_screen(driver, "seen-in-chromium-through-the-gateway")
         assert status(driver).startswith("live")
         assert csp_violations(console_log(driver)) == []

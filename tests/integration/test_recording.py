@@ -114,7 +114,7 @@ def _write_big(logs: Path) -> None:
 def _boot_and_type(witness: Witness) -> None:
     """^X restarts the IOC (its boot is recorded); then the words, GAP apart."""
     booted = len(re.findall(rb"iocRun: All initialization complete", witness.read()))
-    witness.sock.send(b"\x18")
+    witness.send(b"\x18")
     wait_until(
         lambda: len(re.findall(rb"iocRun: All initialization complete", witness.read())) > booted,
         "the soft IOC's boot after ^X",
@@ -123,7 +123,7 @@ def _boot_and_type(witness: Witness) -> None:
     )
     for word in WORDS:
         time.sleep(GAP)
-        witness.sock.send(b"echo " + word + b"\r")
+        witness.send(b"echo " + word + b"\r")
     wait_until(lambda: WORDS[-1] in witness.read(), "the last word's echo", seen=witness.read)
 
 
