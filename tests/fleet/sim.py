@@ -11,6 +11,7 @@ gateway (kill, stop, config change) puts it back before it ends.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -363,12 +364,22 @@ def running_fleet(
             fleet.wait_complete(index, timeout=60 + peers)
         yield fleet
     finally:
-        for gateway in fronts:
-            _stop(gateway.consrv)
+        # Every process is stopped even when one of them does not stop in time (it is
+        # killed; the first such failure is raised once all are gone).
+        failures: list[BaseException] = []
+        stops: list[Callable[[], object]] = [
+            functools.partial(_stop, gateway.consrv) for gateway in fronts
+        ]
         for peer in started:
-            _stop(peer.consrv)
-            for ps in peer.procservs.values():
-                ps.stop()
+            stops.append(functools.partial(_stop, peer.consrv))
+            stops += [ps.stop for ps in peer.procservs.values()]
+        for stop in stops:
+            try:
+                stop()
+            except Exception as exc:  # noqa: BLE001 - stop the rest, then raise it
+                failures.append(exc)
+        if failures:
+            raise failures[0]
 
 
 def _stop(consrv: Consrv) -> None:

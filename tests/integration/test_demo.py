@@ -169,6 +169,20 @@ async def test_the_readme_tour_works_as_printed(tmp_path: Path) -> None:
         for pid in procserv_pids(tmp_path):  # after a failure: procServ kills its IOC
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+        for pid in pids_running_in(tmp_path / "demo-run"):  # a consrv the killed demo left
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def pids_running_in(directory: Path) -> list[int]:
+    """Processes whose command line names ``directory`` (the demo's consrv, its config)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if str(directory).encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
 
 
 def procserv_pids(cwd: Path) -> list[int]:
