@@ -158,10 +158,15 @@ class Directory:
     ) -> Found | Ambiguous | Missing:
         """Where ``NAME`` or ``NAME@HOST`` lives, among the consoles ``user`` may see."""
         name, _, host = text.partition(HOST_SEPARATOR)
-        seen = self.visible(user, read_only=read_only, unix_groups=unix_groups)
-        found = [f for f in seen if f.name == name]
-        if host:
-            found = [f for f in found if f.peer.name == host]
+        # Only the peers that have the name are judged (a login through a gateway of 1,000
+        # peers must not cost a role check of every console of the fleet).
+        found = [
+            Found(peer, name)
+            for peer in sorted(self.peers.values(), key=lambda p: p.name)
+            if name in peer.consoles
+            and (not host or peer.name == host)
+            and peer.role(user, name, read_only=read_only, unix_groups=unix_groups) is not None
+        ]
         if not found:
             return Missing()
         if len(found) > 1:
