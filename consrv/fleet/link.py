@@ -30,7 +30,7 @@ FEED_COMMAND = "watch --json"
 BACKOFF_START, BACKOFF_CAP = 0.5, 5.0
 # Keep-alives the gateway sends a second, at most, over all its links: each costs it
 # about 0.2 ms of CPU (a request out, a reply in), so 25 a second is 0.5 % of a core.
-# Up to 100 peers every link keeps ``fleet.keepalive_interval``; beyond, the interval
+# Up to 50 peers every link keeps ``fleet.keepalive_interval``; beyond, the interval
 # stretches with the fleet (1,000 peers: 40 s). A dead peer is seen at once (its
 # connection closes); a hung one within interval x count_max; a user's own request to
 # a hung peer still fails within ``connect_timeout`` (docs/fleet.md, "Sizing").
