@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 shift || true
 suites=(tests/integration tests/reliability)
-for extra in tests/security tests/interop tests/fleet tests/web; do
+for extra in tests/security tests/interop tests/fleet tests/web tests/identity; do
   [ -d "$extra" ] && suites+=("$extra")
 done
 [ $# -gt 0 ] && suites=("$@")
