@@ -89,7 +89,10 @@ $(VENV)/.demo-installed: pyproject.toml $(DEMO_LOCK)
 # run the whole check on them (docs/dependencies.md, "Upgrading dependencies").
 PIP_COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
                --no-emit-find-links --no-emit-index-url --no-emit-trusted-host
-lock: setup
+# pip-compile comes from the venv; a pyproject.toml with a dependency the venv lacks must
+# not stop a re-lock (setup's `pip check` would), so setup runs only when there is none.
+lock:
+	@[ -x $(BIN)/pip-compile ] || $(MAKE) setup
 	$(PIP_COMPILE) --upgrade -o requirements/runtime.txt pyproject.toml requirements/build.in
 	cp requirements/runtime.txt requirements/demo.txt  # the same pins, and the ioc extra
 	$(PIP_COMPILE) --extra ioc -o requirements/demo.txt pyproject.toml requirements/build.in
@@ -100,7 +103,8 @@ lock: setup
 
 # The same without --upgrade: after a change to pyproject.toml, add what is new and keep
 # every other pin.
-relock: setup
+relock:
+	@[ -x $(BIN)/pip-compile ] || $(MAKE) setup
 	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra ioc -o requirements/demo.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra test -o requirements/test.txt pyproject.toml requirements/test.in
