@@ -79,6 +79,23 @@ def _describe(exc: OSError) -> str:
     return f"{text} ({exc.filename})" if exc.filename else text
 
 
+def rotate_files(path: Path, keep: int) -> None:
+    """PATH.(keep-1) → PATH.keep ... PATH → PATH.1 (PATH removed when ``keep`` is 0): the
+    rotation a console's log and its recording share."""
+
+    def rotated(i: int) -> Path:
+        return path.with_name(f"{path.name}.{i}")
+
+    for i in range(keep - 1, 0, -1):
+        with suppress(FileNotFoundError):
+            os.replace(rotated(i), rotated(i + 1))
+    with suppress(FileNotFoundError):
+        if keep > 0:
+            os.replace(path, rotated(1))
+        else:
+            os.unlink(path)
+
+
 class ConsoleLog:
     """One console's log file: output bytes, event lines, rotation, failure counters."""
 
@@ -256,19 +273,9 @@ class ConsoleLog:
     def _rotate(self) -> int:
         """NAME.log.(keep-1) → NAME.log.keep ... NAME.log → NAME.log.1; open a fresh one."""
         self._close_fd()
-        for i in range(self.keep - 1, 0, -1):
-            with suppress(FileNotFoundError):
-                os.replace(self._rotated(i), self._rotated(i + 1))
-        with suppress(FileNotFoundError):
-            if self.keep > 0:
-                os.replace(self.path, self._rotated(1))
-            else:
-                os.unlink(self.path)
+        rotate_files(self.path, self.keep)
         self.rotations += 1
         return self._open()
-
-    def _rotated(self, i: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{i}")
 
     def _close_fd(self) -> None:
         fd, self._fd = self._fd, None

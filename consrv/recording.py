@@ -37,7 +37,7 @@ from pathlib import Path
 
 import orjson
 
-from consrv.consolelog import DIR_MODE, FILE_MODE, _describe, sanitize_event
+from consrv.consolelog import DIR_MODE, FILE_MODE, _describe, rotate_files, sanitize_event
 
 log = logging.getLogger("consrv.recording")
 
@@ -204,16 +204,6 @@ class Recording:
     def _rotate(self) -> int:
         """NAME.cast → NAME.cast.1 …, as the log rotates; a fresh file with a header."""
         self.close()
-        for i in range(self.keep - 1, 0, -1):
-            with suppress(FileNotFoundError):
-                os.replace(self._rotated(i), self._rotated(i + 1))
-        with suppress(FileNotFoundError):
-            if self.keep > 0:
-                os.replace(self.path, self._rotated(1))
-            else:
-                os.unlink(self.path)
+        rotate_files(self.path, self.keep)
         self.rotations += 1
         return self._open()
-
-    def _rotated(self, i: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.{i}")
