@@ -171,8 +171,10 @@ def test_the_wall_fits_a_phone_without_sideways_scrolling(wall: Wall) -> None:
 def test_a_log_search_shows_the_prompt_without_escape_codes(wall: Wall) -> None:
     wall.sign_in()
     wall.iocs[UP].wait_ioc()  # types into the IOC: its prompt comes back, coloured
-    log = (wall.root / "logs" / f"{UP}.log").read_bytes()
-    assert b"\x1b[" in log  # the IOC really coloured it (the log keeps every byte)
+    log_path = wall.root / "logs" / f"{UP}.log"
+    # procServ answered the probe; consrv's log has the line once consrv has read it too.
+    wait_until(lambda: b"dbgf" in log_path.read_bytes(), f"the typed dbgf in {UP}'s log")
+    assert b"\x1b[" in log_path.read_bytes()  # the IOC really coloured it (every byte kept)
     wall.open(f"/logs/{UP}/?q=epics%3E+dbgf")
     wait_until(lambda: wall.driver.find_elements(By.ID, "results"), "the search results")
     texts = [r.text for r in wall.driver.find_elements(By.CSS_SELECTOR, "#results td.text")]
