@@ -27,7 +27,7 @@ from consrv.console import Console, Observer
 from consrv.host import UnitHealth
 from consrv.protocol.procserv import ChildExited
 from consrv.pva import health
-from consrv.pva.health import Reading, RestartWindow
+from consrv.pva.health import NO_ALARM, Reading, RestartWindow
 from consrv.pva.pvs import Kind, Pv, PvServer
 
 logger = logging.getLogger(__name__)
@@ -209,6 +209,13 @@ class PvaFront:
         if entry is None or entry.console is not console:
             return
         if what == "output":
+            silent = entry.pvs.get(entry.prefix + "SilentFor")
+            last = silent.last if silent is not None else None
+            if last is not None and last.severity != NO_ALARM:
+                # An alarm that output clears is posted now, not at the next tick: the
+                # once-a-second rule is for the count, not for an alarm going away.
+                self._post_all(entry, self._clock())
+                return
             if not self._dirty:
                 self._kick.set()
             self._dirty.add(console.name)

@@ -27,6 +27,7 @@ from tests.waits import wait_until
 from tests.web.browser import chromium, console_log, csp_violations
 from tests.web.test_browser import SCREENSHOTS, text_of
 from tests.web.tls import self_signed
+from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
 
@@ -170,11 +171,12 @@ def test_the_wall_fits_a_phone_without_sideways_scrolling(wall: Wall) -> None:
 
 def test_a_log_search_shows_the_prompt_without_escape_codes(wall: Wall) -> None:
     wall.sign_in()
-    wall.iocs[UP].wait_ioc()  # types into the IOC: its prompt comes back, coloured
+    wall.iocs[UP].wait_ioc()  # the IOC reads its shell now
+    with Witness(wall.iocs[UP].socket) as witness:  # a line after a coloured prompt
+        witness.send(f"dbgf {UP}:name\r".encode())
     log_path = wall.root / "logs" / f"{UP}.log"
-    # procServ answered the probe; consrv's log has the line once consrv has read it too.
-    wait_until(lambda: b"dbgf" in log_path.read_bytes(), f"the typed dbgf in {UP}'s log")
-    assert b"\x1b[" in log_path.read_bytes()  # the IOC really coloured it (every byte kept)
+    prompted = re.compile(rb"\x1b\[[0-9;]*mepics> (\x1b\[0m)?dbgf")  # every byte is kept
+    wait_until(lambda: prompted.search(log_path.read_bytes()), f"a prompted dbgf in {UP}'s log")
     wall.open(f"/logs/{UP}/?q=epics%3E+dbgf")
     wait_until(lambda: wall.driver.find_elements(By.ID, "results"), "the search results")
     texts = [r.text for r in wall.driver.find_elements(By.CSS_SELECTOR, "#results td.text")]
