@@ -79,6 +79,16 @@ def _describe(exc: OSError) -> str:
     return f"{text} ({exc.filename})" if exc.filename else text
 
 
+def open_for_append(path: Path, flags: int = _OPEN_FLAGS) -> int:
+    """An fd appending to ``path``, its directory made first if it is missing (the log
+    and the recording open their files alike; the recording also reads its header)."""
+    try:
+        return os.open(path, flags, FILE_MODE)
+    except FileNotFoundError:
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        return os.open(path, flags, FILE_MODE)
+
+
 def rotate_files(path: Path, keep: int) -> None:
     """PATH.(keep-1) → PATH.keep ... PATH → PATH.1 (PATH removed when ``keep`` is 0): the
     rotation a console's log and its recording share."""
@@ -261,11 +271,7 @@ class ConsoleLog:
         return fd
 
     def _open(self) -> int:
-        try:
-            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
-        except FileNotFoundError:
-            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+        fd = open_for_append(self.path)
         self._fd = fd
         self._size = os.fstat(fd).st_size
         return fd

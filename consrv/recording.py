@@ -37,7 +37,7 @@ from pathlib import Path
 
 import orjson
 
-from consrv.consolelog import DIR_MODE, FILE_MODE, _describe, rotate_files, sanitize_event
+from consrv.consolelog import _describe, open_for_append, rotate_files, sanitize_event
 
 log = logging.getLogger("consrv.recording")
 
@@ -179,11 +179,7 @@ class Recording:
         return fd
 
     def _open(self) -> int:
-        try:
-            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
-        except FileNotFoundError:
-            self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-            fd = os.open(self.path, _OPEN_FLAGS, FILE_MODE)
+        fd = open_for_append(self.path, _OPEN_FLAGS)  # read-write: the header is read back
         self._fd = fd
         self._size = os.fstat(fd).st_size
         stamp = _read_timestamp(fd) if self._size else None
