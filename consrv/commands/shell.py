@@ -283,6 +283,11 @@ class CommandRun:
         logins = self.host.logins
         if logins is None or not logins.base_url:
             return self.error("the web view is not enabled on this host", NOT_FOUND)
+        if await self.host.unix_groups(self.login.user) is None:  # what the web asks
+            return self.error(
+                "the web view knows users of consrv's config and, with identity.nss,"
+                " Unix users; ask the admin", DENIED,
+            )  # fmt: skip
         token = logins.mint(self.login.user)
         self.text(f"{logins.base_url}/login/{token}\n")
         self.error(f"the link works once, within {logins.ttl:g} s; read-only", OK)

@@ -5,7 +5,9 @@ view, a fleet gateway's feed): the login as the config in force sees it, a
 user's role on a console (no role: the console does not exist for them, so names
 do not leak), who may operate an IOC unit, the consoles a user may see and a
 console's report. Also the users' message budgets, shared by all their sessions.
-Knows no front and no command line.
+Also who a user is on this host, for every front alike: their groups (the YAML's
+and, with ``identity.nss``, their Unix groups from the directory). Knows no front
+and no command line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import difflib
 from consrv import views
 from consrv.access import Role, role_for
 from consrv.contracts import Login
+from consrv.identity import Directory, Unavailable
 from consrv.ioc import IocManager
 from consrv.logins import LoginTokens
 from consrv.ratelimit import MessageBudgets
@@ -39,6 +42,9 @@ class Host:
         # The web view's one-time links (None: no web view); ``logins.base_url`` is set
         # once the web listener is bound.
         self.logins = logins
+        # Users from the facility's directory (docs/identity.md): set by the SSH front,
+        # which asks it while users authenticate; None: YAML users only.
+        self.directory: Directory | None = None
 
     @property
     def messages(self) -> MessageBudgets:
@@ -50,8 +56,35 @@ class Host:
 
     def current(self, login: Login) -> Login:
         """`login` as the config in force now sees it (its groups may have changed)."""
-        groups = self.registry.config.groups_of(login.user) | login.unix_groups
-        return dataclasses.replace(login, groups=groups)
+        return dataclasses.replace(login, groups=self.groups(login.user, login.unix_groups))
+
+    def groups(self, user: str, unix_groups: frozenset[str] = frozenset()) -> frozenset[str]:
+        """The user's groups by the config in force: the YAML's and their Unix groups."""
+        return self.registry.config.groups_of(user) | unix_groups
+
+    async def unix_groups(self, user: str) -> frozenset[str] | None:
+        """Who `user` is on this host, asked by name alone (the web view, a proxy's header):
+        their Unix groups if NSS knows them (``identity.nss``, through the directory's
+        cache), else empty for a YAML user; None for anyone else, and for a user only
+        NSS knows while it does not answer and nothing cached may serve (fail closed)."""
+        directory = self.directory
+        if directory is not None and directory.config.nss:
+            try:
+                person = await directory.person(user)
+            except Unavailable:
+                person = None
+            if person is not None:
+                return person.groups
+        return frozenset() if user in self.registry.config.users else None
+
+    async def login_as(self, user: str, *, peer: str, login: str) -> Login | None:
+        """`user`, known by name alone, as a read-only login with their groups now
+        (None: not a user of this host, see ``unix_groups``)."""
+        unix_groups = await self.unix_groups(user)
+        if unix_groups is None:
+            return None
+        groups = self.groups(user, unix_groups)
+        return Login(user, groups, True, peer=peer, login=login, unix_groups=unix_groups)
 
     def role(self, login: Login, name: str) -> Role | None:
         cfg = self.registry.settings.get(name)

@@ -89,7 +89,13 @@ class SSHFront:
         self.handover: Handover | None = None
         self.acceptors: list[asyncssh.SSHAcceptor] = []
         # Users from the facility's directory (docs/identity.md); None: YAML users only.
-        self.directory = Directory(config.identity, audit) if config.identity else None
+        # The host keeps it: the web view asks it about the same users (host.Host).
+        if config.identity is not None and host.directory is None:
+            host.directory = Directory(config.identity, audit)
+
+    @property
+    def directory(self) -> Directory | None:
+        return self.host.directory
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED
@@ -181,8 +187,8 @@ class SSHFront:
         if config.identity is not None and self.directory is not None:
             self.directory.reconfigure(config.identity)
         elif config.identity is not None and self.nursery is not None:  # turned on by a reload
-            self.directory = Directory(config.identity, self.audit)
-            self._start_directory(self.directory)
+            directory = self.host.directory = Directory(config.identity, self.audit)
+            self._start_directory(directory)
         self.admission.max_startups = config.ssh.max_startups
         self.admission.per_source = config.ssh.max_startups_per_source
         self._reload_host_keys(config)
@@ -505,7 +511,7 @@ class _Server(asyncssh.SSHServer):
         auth = self.dir_auth or self.principal_auth
         login = Login(
             user=self.user,
-            groups=self.front.config.groups_of(self.user) | (auth.groups if auth else frozenset()),
+            groups=self.front.host.groups(self.user, auth.groups if auth else frozenset()),
             unix_groups=auth.groups if auth else frozenset(),
             read_only=self.login_name == self.config.observer_login,  # USER@: best role too
             peer=f"{self.peer} via {self.via}" if self.via else self.peer,

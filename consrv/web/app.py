@@ -16,7 +16,7 @@ import secrets
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,22 +89,30 @@ class Web:
         return self.config.web or self.settings
 
     def user(self, connection: HTTPConnection) -> str | None:
-        """Who is asking: a trusted proxy's header, else the session cookie; a user of the
-        config in force (nobody once a reload took the web section away)."""
+        """Who is asking: a trusted proxy's header, else the session cookie (nobody once a
+        reload took the web section away). Whether they are a user is `login_of`'s question."""
         if self.config.web is None:
             return None
         peer = connection.client.host if connection.client else None
         named = proxy_user(self.web, peer, connection.headers)
-        user = named or self.sessions.user_of(connection.cookies.get(COOKIE))
-        # Only configured users, as over SSH: a reload that removes one signs them out,
-        # and a proxy cannot bring in a name the config does not know (``*`` means them).
-        return user if user is not None and user in self.config.users else None
+        return named or self.sessions.user_of(connection.cookies.get(COOKIE))
 
-    def login(self, user: str, connection: HTTPConnection) -> Login:
-        """`user` as the config in force sees them, read-only (the web has no input path)."""
+    async def login_of(self, connection: HTTPConnection) -> Login | None:
+        """The asking user as the host sees them now, read-only (the web has no input
+        path): a YAML user or, with ``identity.nss``, a Unix user, with their YAML and
+        Unix groups, as over SSH (``Host.login_as``). A reload that removes a user, or
+        the directory dropping them, signs them out; a proxy cannot bring in a name
+        the host does not know (``*`` means them)."""
+        user = self.user(connection)
+        if user is None:
+            return None
         peer = f"{connection.client.host}:{connection.client.port}" if connection.client else ""
-        groups = self.config.groups_of(user)
-        return Login(user, groups, read_only=True, peer=peer, login="web")
+        return await self.host.login_as(user, peer=peer, login="web")
+
+    def login(self, connection: HTTPConnection) -> Login | None:
+        """The login `Identify` found for this request (before any route ran)."""
+        found: Login | None = connection.scope.get("state", {}).get("login")
+        return found
 
     def console(self, login: Login, name: str) -> Console | None:
         """The console `name` if `login` may see it now (else None: 404, names do not leak)."""
@@ -130,6 +138,20 @@ class Web:
             connection.headers.get("host"),
             self.web.url,
         )
+
+
+class Identify:
+    """Who asks, found once per request before any route runs (asking the directory may
+    wait): ``Web.login`` then has the answer."""
+
+    def __init__(self, web: Web, app: ASGIApp) -> None:
+        self.web, self.app = web, app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not scope["path"].startswith("/static/"):
+            login = await self.web.login_of(HTTPConnection(scope))
+            scope.setdefault("state", {})["login"] = login
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
@@ -194,12 +216,12 @@ class Pages:
 
     def who(self, request: Request) -> Login | Response:
         """The signed-in login, or the page that says how to sign in."""
-        user = self.web.user(request)
-        if user is None:
+        login = self.web.login(request)
+        if login is None:
             return self.refused(
                 request, 401, "Not signed in: run  ssh console@HOST web  and open the link."
             )
-        return self.web.login(user, request)
+        return login
 
     async def index(self, request: Request) -> Response:
         login = self.who(request)
@@ -293,8 +315,7 @@ class Pages:
 
     async def stream(self, websocket: WebSocket) -> None:
         web = self.web
-        user = web.user(websocket)
-        login = web.login(user, websocket) if user is not None else None
+        login = web.login(websocket)
         name = websocket.path_params["name"]
         console = web.console(login, name) if login is not None else None
         remote = console is None and login is not None and web.remote(login, name)
@@ -345,15 +366,17 @@ class Pages:
 
 def _still_allowed(
     web: Web, user: str, console: Console, connection: HTTPConnection
-) -> Callable[[], bool]:
-    """Whether, by the config in force, the user may still see this very console."""
+) -> Callable[[], Awaitable[bool]]:
+    """Whether, by the config in force and the directory now, the user may still see
+    this very console."""
 
-    def allowed() -> bool:
+    async def allowed() -> bool:
         if web.host.registry.get(console.name) is not console:
             return False
         if web.user(connection) != user:  # signed out, session expired
             return False
-        return web.console(web.login(user, connection), console.name) is console
+        login = await web.login_of(connection)
+        return login is not None and web.console(login, console.name) is console
 
     return allowed
 

@@ -25,7 +25,7 @@ from consrv.config import WebConfig
 from consrv.contracts import FleetView
 from consrv.host import Host
 from consrv.logins import LoginTokens
-from consrv.web.app import SecurityHeaders, Web, routes
+from consrv.web.app import Identify, SecurityHeaders, Web, routes
 from consrv.web.auth import Sessions
 from consrv.web.replay import ReplayPages
 from consrv.web.stats import WebStats
@@ -54,7 +54,7 @@ def build_app(web: Web) -> ASGIApp:
     app.add_exception_handler(404, not_found)  # type: ignore[arg-type]
     app.add_exception_handler(405, not_allowed)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, failed)  # type: ignore[arg-type]
-    return SecurityHeaders(app)
+    return SecurityHeaders(Identify(web, app))
 
 
 def make_web(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -86,7 +86,7 @@ class Stream:
         peer: str,
         limit: int,
         send_timeout: float,
-        allowed: Callable[[], bool],
+        allowed: Callable[[], Awaitable[bool]],
         sent: Callable[[int], None],
         dropped: Callable[[str], None],
     ) -> None:
@@ -112,6 +112,7 @@ class Stream:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._listen)
+                nursery.start_soon(self._recheck)
                 await self._send_loop()
                 nursery.cancel_scope.cancel()
         finally:
@@ -131,14 +132,19 @@ class Stream:
                 break
             with trio.move_on_after(RECHECK):
                 await self.sink.ready.wait()
-            if self.ended is None and not self.allowed():
-                self.end(CLOSE_POLICY, "no longer shown")
-                break
             data = self.sink.take()
             if data and self.ended is None:
                 if not await self._send(data):
                     break
                 self.sent(len(data))
+
+    async def _recheck(self) -> None:
+        """Every RECHECK s: may the user still see the console? (Asking the directory may
+        take a while: the send loop does not wait for it.)"""
+        while self.ended is None:
+            await trio.sleep(RECHECK)
+            if not await self.allowed():
+                self.end(CLOSE_POLICY, "no longer shown")
 
     async def _send(self, data: bytes) -> bool:
         """One frame out; False if the browser is gone or stopped reading (the end is set).

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -56,12 +57,6 @@ ldapsearch -x -LLL -o ldif-wrap=no -H {uri} -b {base} "(uid=$1)" sshPublicKey \\
 """
 
 
-@pytest.fixture(scope="module")
-def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    with Slapd(tmp_path_factory.mktemp("slapd")) as server:
-        yield server
-
-
 @dataclass
 class Site:
     root: Path
@@ -91,7 +86,7 @@ class Site:
 
 
 # Each test adds its own users to the module's slapd: a name once (tests run in any order).
-UNIX_USERS = ("alice", "bob", "carol", "dave", "sleepy", "garbage", "erin", "frank")
+UNIX_USERS = ("alice", "bob", "carol", "dave", "sleepy", "garbage", "erin", "frank", "gina", "hank")
 
 
 def _write_passwd(path: Path) -> None:
@@ -122,9 +117,14 @@ def site(slapd: Slapd, tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
 
 @contextmanager
 def running_site(
-    slapd: Slapd, tmp_path: Path, console: Path | None = None, **settings: object
+    slapd: Slapd,
+    tmp_path: Path,
+    console: Path | None = None,
+    extra: dict[str, Any] | None = None,
+    **settings: object,
 ) -> Iterator[Site]:
-    """consrv with keys from slapd (through the keys command) and users from NSS files."""
+    """consrv with keys from slapd (through the keys command) and users from NSS files;
+    ``extra``: more config sections (its ``consoles`` are added to lab-ioc)."""
     bin_dir = Path(tempfile.mkdtemp(prefix="consrv-keys-"))  # nobody must reach the script
     try:
         bin_dir.chmod(0o755)
@@ -139,26 +139,26 @@ def running_site(
         yolanda = make_key(tmp_path, "yolanda")
         identity = {"nss": True, "ttl": TTL, "negative_ttl": NEGATIVE_TTL, "grace": GRACE,
                     "timeout": TIMEOUT, **settings}  # fmt: skip
-        config = write_config(
-            tmp_path / "consrv.yaml",
-            {
-                "ssh": {
-                    "listen": ["127.0.0.1:0"],
-                    "host_key": str(tmp_path / "host_key"),
-                    "trusted_user_ca_keys": [(tmp_path / "ca.pub").read_text().strip()],
-                    "authorized_keys_command": f"{script} %u",
-                    "authorized_keys_command_user": "nobody",
-                },
-                "audit_log": str(tmp_path / "audit.log"),
-                "identity": identity,
-                "users": {"yolanda": {"keys": [yolanda.public]}},
-                "consoles": {
-                    "lab-ioc": {"socket": str(console), "rw": ["@ops"], "ro": ["*"]}
-                    if console is not None
-                    else {"tcp": "127.0.0.1:9", "rw": ["@ops"], "ro": ["*"]},
-                },
+        data: dict[str, Any] = {
+            "ssh": {
+                "listen": ["127.0.0.1:0"],
+                "host_key": str(tmp_path / "host_key"),
+                "trusted_user_ca_keys": [(tmp_path / "ca.pub").read_text().strip()],
+                "authorized_keys_command": f"{script} %u",
+                "authorized_keys_command_user": "nobody",
             },
-        )
+            "audit_log": str(tmp_path / "audit.log"),
+            "identity": identity,
+            "users": {"yolanda": {"keys": [yolanda.public]}},
+            "consoles": {
+                "lab-ioc": {"socket": str(console), "rw": ["@ops"], "ro": ["*"]}
+                if console is not None
+                else {"tcp": "127.0.0.1:9", "rw": ["@ops"], "ro": ["*"]},
+            },
+        }
+        more = dict(extra or {})
+        data["consoles"].update(more.pop("consoles", {}))
+        config = write_config(tmp_path / "consrv.yaml", {**data, **more})
         env = dict(os.environ, LD_PRELOAD=NSS_WRAPPER, NSS_WRAPPER_PASSWD=str(passwd),
                    NSS_WRAPPER_GROUP=str(group))  # fmt: skip
         found = Site(tmp_path, slapd, Consrv(config, tmp_path, env=env), ca, passwd, group)
