@@ -184,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse(argv)
     if shutil.which("ssh") is None:
         raise SystemExit("needs the OpenSSH client (make setup)")
-    root = Path(tempfile.mkdtemp(prefix="consrv-bench-identity-"))
+    # The keys command's directory: only root may write it or above it (sshd's safe_path).
+    root = Path(tempfile.mkdtemp(prefix="consrv-bench-identity-", dir="/run"))
     root.chmod(0o755)
     try:
         if args.logins:

@@ -159,6 +159,10 @@ class _Reloader:
         except GatewayKeyError as exc:
             self._failed(path, str(exc))
             return
+        unsafe = exposure.identity_refusals(config)  # the running keys command stays
+        if unsafe:
+            self._failed(path, "; ".join(unsafe))
+            return
         _warn_restart_only(self.registry.config, config)
         changes = self.registry.reload(config)
         self.front.reconfigure(config)
@@ -334,7 +338,8 @@ def run(config: Config, path: Path | None = None, *, fd_store: bool = False) -> 
     """
     for warning in exposure.warnings(config):
         logger.warning("%s", warning)
-    refused = exposure.fleet_refusals(config)  # the host key is refused by the SSH front
+    # The host key is refused by the SSH front.
+    refused = exposure.fleet_refusals(config) + exposure.identity_refusals(config)
     for problem in refused:
         logger.error("cannot serve: %s", problem)
     if refused:

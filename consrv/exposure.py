@@ -2,7 +2,8 @@
 
 Owns two lists over a loaded config: `refusals` (consrv will not run with these:
 a host key, or a fleet gateway's key or CA key, other users may read, as sshd's
-StrictModes refuses an "UNPROTECTED PRIVATE KEY FILE") and `warnings` (allowed,
+StrictModes refuses an "UNPROTECTED PRIVATE KEY FILE"; a keys command others may
+change, as sshd refuses an "Unsafe AuthorizedKeysCommand") and `warnings` (allowed,
 but said on every start and by check-config: ``/metrics`` listening beyond
 loopback, which docs/security.md asks to keep on a management network; the web
 view beyond loopback without TLS).
@@ -25,7 +26,18 @@ def refusals(config: Config) -> list[str]:
         ([f"ssh.host_key: {problem}"] if problem is not None else [])
         + ([f"ssh.host_certificate: {cert}"] if cert is not None else [])
         + fleet_refusals(config)
+        + identity_refusals(config)
     )
+
+
+def identity_refusals(config: Config) -> list[str]:
+    """A keys command sshd would refuse to run (its safe_path): whoever can change the
+    program, or a directory above it, makes users."""
+    command = config.identity.command if config.identity is not None else ()
+    problem = program_problem(command[0]) if command else None
+    if problem is None:
+        return []
+    return [f"ssh.authorized_keys_command: unsafe program: {problem} (as sshd, consrv refuses it)"]
 
 
 def fleet_refusals(config: Config) -> list[str]:
@@ -47,10 +59,6 @@ def warnings(config: Config) -> list[str]:
             "can reach it reads console names, users' logins and IOC health; keep it on "
             "127.0.0.1 or a management network"
         )
-    command = config.identity.command if config.identity is not None else ()
-    problem = program_problem(command[0]) if command else None
-    if problem is not None:
-        found.append(f"ssh.authorized_keys_command: {problem} (sshd would refuse to run it)")
     web = config.web
     if web is not None and web.tls is None and not is_loopback(web.listen):
         found.append(

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,19 @@ def make_key(directory: Path, name: str) -> UserKey:
     private = directory / f"id_{name}"
     key = write_new_key(private, f"{name}@test")
     return UserKey(name, private, key.export_public_key().decode().strip())
+
+
+# A keys command must live where only root can change it (sshd's safe_path, which
+# consrv applies): not under /tmp (mode 1777), where a clone or pytest's tmp_path may be.
+SAFE_ROOT = Path("/run")
+
+
+def safe_tempdir(prefix: str) -> Path:
+    """A new directory (mode 0755) whose every parent only root may write: for a keys
+    command. The caller removes it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=SAFE_ROOT))
+    path.chmod(0o755)
+    return path
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

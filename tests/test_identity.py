@@ -21,7 +21,7 @@ from consrv.config import ConfigError, parse_config
 from consrv.config.values import parse_command
 from consrv.identity.authkeys import parse_authorized_keys
 from consrv.identity.cache import Cache, SourceError, Unavailable
-from consrv.identity.command import Account, KeyFacts, expand, program_problem, run_command
+from consrv.identity.command import Account, KeyFacts, expand, run_command
 
 TTL, NEGATIVE, GRACE, TIMEOUT = 10.0, 2.0, 30.0, 1.0
 
@@ -297,14 +297,3 @@ def test_without_a_directory_acl_names_must_be_known() -> None:
     with pytest.raises(ConfigError, match="unknown group"):
         parse_config({"consoles": {"lab": {"tcp": "127.0.0.1:9", "rw": ["@unix-ops"]}}}, Path("/"))
     assert parse_config({"identity": None}, Path("/")).identity is None  # nothing on
-
-
-def test_an_unsafe_program_is_named_as_sshd_would(tmp_path: Path) -> None:
-    assert program_problem("/usr/bin/ssh") is None
-    assert (
-        program_problem(str(tmp_path / "missing"))
-        == f"{tmp_path}/missing is not an executable file"
-    )
-    (tmp_path / "keys").write_text("#!/bin/sh\n")
-    (tmp_path / "keys").chmod(0o777)
-    assert "writable by others" in str(program_problem(str(tmp_path / "keys")))

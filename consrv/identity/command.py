@@ -71,18 +71,30 @@ class RunAs:
 
 
 def program_problem(program: str) -> str | None:
-    """Why the keys command's program is unsafe to run as sshd sees it (its safe_path):
-    missing, not executable, or it or a directory above it writable by others than its
-    owner, or owned by someone other than root or consrv's user. None: fine."""
-    path = Path(program)
-    if not os.access(path, os.X_OK) or not path.is_file():
-        return f"{program} is not an executable file"
-    for part in (path, *path.parents):
+    """Why the keys command's program is unsafe to run, judged as OpenSSH's ``safe_path()``
+    judges an AuthorizedKeysCommand: an absolute path; its real path (symbolic links
+    resolved) a regular, executable file; that file and every directory above it owned
+    by root (or consrv's own user) and writable by neither group nor others. Whoever
+    can change the program, or rename a directory above it, makes users. None: safe."""
+    if not os.path.isabs(program):
+        return f"{program} is not an absolute path"
+    try:
+        real = Path(os.path.realpath(program, strict=True))
+        st = real.stat()
+    except OSError as exc:
+        return f"{program}: {exc.strerror or exc}"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{real} is not a regular file"
+    if not os.access(real, os.X_OK):
+        return f"{real} is not executable"
+    for part in (real, *real.parents):
+        what = "file" if part == real else "directory"
         st = part.stat()
         if st.st_uid not in (0, os.geteuid()):
-            return f"{part} is owned by uid {st.st_uid}: anyone who is that user makes users"
-        if stat.S_IMODE(st.st_mode) & 0o022:
-            return f"{part} is writable by others: whoever can write there makes users"
+            return f"{what} {part} is owned by uid {st.st_uid}, not root or consrv's user"
+        if st.st_mode & 0o022:
+            mode = stat.S_IMODE(st.st_mode)
+            return f"{what} {part} is writable by its group or others (mode {mode:04o})"
     return None
 
 

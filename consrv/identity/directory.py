@@ -24,7 +24,14 @@ from consrv.config import IdentityConfig
 from consrv.identity import nss
 from consrv.identity.authkeys import AuthorizedKeys, parse_authorized_keys
 from consrv.identity.cache import Cache, SourceError, Unavailable
-from consrv.identity.command import Account, KeyFacts, RunAs, expand, run_command
+from consrv.identity.command import (
+    Account,
+    KeyFacts,
+    RunAs,
+    expand,
+    program_problem,
+    run_command,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +121,9 @@ class Directory:
         """One run, counted and audited; its output parsed (bad lines refused and logged)."""
         started, result = time.monotonic(), "timeout"
         try:
+            unsafe = program_problem(argv[0])  # checked at every run, as sshd does
+            if unsafe is not None:
+                raise SourceError(f"unsafe program: {unsafe}")
             run_as = await self._command_user()
             async with self.commands:
                 self.running += 1

@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ import pytest
 import trio
 
 from consrv.demo import ProcServ
-from tests.harness import Consrv, UserKey, make_key, write_config
+from tests.harness import Consrv, UserKey, make_key, safe_tempdir, write_config
 from tests.slapd import PEOPLE, Slapd
 from tests.sshclients import PtySSH, ssh_argv
 
@@ -125,9 +124,8 @@ def running_site(
 ) -> Iterator[Site]:
     """consrv with keys from slapd (through the keys command) and users from NSS files;
     ``extra``: more config sections (its ``consoles`` are added to lab-ioc)."""
-    bin_dir = Path(tempfile.mkdtemp(prefix="consrv-keys-"))  # nobody must reach the script
+    bin_dir = safe_tempdir("consrv-keys-")  # nobody must reach the script; only root change it
     try:
-        bin_dir.chmod(0o755)
         garbage = make_key(tmp_path, "garbage-key")
         script = bin_dir / "keys.sh"
         script.write_text(KEYS_SCRIPT.format(sleep=SLEEP, garbage_key=garbage.public, uri=slapd.uri,
