@@ -25,6 +25,7 @@ EVENTS = frozenset(
     {
         "login", "login_failed", "auth_failed", "attach", "detach", "write", "procserv_key",
         "ioc_action", "reload", "input", "broadcast", "note", "tunnel", "keys_command",
+        "key_owner_command",
     }
 )  # fmt: skip
 

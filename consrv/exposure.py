@@ -33,11 +33,18 @@ def refusals(config: Config) -> list[str]:
 def identity_refusals(config: Config) -> list[str]:
     """A keys command sshd would refuse to run (its safe_path): whoever can change the
     program, or a directory above it, makes users."""
-    command = config.identity.command if config.identity is not None else ()
-    problem = program_problem(command[0]) if command else None
-    if problem is None:
+    identity = config.identity
+    if identity is None:
         return []
-    return [f"ssh.authorized_keys_command: unsafe program: {problem} (as sshd, consrv refuses it)"]
+    found = []
+    for key, command in (
+        ("ssh.authorized_keys_command", identity.command),
+        ("identity.key_owner_command", identity.owner_command),
+    ):
+        problem = program_problem(command[0]) if command else None
+        if problem is not None:
+            found.append(f"{key}: unsafe program: {problem} (as sshd, consrv refuses it)")
+    return found
 
 
 def fleet_refusals(config: Config) -> list[str]:

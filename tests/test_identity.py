@@ -297,3 +297,18 @@ def test_without_a_directory_acl_names_must_be_known() -> None:
     with pytest.raises(ConfigError, match="unknown group"):
         parse_config({"consoles": {"lab": {"tcp": "127.0.0.1:9", "rw": ["@unix-ops"]}}}, Path("/"))
     assert parse_config({"identity": None}, Path("/")).identity is None  # nothing on
+
+
+def test_the_key_owner_command_needs_the_keys_command_and_no_user_tokens() -> None:
+    def parsed(ssh: dict[str, object], owner: str) -> object:
+        data = {"ssh": ssh, "identity": {"key_owner_command": owner}}
+        return parse_config(data, Path("/")).identity
+
+    keys = {"authorized_keys_command": "/usr/bin/sss_ssh_authorizedkeys %u"}
+    found = parsed(keys, "/usr/local/bin/owner %f %k")
+    assert getattr(found, "owner_command", None) == ("/usr/local/bin/owner", "%f", "%k")
+    with pytest.raises(ConfigError, match=r"identity\.key_owner_command: set without ssh"):
+        parsed({}, "/usr/local/bin/owner %k")
+    with pytest.raises(ConfigError, match="%u, %U and %h are not known"):
+        parsed(keys, "/usr/local/bin/owner %u")
+    assert getattr(parsed(keys, "/usr/local/bin/owner 100%%u"), "owner_command", None)

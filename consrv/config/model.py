@@ -286,6 +286,9 @@ class IdentityConfig:
     negative_ttl: float = 30.0  # "no such user / no keys" is used without asking again
     grace: float = 3600.0  # after the ttl, while the directory does not answer
     concurrency: int = 8  # commands (and NSS lookups) running at once
+    # A plain key offered to the service or observer login: whose it may be (%f %t %k;
+    # user names out). Only a suggestion: the keys command of the user named decides.
+    owner_command: tuple[str, ...] = ()
 
     @property
     def enabled(self) -> bool:

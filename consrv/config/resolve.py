@@ -2,6 +2,7 @@
 
 import difflib
 import os
+import re
 import socket
 import types
 import typing
@@ -397,8 +398,27 @@ def resolve_identity(
         problems.append(
             Problem("ssh.authorized_keys_command_user", "set without ssh.authorized_keys_command")
         )
+    owner = raw.key_owner_command or ()
+    if owner and not command:
+        problems.append(
+            Problem(
+                "identity.key_owner_command",
+                "set without ssh.authorized_keys_command (it only suggests a user: that"
+                " user's keys, from the keys command, decide)",
+            )
+        )
+    user_tokens = [arg for arg in owner if re.search(r"%[uUh]", arg.replace("%%", ""))]
+    if user_tokens:
+        problems.append(
+            Problem(
+                "identity.key_owner_command",
+                f"{user_tokens[0]!r}: %u, %U and %h are not known when the command is asked"
+                " whose key it is (use %f, %t or %k)",
+            )
+        )
     return (
         IdentityConfig(
+            owner_command=owner,
             command=command or (),
             command_user=command_user,
             nss=raw.nss,

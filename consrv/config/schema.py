@@ -320,6 +320,7 @@ class RawIdentity(pydantic.BaseModel):
     negative_ttl: Duration = IdentityConfig.negative_ttl
     grace: Duration = IdentityConfig.grace
     concurrency: Annotated[StrictInt, Field(ge=1, le=1000)] = IdentityConfig.concurrency
+    key_owner_command: Command | None = None  # whose is this key? (%f %t %k): a suggestion
 
     @pydantic.model_validator(mode="before")
     @classmethod

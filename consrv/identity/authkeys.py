@@ -11,6 +11,7 @@ answering "may this key, or this CA's certificate, log in from here?". Options:
 - anything else (``command=``, ``environment=``, ``no-pty``, ``restrict``, ...): consrv
   cannot honour it, so the whole line is refused, with a problem naming the option.
 
+Also reads the key owner command's output (user names, ``parse_owners``).
 Must not know: processes, users' groups, connections.
 """
 
@@ -24,6 +25,8 @@ import typing
 from typing import Any
 
 import asyncssh
+
+from consrv.names import InvalidName, validate_user_name
 
 HONOURED = frozenset({"from", "cert-authority", "principals", "expiry-time"})
 HARMLESS = frozenset(
@@ -124,3 +127,25 @@ def _expiry(values: object) -> float:
             raise ValueError(f"expiry-time {value[:20]!r}: not a date") from None
         times.append(calendar.timegm(parsed) if match[4] else time.mktime(parsed))
     return min(times)
+
+
+MAX_OWNERS = 8  # user names of the key owner command's output looked at
+
+
+def parse_owners(output: str) -> tuple[tuple[str, ...], int]:
+    """The key owner command's output: (user names, at most MAX_OWNERS, in order; how many
+    lines were no user name). Blank lines and ``#`` comments are skipped."""
+    names: list[str] = []
+    refused = 0
+    for line in output.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            name = validate_user_name(line)
+        except InvalidName:
+            refused += 1
+            continue
+        if name not in names and len(names) < MAX_OWNERS:
+            names.append(name)
+    return tuple(names), refused

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncssh
 import trio
@@ -22,7 +22,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from consrv.audit import NO_AUDIT, AuditLog
 from consrv.config import IdentityConfig
 from consrv.identity import nss
-from consrv.identity.authkeys import AuthorizedKeys, parse_authorized_keys
+from consrv.identity.authkeys import AuthorizedKeys, parse_authorized_keys, parse_owners
 from consrv.identity.cache import Cache, SourceError, Unavailable
 from consrv.identity.command import (
     Account,
@@ -63,6 +63,9 @@ class Directory:
         self.threads = trio.CapacityLimiter(config.concurrency)
         self.keys: Cache[tuple[str, ...], AuthorizedKeys] = self._cache("the keys command", bool)
         self.people: Cache[str, Person | None] = self._cache("NSS", lambda p: p is not None)
+        self.owners: Cache[tuple[str, ...], tuple[str, ...]] = self._cache(
+            "the key owner command", bool
+        )
         self.runs = dict.fromkeys(RESULTS, 0)
         self.running = 0
         self._run_as: RunAs | None = None
@@ -77,16 +80,18 @@ class Directory:
     async def run(self) -> None:
         """Forever: the nursery where probes of a down source run in the background."""
         async with trio.open_nursery() as nursery:
-            self.keys.nursery = self.people.nursery = nursery
+            for cache in (self.keys, self.people, self.owners):
+                cache.nursery = nursery
             try:
                 await trio.sleep_forever()
             finally:
-                self.keys.nursery = self.people.nursery = None
+                for cache in (self.keys, self.people, self.owners):
+                    cache.nursery = None
 
     def reconfigure(self, config: IdentityConfig) -> None:
         """A reload: new timings and command; cached answers stay (they are still answers)."""
         self.config = config
-        for cache in (self.keys, self.people):
+        for cache in (self.keys, self.people, self.owners):
             cache.ttl, cache.negative_ttl = config.ttl, config.negative_ttl
             cache.grace, cache.timeout = config.grace, config.timeout
         self.commands.total_tokens = config.concurrency
@@ -117,20 +122,24 @@ class Directory:
         argv = expand(self.config.command, user, facts, account)
         return await self.keys.get(argv, lambda: self._run(user, argv))
 
+    async def _output(self, argv: tuple[str, ...]) -> str:
+        """One run of a command (its program checked first, every time, as sshd does)."""
+        unsafe = program_problem(argv[0])
+        if unsafe is not None:
+            raise SourceError(f"unsafe program: {unsafe}")
+        run_as = await self._command_user()
+        async with self.commands:
+            self.running += 1
+            try:
+                return await run_command(argv, run_as)
+            finally:
+                self.running -= 1
+
     async def _run(self, user: str, argv: tuple[str, ...]) -> AuthorizedKeys:
         """One run, counted and audited; its output parsed (bad lines refused and logged)."""
         started, result = time.monotonic(), "timeout"
         try:
-            unsafe = program_problem(argv[0])  # checked at every run, as sshd does
-            if unsafe is not None:
-                raise SourceError(f"unsafe program: {unsafe}")
-            run_as = await self._command_user()
-            async with self.commands:
-                self.running += 1
-                try:
-                    output = await run_command(argv, run_as)
-                finally:
-                    self.running -= 1
+            output = await self._output(argv)
         except SourceError as exc:
             result = "failed"
             logger.warning("keys command for %s failed: %s", user, exc)
@@ -153,6 +162,48 @@ class Directory:
         self.runs[result] += 1
         seconds = round(time.monotonic() - started, 3)
         self.audit.record("keys_command", user=user, result=result, keys=keys, seconds=seconds)
+
+    # -- the key owner command -----------------------------------------------------
+    async def key_owners(self, key: asyncssh.SSHKey, blob: bytes) -> tuple[str, ...]:
+        """Whose the key may be, as ``identity.key_owner_command`` says (valid user names,
+        at most MAX_OWNERS; empty: nobody, or no such command). A suggestion only: the
+        caller checks each user's keys. Raises Unavailable."""
+        if not self.config.owner_command:
+            return ()
+        fingerprint = key.get_fingerprint()
+        facts = KeyFacts(fingerprint, key.get_algorithm(), blob)
+        argv = expand(self.config.owner_command, "", facts, Account())
+        return await self.owners.get(argv, lambda: self._ask_owners(fingerprint, argv))
+
+    async def _ask_owners(self, fingerprint: str, argv: tuple[str, ...]) -> tuple[str, ...]:
+        started, result = time.monotonic(), "timeout"
+        try:
+            output = await self._output(argv)
+        except SourceError as exc:
+            result = "failed"
+            logger.warning("key owner command for %s failed: %s", fingerprint, exc)
+            raise
+        finally:
+            if result != "ok":
+                self._record_owner(fingerprint, result, started)
+        names, refused = parse_owners(output)
+        if refused:
+            logger.warning(
+                "key owner command for %s: %d lines are no user names: ignored",
+                fingerprint, refused,
+            )  # fmt: skip
+        result = "ok"
+        self._record_owner(fingerprint, result, started, names)
+        return names
+
+    def _record_owner(
+        self, key: str, result: str, started: float, names: tuple[str, ...] = ()
+    ) -> None:
+        seconds = round(time.monotonic() - started, 3)
+        self.audit.record(
+            "key_owner_command", key=key, result=result, users=",".join(names) or None,
+            seconds=seconds,
+        )  # fmt: skip
 
     async def _command_user(self) -> RunAs | None:
         """``authorized_keys_command_user``'s uid and gid, looked up once per config."""
@@ -190,7 +241,12 @@ class Directory:
         served = CounterMetricFamily(
             "consrv_identity_answers", "Answers given, by how", labels=["source", "how"]
         )
-        for source, cache in (("keys_command", self.keys), ("nss", self.people)):
+        sources: list[tuple[str, Cache[Any, Any]]] = [
+            ("keys_command", self.keys), ("nss", self.people)
+        ]  # fmt: skip
+        if self.config.owner_command:
+            sources.append(("key_owner_command", self.owners))
+        for source, cache in sources:
             up.add_metric([source], 0 if cache.stats.down else 1)
             cached.add_metric([source], len(cache))
             stats = cache.stats

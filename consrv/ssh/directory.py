@@ -10,7 +10,10 @@ directory no longer lists (revocation, within the cache's ttl). The login paths:
   or her certificate is signed by a trusted CA (``ssh.trusted_user_ca_keys``, or a
   ``cert-authority`` line of the command) and names her;
 - ``ssh console@iochost`` with a certificate from a trusted CA whose principal is a
-  Unix user NSS knows (and no YAML user): that user.
+  Unix user NSS knows (and no YAML user): that user;
+- ``ssh observer@iochost`` (or ``console@``) with a plain key no YAML user has, with
+  ``identity.key_owner_command``: the user it names whose keys (from the keys
+  command) include that key.
 
 asyncssh calls these from its own (asyncio) tasks; they run here as trio code
 (``trio_asyncio.trio_as_aio``), so a slow directory delays only that connection.
@@ -186,6 +189,34 @@ class Authenticator:
                 self.login = DirectoryLogin(name, True)
                 return True
         raise Refused("unknown_user")
+
+    async def owner(self, blob: bytes) -> bool:
+        """A plain key no YAML user has, offered to the service or observer login: the
+        key owner command suggests users; the first whose keys (the keys command's, as
+        for ``ssh USER@``) include this key is the user. A name alone proves nothing."""
+        try:
+            key = asyncssh.public_key.decode_ssh_public_key(blob)
+            owners = await self.directory.key_owners(key, blob)
+        except Unavailable:
+            raise Refused("directory_unavailable") from None
+        except (asyncssh.KeyImportError, PacketDecodeError):
+            raise Refused("unknown_key") from None
+        for name in owners:
+            self.refused = None
+            await self.begin(name)
+            if self.refused == "directory_unavailable":
+                raise Refused("directory_unavailable")
+            if self.refused is not None:  # NSS knows no such user
+                continue
+            try:
+                return await self.key(key)
+            except Refused as exc:
+                if exc.reason == "directory_unavailable":
+                    raise
+        if owners:
+            logger.info("key owner command named %s for a key none of them has", ",".join(owners))
+        self.user = self.person = self.login = None
+        raise Refused("unknown_key")
 
 
 def trio_call(fn: Callable[..., Awaitable[T]], *args: object) -> Awaitable[T]:

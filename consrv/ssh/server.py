@@ -378,9 +378,27 @@ class _Server(asyncssh.SSHServer):
                 if not await self._directory(auth.principal, key_data):
                     return False
                 self.principal_auth = auth if auth.user is not None else None
+            elif self._owner_asked(directory, key_data):
+                auth = dirauth.Authenticator(
+                    directory, self.front.config, self.host, self.peer_addr[0]
+                )
+                if not await self._directory(auth.owner, key_data):
+                    return False
+                self.principal_auth = auth
             return True
 
         compat.screen_keys(conn, screen)
+
+    def _owner_asked(self, directory: Directory, key_data: bytes) -> bool:
+        """Is the key owner command asked about this key? A plain key no YAML user has,
+        offered to the service or observer login (docs/identity.md)."""
+        config = self.front.config
+        return (
+            bool(directory.config.owner_command)
+            and self.login_name in (config.ssh.login, config.ssh.observer_login)
+            and dirauth.certificate_principals(key_data) is None
+            and config.user_for_key(key_data) is None
+        )
 
     async def _directory(self, ask: Any, *args: object) -> bool:
         """Ask the directory (trio code, from asyncssh's asyncio task); refused: False."""
@@ -445,6 +463,8 @@ class _Server(asyncssh.SSHServer):
             self.attempt = "unknown_login"
             return False
         self.user = self.front.config.user_for_key(key.public_data)
+        if self.user is None and self.principal_auth is not None:  # the key owner command's
+            self.user = self.principal_auth.user
         self.key = bytes(key.public_data)
         if self.user is None and self.failure is None:
             self.failure = "unknown_key"

@@ -66,6 +66,7 @@ class Site:
     group: Path
     keys: dict[str, UserKey] = field(default_factory=dict)
     group_mtime: float = 0.0
+    bin_dir: Path = Path("/")  # the commands' directory (root's: sshd's safe_path)
 
     def key(self, name: str) -> UserKey:
         if name not in self.keys:
@@ -85,7 +86,19 @@ class Site:
 
 
 # Each test adds its own users to the module's slapd: a name once (tests run in any order).
-UNIX_USERS = ("alice", "bob", "carol", "dave", "sleepy", "garbage", "erin", "frank", "gina", "hank")
+UNIX_USERS = (
+    "alice",
+    "bob",
+    "carol",
+    "dave",
+    "sleepy",
+    "garbage",
+    "erin",
+    "frank",
+    "gina",
+    "hank",
+    "ivan",
+)
 
 
 def _write_passwd(path: Path) -> None:
@@ -106,6 +119,19 @@ def sign(ca: Path, key: Path, principal: str) -> None:
                     "-V", "-5m:+1h", str(key) + ".pub"], check=True)  # fmt: skip
 
 
+# The key owner command (identity.key_owner_command) for these tests: $1 is the key (%k).
+# Users whose LDAP entry holds that key, then whoever the claims file names for it: a
+# command that lies, which consrv must not believe.
+OWNER_SCRIPT = """\
+#!/bin/sh
+ldapsearch -x -LLL -o ldif-wrap=no -H {uri} -b {base} "(objectClass=ldapPublicKey)" uid \\
+  sshPublicKey | awk -v k="$1" '/^uid: /{{u=$2}} /^sshPublicKey: /{{if ($3 == k) m=1}}
+  /^$/{{if (m) print u; m=0; u=""}} END{{if (m) print u}}'
+[ -f {claims} ] && awk -v k="$1" '$1 == k {{print $2}}' {claims}
+exit 0
+"""
+
+
 @pytest.fixture
 def site(slapd: Slapd, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Site]:
     """Mark ``@pytest.mark.identity(timeout=...)`` to change the identity section."""
@@ -120,10 +146,12 @@ def running_site(
     tmp_path: Path,
     console: Path | None = None,
     extra: dict[str, Any] | None = None,
+    owner: bool = False,
     **settings: object,
 ) -> Iterator[Site]:
     """consrv with keys from slapd (through the keys command) and users from NSS files;
-    ``extra``: more config sections (its ``consoles`` are added to lab-ioc)."""
+    ``extra``: more config sections (its ``consoles`` are added to lab-ioc); ``owner``:
+    with OWNER_SCRIPT as identity.key_owner_command (claims in ``bin_dir/claims``)."""
     bin_dir = safe_tempdir("consrv-keys-")  # nobody must reach the script; only root change it
     try:
         garbage = make_key(tmp_path, "garbage-key")
@@ -131,6 +159,13 @@ def running_site(
         script.write_text(KEYS_SCRIPT.format(sleep=SLEEP, garbage_key=garbage.public, uri=slapd.uri,
                                              base=PEOPLE))  # fmt: skip
         script.chmod(0o755)
+        owner_script = bin_dir / "owner.sh"
+        owner_script.write_text(
+            OWNER_SCRIPT.format(uri=slapd.uri, base=PEOPLE, claims=bin_dir / "claims")
+        )
+        owner_script.chmod(0o755)
+        if owner:
+            settings["key_owner_command"] = f"{owner_script} %k"
         ca = keygen(tmp_path / "ca")
         passwd, group = tmp_path / "passwd", tmp_path / "group"
         _write_passwd(passwd)
@@ -161,6 +196,7 @@ def running_site(
                    NSS_WRAPPER_GROUP=str(group))  # fmt: skip
         found = Site(tmp_path, slapd, Consrv(config, tmp_path, env=env), ca, passwd, group)
         found.keys["yolanda"], found.keys["garbage-key"] = yolanda, garbage
+        found.bin_dir = bin_dir
         found.unix_groups({"ops": ["alice"]})
         found.consrv.start()
         try:
