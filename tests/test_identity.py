@@ -304,7 +304,7 @@ def test_the_key_owner_command_needs_the_keys_command_and_no_user_tokens() -> No
         data = {"ssh": ssh, "identity": {"key_owner_command": owner}}
         return parse_config(data, Path("/")).identity
 
-    keys = {"authorized_keys_command": "/usr/bin/sss_ssh_authorizedkeys %u"}
+    keys: dict[str, object] = {"authorized_keys_command": "/usr/bin/sss_ssh_authorizedkeys %u"}
     found = parsed(keys, "/usr/local/bin/owner %f %k")
     assert getattr(found, "owner_command", None) == ("/usr/local/bin/owner", "%f", "%k")
     with pytest.raises(ConfigError, match=r"identity\.key_owner_command: set without ssh"):
