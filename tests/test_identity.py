@@ -19,7 +19,7 @@ import yaml
 
 from consrv.config import ConfigError, parse_config
 from consrv.config.values import parse_command
-from consrv.identity.authkeys import parse_authorized_keys
+from consrv.identity.authkeys import parse_authorized_keys, parse_owners
 from consrv.identity.cache import Cache, SourceError, Unavailable
 from consrv.identity.command import Account, KeyFacts, expand, run_command
 
@@ -312,3 +312,12 @@ def test_the_key_owner_command_needs_the_keys_command_and_no_user_tokens() -> No
     with pytest.raises(ConfigError, match="%u, %U and %h are not known"):
         parsed(keys, "/usr/local/bin/owner %u")
     assert getattr(parsed(keys, "/usr/local/bin/owner 100%%u"), "owner_command", None)
+
+
+def test_the_owner_commands_output_is_user_names_only() -> None:
+    output = "# owners\n\nalice\nalice\n../etc/passwd\nbob\n" + "".join(
+        f"u{i}\n" for i in range(20)
+    )
+    names, refused = parse_owners(output)
+    assert names == ("alice", "bob", "u0", "u1", "u2", "u3", "u4", "u5")  # at most 8, once each
+    assert refused == 1  # a line that is no user name never reaches NSS or a command line
