@@ -110,6 +110,35 @@ def test_consoles_a_user_has_no_role_on_stay_invisible(fleet: Fleet) -> None:
     assert SECRET not in direct.stdout  # the same answer as on the host itself
 
 
+def test_an_unknown_name_is_answered_from_the_fleets_names_the_user_may_see(
+    fleet: Fleet,
+) -> None:
+    """The host's answer (exit status 1, a near name, else the names there are), from
+    every peer's consoles, by each peer's rules; NAME@HOST where a bare name is not enough."""
+    first, second, fourth = fleet.peers[0], fleet.peers[1], fleet.peers[3]
+    direct = fleet.ssh("alice", "tail", "ioc-0", host=first.name, port=first.port)
+    assert (direct.returncode, direct.stderr) == (
+        1, "consrv: unknown console 'ioc-0'; did you mean 'ioc-00'?\n"
+    )  # fmt: skip
+    for command, said in (
+        (("tail", "ioc-0"), "'ioc-0'; did you mean 'ioc-00'?"),
+        (("dup-io",), f"'dup-io'; did you mean 'dup-ioc@{first.name}' or 'dup-ioc@{second.name}'?"),
+        (("status", "secret-io"), "'secret-io'; did you mean 'secret-ioc'?"),
+        (
+            ("tail", f"ioc-03@{first.name}"),
+            f"'ioc-03@{first.name}'; did you mean 'ioc-03@{fourth.name}'?",
+        ),
+    ):
+        through = fleet.ssh("alice", *command)
+        assert (through.returncode, through.stdout) == (1, ""), (command, through.stderr)
+        assert through.stderr == f"consrv: unknown console {said}\n", command
+    for command in (("status", "secret-io"), ("tail", "secret-ioc"), ("log", "zzz")):
+        refused = fleet.ssh("bob", *command)  # bob has no role on secret-ioc
+        assert refused.returncode == 1, (command, refused.stderr)
+        assert "; consoles: dup-ioc@" in refused.stderr
+        assert "secret" not in refused.stderr.split(";", 1)[1], refused.stderr
+
+
 def test_status_and_who_cover_the_fleet(fleet: Fleet) -> None:
     states: dict[str, str] = {}
 
