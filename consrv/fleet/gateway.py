@@ -65,6 +65,7 @@ class Identity:
 
 
 CONNECTING = 32
+RAW = "--raw"  # follow's option: the console's bytes as they came, escapes and all
 
 
 class Gateway:
@@ -442,9 +443,10 @@ class FleetRun:
 
     # -- follow across hosts -------------------------------------------------------------
     async def follow(self, args: list[str], command: str) -> int:
-        if len(args) != 1 or args[0].startswith("-"):
+        words = [word for word in args if word not in VERBS["follow"].flags]  # --raw
+        if len(words) != 1 or words[0].startswith("-"):
             return await self.local(command)
-        pattern = args[0]
+        pattern = words[0]
         visible = self.directory.visible(
             self.login.user, read_only=self.login.read_only, unix_groups=self._unix_groups()
         )
@@ -456,8 +458,13 @@ class FleetRun:
         self.on_input(fan)
         statuses: list[int] = []
 
+        # A peer's session has no pty (lines from several hosts are whole lines, not a
+        # screen), so it would take the escapes out: a user on a terminal asks for them.
+        raw = [*words, RAW] if self.pty and RAW not in args else None
+        remote = shlex.join(["follow", *raw]) if raw else command
+
         async def one(peer: Peer) -> None:
-            statuses.append(await self.forward(peer, command, Lines(self.channel), fan.add))
+            statuses.append(await self.forward(peer, remote, Lines(self.channel), fan.add))
 
         async def local() -> None:
             statuses.append(await self.local(command, Lines(self.channel), fan.add))

@@ -475,6 +475,33 @@ async def test_follow_across_hosts(fleet: Fleet) -> None:
         await client.aclose()
 
 
+@pytest.mark.parametrize("tty", [False, True], ids=["into-a-pipe", "on-a-terminal"])
+async def test_follow_through_the_gateway_takes_escapes_out_only_without_a_pty(
+    fleet: Fleet, tty: bool
+) -> None:
+    """The soft IOC's coloured prompt, followed through the gateway: no escape codes
+    without a pty (as on its host), the colours on a terminal (the peer is asked for
+    ``--raw``: its session has no pty of its own)."""
+    gateway, peer = fleet.gateways[0], fleet.peers[2]
+    argv = ssh_argv(gateway.address, gateway.consrv.port, fleet.users["olga"].private,
+                    "observer", "follow", SOFT_IOC, tty=tty)  # fmt: skip
+    client = await PtySSH(argv).start()
+    try:
+        with Witness(peer.procservs[SOFT_IOC].socket) as witness:
+            what = f"{SOFT_IOC}'s prompt line from follow through the gateway"
+            with deadline(20, what, lambda: said(client.output, witness.read())):
+                while True:  # the follower attaches once the command runs: type again
+                    witness.send(b"dbl\r")
+                    with trio.move_on_after(1):
+                        match = await client.expect(SOFT_IOC.encode() + rb": [^\r\n]*epics> ")
+                        break
+        await client.send(b"\x04")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+    assert (b"\x1b[" in match.group(0), b"\x1b[" in client.output) == (tty, tty), match
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 
