@@ -23,6 +23,7 @@ class Built:
     rpm: Path
     pva_deb: Path  # consrv-pva: the pva extra for consrv's venv
     pva_rpm: Path
+    newer_pva_deb: Path
 
 
 @pytest.fixture(scope="session")
@@ -30,8 +31,14 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     out = tmp_path_factory.mktemp("packages")
     first = build_packages(out, 1)
     newer = build_packages(out, 2, keep_stage=True)
-    return Built(first["consrv.deb"], newer["consrv.deb"], first["consrv.rpm"],
-                 first["consrv-pva.deb"], first["consrv-pva.rpm"])  # fmt: skip
+    return Built(
+        deb=first["consrv.deb"],
+        newer_deb=newer["consrv.deb"],
+        rpm=first["consrv.rpm"],
+        pva_deb=first["consrv-pva.deb"],
+        pva_rpm=first["consrv-pva.rpm"],
+        newer_pva_deb=newer["consrv-pva.deb"],
+    )
 
 
 @pytest.fixture
