@@ -35,7 +35,8 @@ bench: setup
 
 check: lint typecheck pytest
 
-# The .deb (Debian 12) and .rpm (RHEL 8/9) in build/packages/ (docs/packaging.md).
+# The .deb (Debian 12) and .rpm (RHEL 8/9) in build/packages/, consrv-pva beside them
+# (docs/packaging.md).
 package: setup
 	packaging/build.sh
 
