@@ -35,7 +35,8 @@ bench: setup
 
 check: lint typecheck pytest
 
-# The .deb (Debian 12) and .rpm (RHEL 8/9) in build/packages/ (docs/packaging.md).
+# The .deb (Debian 12) and .rpm (RHEL 8/9) in build/packages/, consrv-pva beside them
+# (docs/packaging.md).
 package: setup
 	packaging/build.sh
 
@@ -89,6 +90,12 @@ $(VENV)/.demo-installed: pyproject.toml $(DEMO_LOCK)
 # run the whole check on them (docs/dependencies.md, "Upgrading dependencies").
 PIP_COMPILE := $(BIN)/pip-compile -q --generate-hashes --allow-unsafe --strip-extras \
                --no-emit-find-links --no-emit-index-url --no-emit-trusted-host
+# requirements/pva.txt: the runtime and the pva extra (the consrv-pva package), at the
+# test lock's versions (the ones the suite ran): the test lock is its starting point.
+define PVA_LOCK
+cp requirements/test.txt requirements/pva.txt
+$(PIP_COMPILE) --extra pva -o requirements/pva.txt pyproject.toml requirements/build.in
+endef
 # pip-compile comes from the venv; a pyproject.toml with a dependency the venv lacks must
 # not stop a re-lock (setup's `pip check` would), so setup runs only when there is none.
 lock:
@@ -97,6 +104,7 @@ lock:
 	cp requirements/runtime.txt requirements/demo.txt  # the same pins, and the ioc extra
 	$(PIP_COMPILE) --extra ioc -o requirements/demo.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --upgrade --extra test -o requirements/test.txt pyproject.toml requirements/test.in
+	$(PVA_LOCK)
 	rm -f $(VENV)/.installed $(VENV)/.demo-installed
 	$(MAKE) test
 	@git diff --stat -- requirements/ || true
@@ -108,6 +116,7 @@ relock:
 	$(PIP_COMPILE) -o requirements/runtime.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra ioc -o requirements/demo.txt pyproject.toml requirements/build.in
 	$(PIP_COMPILE) --extra test -o requirements/test.txt pyproject.toml requirements/test.in
+	$(PVA_LOCK)
 	rm -f $(VENV)/.installed $(VENV)/.demo-installed
 	$(MAKE) setup
 

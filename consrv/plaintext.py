@@ -1,11 +1,12 @@
 """Console output for a reader that is not a terminal: ``ssh host tail NAME > file``.
 
-Owns the rule for ``tail`` and ``log`` over SSH: without a pty (the server cannot see
-the client's stdout; a pty is what the client asks for when it is a terminal, or when
-told to with ``ssh -t``) terminal escape sequences are taken out, unless ``--raw``
-asks for the bytes as they came; the output of a finished command ends with a
-newline, so a shell's prompt does not land on ``epics>``. `StripSink` does the same
-for a stream (``tail -f``). Knows nothing of consoles or SSH.
+Owns the rule for ``tail``, ``log`` and ``follow`` over SSH: without a pty (the
+server cannot see the client's stdout; a pty is what the client asks for when it is
+a terminal, or when told to with ``ssh -t``) terminal escape sequences are taken
+out, unless ``--raw`` asks for the bytes as they came; the output of a finished
+command ends with a newline, so a shell's prompt does not land on ``epics>``.
+`StripSink` does the same for a stream (``tail -f``, ``follow``). Knows nothing of
+consoles or SSH.
 """
 
 from __future__ import annotations

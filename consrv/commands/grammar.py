@@ -48,7 +48,7 @@ VERBS: dict[str, Verb] = {
         ),
         Verb("cast", valued=frozenset({"--since", "--until"}), positional=1, console=True),
         Verb("web", here_only=True),
-        Verb("follow", positional=1, here_only=True, spans_hosts=True),
+        Verb("follow", frozenset({"--raw"}), positional=1, here_only=True, spans_hosts=True),
         *(Verb(action, positional=1, console=True) for action in ("start", "stop", "restart")),
         Verb("help", here_only=True),
         Verb("version", here_only=True),
@@ -72,11 +72,11 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
-       (tail, log: --raw keeps the terminal escapes taken out when there is no pty)
+       (tail, log, follow: --raw keeps the terminal escapes taken out when there is no pty)
        ssh -t LOGIN@HOST play NAME [--since T] [--until T] [--speed N]  replay the recording
        ssh LOGIN@HOST cast NAME [--since T] [--until T] > FILE.cast    the recording, asciicast v2
        ssh LOGIN@HOST web                    a one-time link to the read-only web view
-       ssh LOGIN@HOST follow PATTERN         follow consoles matching PATTERN (a glob)
+       ssh LOGIN@HOST follow PATTERN [--raw] follow consoles matching PATTERN (a glob)
        ssh LOGIN@HOST start|stop|restart NAME  the IOC's unit (if you may operate it)
        ssh LOGIN@HOST help | version
 On a console, ^Ec? lists the escapes (^Ec. detaches).

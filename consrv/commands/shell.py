@@ -294,14 +294,18 @@ class CommandRun:
         return OK
 
     async def follow(self, args: list[str]) -> int:
-        positional, _ = split_words("follow", args)
+        positional, flags = split_words("follow", args)
         if not positional:
-            raise UsageError("usage: follow PATTERN (a glob over console names, e.g. 'llrf-*')")
+            raise UsageError(
+                "usage: follow PATTERN [--raw] (a glob over console names, e.g. 'llrf-*')"
+            )
         pattern = positional[0]
         names = [n for n in self.host.visible(self.login) if fnmatch.fnmatchcase(n, pattern)]
         if not names:
             return self.error(f"no console matches {pattern[:64]!r}; try: list", NOT_FOUND)
-        await self._watch({n: self.registry.consoles[n] for n in names}, prefixed=True)
+        plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)
+        consoles = {n: self.registry.consoles[n] for n in names}
+        await self._watch(consoles, prefixed=True, plain=plain)
         return OK
 
     async def _watch(

@@ -33,7 +33,7 @@ SEVERITIES: Mapping[str, int] = types.MappingProxyType(
 )
 # What a PV name may hold besides the console name (which follows consrv's own rule).
 _PV_CHARS = re.compile(r"[A-Za-z0-9_:.\-{}]*")
-INSTALL_HINT = "pip install 'consrv[pva]'"
+INSTALL_HINT = "pip install 'consrv[pva]' (consrv from its .deb or .rpm: install consrv-pva)"
 
 
 def _interface(value: object) -> str:

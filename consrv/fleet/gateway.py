@@ -7,7 +7,8 @@ request time); a command naming one console (``NAME``, ``attach``, ``tail``,
 runs on the console's own host, through a `Bridge` under a certificate minted for
 the user; ``follow`` spans hosts. ``NAME@HOST`` picks a host; a name on several
 hosts is refused with the choices; a name whose host is down gets one line naming the host and since
-when (exit status 5), within the hop's deadline. Everything else is this host's
+when (exit status 5), within the hop's deadline; an unknown one, the host's answer from the
+fleet's names (`places`, `Host.suggest`). Everything else is this host's
 `commands.Shell`. The SSH front reaches the gateway only through
 ``contracts.Commands``; which verb goes where is ``commands.grammar``'s.
 """
@@ -49,6 +50,7 @@ from consrv.fleet.link import LinkSettings, PeerLink, split_address
 from consrv.fleet.targets import TargetSource, read_peers
 from consrv.host import Host
 from consrv.menu import LineReader, pick
+from consrv.names import InvalidName, validate_console_name
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,7 @@ class Identity:
 
 
 CONNECTING = 32
+RAW = "--raw"  # follow's option: the console's bytes as they came, escapes and all
 
 
 class Gateway:
@@ -96,6 +99,7 @@ class Gateway:
         self.active = 0  # carried now
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
+        host.places = self.places  # an unknown name is answered from the whole fleet
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a link to every peer, forever (each its own task: none waits for another)."""
@@ -190,6 +194,15 @@ class Gateway:
                 row["state"] = reports.UNREACHABLE
             rows.append({**row, "host": found.peer.name})
         return sorted(rows, key=lambda r: (r["name"], r["host"]))
+
+    def places(self, login: Login) -> list[tuple[str, str]]:
+        """(NAME, HOST) of every console `login` may see, here and on every peer (by the
+        peer's rules): what an unknown name's answer suggests from (`Host.suggest`)."""
+        here = [(name, self.name) for name in self.host.visible(login)]
+        found = self.directory.visible(
+            login.user, read_only=login.read_only, unix_groups=self.unix_groups(login)
+        )
+        return here + [(f.name, f.peer.name) for f in found]
 
     def unix_groups(self, login: Login) -> frozenset[str] | None:
         """The user's Unix groups when this gateway's NSS defines users (its peers share
@@ -356,15 +369,24 @@ class FleetRun:
         where = self.where(text)
         if where is None or (isinstance(where, Missing) and not host):
             words[index] = name
-            return await self.local(shlex.join(words))  # unknown: this host's shell suggests
+            return await self.local(shlex.join(words))  # unknown: Host.suggest over `places`
         if isinstance(where, Missing):
-            return self.error(f"unknown console {text[:130]!r}; try: list", NOT_FOUND)
+            return self.unknown(text)
         if isinstance(where, Ambiguous):
             choices = ", ".join(where.choices)
             return self.error(f"{name!r} is on several hosts: {choices}; name one as NAME@HOST",
                               USAGE)  # fmt: skip
         words[index] = name
         return await self.forward(where.peer, shlex.join(words))
+
+    def unknown(self, text: str) -> int:
+        """``NAME@HOST`` that is not there: the host's answer, from the whole fleet."""
+        try:
+            validate_console_name(split_host(text)[0])
+        except InvalidName as exc:
+            return self.error(str(exc), NOT_FOUND)
+        suggestion = self.host.suggest(self.login, text, qualified=True)
+        return self.error(f"unknown console {text[:130]!r}{suggestion}", NOT_FOUND)
 
     async def forward(
         self,
@@ -421,9 +443,10 @@ class FleetRun:
 
     # -- follow across hosts -------------------------------------------------------------
     async def follow(self, args: list[str], command: str) -> int:
-        if len(args) != 1 or args[0].startswith("-"):
+        words = [word for word in args if word not in VERBS["follow"].flags]  # --raw
+        if len(words) != 1 or words[0].startswith("-"):
             return await self.local(command)
-        pattern = args[0]
+        pattern = words[0]
         visible = self.directory.visible(
             self.login.user, read_only=self.login.read_only, unix_groups=self._unix_groups()
         )
@@ -435,8 +458,13 @@ class FleetRun:
         self.on_input(fan)
         statuses: list[int] = []
 
+        # A peer's session has no pty (lines from several hosts are whole lines, not a
+        # screen), so it would take the escapes out: a user on a terminal asks for them.
+        raw = [*words, RAW] if self.pty and RAW not in args else None
+        remote = shlex.join(["follow", *raw]) if raw else command
+
         async def one(peer: Peer) -> None:
-            statuses.append(await self.forward(peer, command, Lines(self.channel), fan.add))
+            statuses.append(await self.forward(peer, remote, Lines(self.channel), fan.add))
 
         async def local() -> None:
             statuses.append(await self.local(command, Lines(self.channel), fan.add))

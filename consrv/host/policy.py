@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Callable, Iterable
 
 from consrv import views
 from consrv.access import Role, role_for
@@ -26,6 +27,10 @@ from consrv.registry import Registry
 
 # Console names an unknown name's error lists when none is near it.
 SUGGESTED = 8
+# Where a login may find consoles, as (NAME, HOST) pairs: a fleet gateway's answer
+# (this host's and every peer's, by their own rules), so an unknown name's answer
+# covers the fleet. ``NAME@HOST`` is the fleet's way to name a console on a host.
+Places = Callable[[Login], Iterable[tuple[str, str]]]
 
 
 class Host:
@@ -45,6 +50,9 @@ class Host:
         # Users from the facility's directory (docs/identity.md): set by the SSH front,
         # which asks it while users authenticate; None: YAML users only.
         self.directory: Directory | None = None
+        # None: an unknown name is answered from this host's consoles; a gateway sets
+        # the fleet's (fleet/gateway.py).
+        self.places: Places | None = None
 
     @property
     def messages(self) -> MessageBudgets:
@@ -113,19 +121,54 @@ class Host:
         health = self.ioc.health.get(name) if self.ioc is not None else None
         return views.ConsoleView(console, ioc_config.unit_for(name), health)
 
-    def suggest(self, login: Login, name: str) -> str:
-        """A near name ("did you mean"), else the names there are (a few, then: list);
-        only names the user may see."""
-        visible = self.visible(login)
-        close = difflib.get_close_matches(name, visible, n=len(visible) or 1)
-        if close:  # the best; of equals, the first by name (demo-ioc: demo-ioc1)
-            best = difflib.SequenceMatcher(None, close[0], name).ratio()
-            near = min(c for c in close if difflib.SequenceMatcher(None, c, name).ratio() >= best)
-            return f"; did you mean {near!r}?"
-        if not visible:
-            return "; there are no consoles you may see"
-        more = f" and {len(visible) - SUGGESTED} more (list)" if len(visible) > SUGGESTED else ""
-        return f"; consoles: {', '.join(visible[:SUGGESTED])}{more}"
+    def suggest(self, login: Login, name: str, *, qualified: bool = False) -> str:
+        """The end of an unknown name's error: a near name ("did you mean"), else the
+        names there are (a few, then: list); only names the user may see, on this host
+        or, on a gateway, in the fleet (`places`). `qualified`: ``name`` was typed as
+        ``NAME@HOST`` (``name`` is then that whole text), so every name is shown so."""
+        if self.places is None:
+            return suggestion(name, ((n, "") for n in self.visible(login)), qualified=qualified)
+        return suggestion(name, self.places(login), qualified=qualified)
+
+
+def suggestion(text: str, places: Iterable[tuple[str, str]], *, qualified: bool = False) -> str:
+    """The end of an unknown name's error: "; did you mean 'NEAR'?", else "; consoles: ..."
+    (at most `SUGGESTED`, then: list).
+
+    ``places``: the (NAME, HOST) pairs the user may see. A name on one host is shown
+    bare (a bare name finds it), one on several hosts as ``NAME@HOST`` for each; so is
+    every name when `qualified`, and a near name that is the very name typed (it is
+    not where it was asked for)."""
+    hosts: dict[str, list[str]] = {}
+    for name, host in places:
+        hosts.setdefault(name, []).append(host)
+    name = text.partition("@")[0] if qualified else text
+
+    def shown(console: str, always: bool = False) -> list[str]:
+        where = sorted(h for h in hosts[console] if h)
+        if (always or qualified or len(where) > 1) and where:
+            return [f"{console}@{host}" for host in where]
+        return [console]
+
+    names = sorted(hosts)
+    near = _nearest(name, names)
+    if near is not None:
+        return "; did you mean " + " or ".join(map(repr, shown(near, near == name))) + "?"
+    if not names:
+        return "; there are no consoles you may see"
+    every = [entry for console in names for entry in shown(console)]
+    more = f" and {len(every) - SUGGESTED} more (list)" if len(every) > SUGGESTED else ""
+    return f"; consoles: {', '.join(every[:SUGGESTED])}{more}"
+
+
+def _nearest(name: str, names: list[str]) -> str | None:
+    """The name most like ``name`` (difflib's cut-off); of equals, the first by name
+    (demo-ioc: demo-ioc1)."""
+    close = difflib.get_close_matches(name, names, n=len(names) or 1)
+    if not close:
+        return None
+    best = difflib.SequenceMatcher(None, close[0], name).ratio()
+    return min(c for c in close if difflib.SequenceMatcher(None, c, name).ratio() >= best)
 
 
 class LiveMessages:

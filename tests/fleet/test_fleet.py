@@ -110,6 +110,35 @@ def test_consoles_a_user_has_no_role_on_stay_invisible(fleet: Fleet) -> None:
     assert SECRET not in direct.stdout  # the same answer as on the host itself
 
 
+def test_an_unknown_name_is_answered_from_the_fleets_names_the_user_may_see(
+    fleet: Fleet,
+) -> None:
+    """The host's answer (exit status 1, a near name, else the names there are), from
+    every peer's consoles, by each peer's rules; NAME@HOST where a bare name is not enough."""
+    first, second, fourth = fleet.peers[0], fleet.peers[1], fleet.peers[3]
+    direct = fleet.ssh("alice", "tail", "ioc-0", host=first.name, port=first.port)
+    assert (direct.returncode, direct.stderr) == (
+        1, "consrv: unknown console 'ioc-0'; did you mean 'ioc-00'?\n"
+    )  # fmt: skip
+    for command, said in (
+        (("tail", "ioc-0"), "'ioc-0'; did you mean 'ioc-00'?"),
+        (("dup-io",), f"'dup-io'; did you mean 'dup-ioc@{first.name}' or 'dup-ioc@{second.name}'?"),
+        (("status", "secret-io"), "'secret-io'; did you mean 'secret-ioc'?"),
+        (
+            ("tail", f"ioc-03@{first.name}"),
+            f"'ioc-03@{first.name}'; did you mean 'ioc-03@{fourth.name}'?",
+        ),
+    ):
+        through = fleet.ssh("alice", *command)
+        assert (through.returncode, through.stdout) == (1, ""), (command, through.stderr)
+        assert through.stderr == f"consrv: unknown console {said}\n", command
+    for command in (("status", "secret-io"), ("tail", "secret-ioc"), ("log", "zzz")):
+        refused = fleet.ssh("bob", *command)  # bob has no role on secret-ioc
+        assert refused.returncode == 1, (command, refused.stderr)
+        assert "; consoles: dup-ioc@" in refused.stderr
+        assert "secret" not in refused.stderr.split(";", 1)[1], refused.stderr
+
+
 def test_status_and_who_cover_the_fleet(fleet: Fleet) -> None:
     states: dict[str, str] = {}
 
@@ -444,6 +473,33 @@ async def test_follow_across_hosts(fleet: Fleet) -> None:
         assert await client.wait() == 0
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["into-a-pipe", "on-a-terminal"])
+async def test_follow_through_the_gateway_takes_escapes_out_only_without_a_pty(
+    fleet: Fleet, tty: bool
+) -> None:
+    """The soft IOC's coloured prompt, followed through the gateway: no escape codes
+    without a pty (as on its host), the colours on a terminal (the peer is asked for
+    ``--raw``: its session has no pty of its own)."""
+    gateway, peer = fleet.gateways[0], fleet.peers[2]
+    argv = ssh_argv(gateway.address, gateway.consrv.port, fleet.users["olga"].private,
+                    "observer", "follow", SOFT_IOC, tty=tty)  # fmt: skip
+    client = await PtySSH(argv).start()
+    try:
+        with Witness(peer.procservs[SOFT_IOC].socket) as witness:
+            what = f"{SOFT_IOC}'s prompt line from follow through the gateway"
+            with deadline(20, what, lambda: said(client.output, witness.read())):
+                while True:  # the follower attaches once the command runs: type again
+                    witness.send(b"dbl\r")
+                    with trio.move_on_after(1):
+                        match = await client.expect(SOFT_IOC.encode() + rb": [^\r\n]*epics> ")
+                        break
+        await client.send(b"\x04")
+        assert await client.wait() == 0
+    finally:
+        await client.aclose()
+    assert (b"\x1b[" in match.group(0), b"\x1b[" in client.output) == (tty, tty), match
 
 
 # -- failures ----------------------------------------------------------------------------------

@@ -21,12 +21,13 @@ from consrv.config import ConfigError, parse_config
 from consrv.contracts import UNREACHABLE, Login
 from consrv.fleet.bridge import HIGH_WATER, Bridge
 from consrv.fleet.directory import Ambiguous, Directory, Found, Missing
-from consrv.fleet.gateway import Identity
+from consrv.fleet.gateway import Gateway, Identity
 from consrv.fleet.identity import VALIDITY, Minter
 from consrv.fleet.link import LinkSettings
 from consrv.fleet.metrics import FleetCollector
 from consrv.fleet.targets import peers_of, targets_url
 from consrv.host.feed import Feed
+from consrv.host.policy import suggestion
 from consrv.metrics import metrics_registry
 from consrv.protocol.feed import FeedError
 from consrv.ssh.compat import _ChannelSide
@@ -249,6 +250,79 @@ async def test_an_unknown_name_gets_the_hosts_own_answer() -> None:
     )
     assert status == 1
     assert "unknown console 'nope'" in channel.notices.decode()
+
+
+async def unknown_answer(gateway: Gateway, login: Login, command: str) -> tuple[int, str]:
+    channel = FakeChannel()
+    status = await gateway.handle(login, command, channel, pty=False, on_input=channel.on_input)
+    assert channel.stdout == ""
+    return status, channel.notices.decode()
+
+
+async def test_an_unknown_name_is_answered_from_the_whole_fleets_names() -> None:
+    gateway = offline_gateway()
+    directory = gateway.directory
+    other = directory.peers["iochost-18"]
+    directory.connected(other, 1000.0)
+    for message in (
+        line(type="hello", users={"alice": [], "bob": []}),
+        line(type="console", console=entry("ioc-a", rw=["alice", "bob"])),
+        line(type="console", console=entry("llrf-1", rw=["alice", "bob"])),
+        line(type="console", console=entry("vault", rw=["alice"], ro=["alice"])),
+        line(type="sync"),
+    ):
+        directory.receive(other, message, 1000.0)
+    # ioc-a is on both peers: each as NAME@HOST; llrf-1 on one: its bare name finds it.
+    assert await unknown_answer(gateway, ALICE, "tail ioc-b") == (
+        1, "consrv: unknown console 'ioc-b'; did you mean 'ioc-a@iochost-17' or "
+        "'ioc-a@iochost-18'?\n"
+    )  # fmt: skip
+    assert await unknown_answer(gateway, ALICE, "llrf-2") == (
+        1, "consrv: unknown console 'llrf-2'; did you mean 'llrf-1'?\n"
+    )  # fmt: skip
+    assert await unknown_answer(gateway, ALICE, "status vaul") == (
+        1, "consrv: unknown console 'vaul'; did you mean 'vault'?\n"
+    )  # fmt: skip
+    # bob has no role on vault (nor on iochost-17, where he is no user): not near, not
+    # listed, as on its host; ioc-a only on iochost-18 for him: its bare name.
+    assert await unknown_answer(gateway, BOB, "status vaul") == (
+        1, "consrv: unknown console 'vaul'; consoles: ioc-a, llrf-1\n"
+    )  # fmt: skip
+    assert await unknown_answer(gateway, BOB, "vault") == (
+        1, "consrv: unknown console 'vault'; consoles: ioc-a, llrf-1\n"
+    )  # fmt: skip
+    # NAME@HOST that is not there: the same kind of answer, every name with its host.
+    assert await unknown_answer(gateway, ALICE, "tail llrf-1@iochost-17") == (
+        1, "consrv: unknown console 'llrf-1@iochost-17'; did you mean 'llrf-1@iochost-18'?\n"
+    )  # fmt: skip
+    assert await unknown_answer(gateway, ALICE, "tail zzz@iochost-99") == (
+        1, "consrv: unknown console 'zzz@iochost-99'; consoles: ioc-a@iochost-17, "
+        "ioc-a@iochost-18, llrf-1@iochost-18, vault@iochost-18\n"
+    )  # fmt: skip
+    assert await unknown_answer(gateway, BOB, "tail vault@iochost-18") == (
+        1, "consrv: unknown console 'vault@iochost-18'; consoles: ioc-a@iochost-18, "
+        "llrf-1@iochost-18\n"
+    )  # fmt: skip
+    status, said = await unknown_answer(gateway, ALICE, "tail b/d@iochost-17")
+    assert (status, said.split(":")[:2]) == (1, ["consrv", " invalid console name 'b/d'"])
+    # Usage is judged first, as on a host.
+    assert (await unknown_answer(gateway, ALICE, "tail ioc-b -n x"))[0] == 2
+
+
+def test_an_unknown_names_suggestion_shows_a_host_only_where_needed() -> None:
+    places = [("a-ioc", "h1"), ("a-ioc", "h2"), ("b-ioc", "h2")] + [
+        (f"x{i}", "h3") for i in range(8)
+    ]
+    assert suggestion("b-io", places) == "; did you mean 'b-ioc'?"
+    assert suggestion("b-ioc", places) == "; did you mean 'b-ioc@h2'?"  # not where asked
+    assert suggestion("b-io@h1", places, qualified=True) == "; did you mean 'b-ioc@h2'?"
+    assert suggestion("nothing", places) == (
+        "; consoles: a-ioc@h1, a-ioc@h2, b-ioc, x0, x1, x2, x3, x4 and 3 more (list)"
+    )
+    assert suggestion("nothing", []) == "; there are no consoles you may see"
+    here = [("my-ioc", ""), ("other", "")]  # a host with no fleet: bare names only
+    assert suggestion("my-iocc", here) == "; did you mean 'my-ioc'?"
+    assert suggestion("zz", here) == "; consoles: my-ioc, other"
 
 
 def test_the_gateways_metrics() -> None:

@@ -1,6 +1,6 @@
 """A newcomer's first commands on a default install (issue 24), with the real OpenSSH
 client against a real EPICS soft IOC under procServ: the IOC's coloured prompt in
-`tail` and `log` into a pipe (no escape codes, a final newline) and on a terminal
+`tail`, `log` and `follow` into a pipe (no escape codes, a final newline) and on a terminal
 (the colours kept), `--raw`, the replay a watcher gets on attaching, a time search
 that finds lines (log timestamps on), and an unknown name answered with the list.
 
@@ -92,3 +92,47 @@ async def test_the_first_commands_on_a_default_install(world: World) -> None:
     # A name near none gets the list of consoles.
     status, _, err = await run(world, "nope")
     assert (status, err) == (1, b"consrv: unknown console 'nope'; consoles: e2e-ioc\n")
+
+
+# The IOC's prompt line as `follow` prints it: its name, then the prompt, coloured or not.
+FOLLOWED_PROMPT = rb"e2e-ioc: [^\r\n]*epics> [^\r\n]*dbl"
+
+
+async def follow_prompt(world: World, *extra: str, tty: bool) -> tuple[bytes, bytes]:
+    """``ssh [-tt|-T] observer@HOST follow e2e-ioc EXTRA...`` while alice types ``dbl``:
+    the prompt line it printed, and all it printed."""
+    argv = ssh_argv(world.port, world.olga.private, "observer", "follow", IOC, *extra, tty=tty)
+    follower = await PtySSH(argv).start()
+    alice = await PtySSH(ssh_argv(world.port, world.alice.private, "console", IOC)).start()
+    try:
+        await alice.expect(rb"attached to e2e-ioc: you write")
+        with deadline(20, f"the prompt line from follow {extra}", lambda: follower.output):
+            while True:  # the follower attaches once its command runs: type again
+                await alice.send(b"dbl\r")
+                with trio.move_on_after(1):
+                    line = (await follower.expect(FOLLOWED_PROMPT)).group(0)
+                    break
+        await alice.send(b"\x05c.")
+        assert await alice.wait() == 0
+        await follower.send(b"\x04")  # ^D: the end of input ends the follow
+        assert await follower.wait() == 0
+    finally:
+        await alice.aclose()
+        await follower.aclose()
+    return line, bytes(follower.output)
+
+
+@pytest.mark.parametrize(
+    ("tty", "extra"),
+    [(False, ()), (False, ("--raw",)), (True, ())],
+    ids=["into-a-pipe", "raw", "on-a-terminal"],
+)
+async def test_follow_takes_the_escapes_out_without_a_pty_as_tail_does(
+    world: World, tty: bool, extra: tuple[str, ...]
+) -> None:
+    """``ssh observer@host follow NAME > file`` (no pty): the coloured prompt without its
+    escape codes; ``ssh -t``: the colours kept; ``--raw``: kept without a pty."""
+    line, output = await follow_prompt(world, *extra, tty=tty)
+    kept = tty or bool(extra)
+    assert (ESCAPE in line, ESCAPE in output) == (kept, kept), line
+    assert line.replace(b"\x1b[32;1m", b"").replace(b"\x1b[0m", b"") == b"e2e-ioc: epics> dbl"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.packaging.installed import build_packages, package_status
+from tests.packaging.installed import PACKAGES, build_packages, package_status
 
 
 @dataclass(frozen=True)
@@ -21,28 +21,40 @@ class Built:
     deb: Path
     newer_deb: Path
     rpm: Path
+    pva_deb: Path  # consrv-pva: the pva extra for consrv's venv
+    pva_rpm: Path
+    newer_pva_deb: Path
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     out = tmp_path_factory.mktemp("packages")
-    deb, rpm = build_packages(out, 1)
-    newer_deb, _ = build_packages(out, 2, keep_stage=True)
-    return Built(deb, newer_deb, rpm)
+    first = build_packages(out, 1)
+    newer = build_packages(out, 2, keep_stage=True)
+    return Built(
+        deb=first["consrv.deb"],
+        newer_deb=newer["consrv.deb"],
+        rpm=first["consrv.rpm"],
+        pva_deb=first["consrv-pva.deb"],
+        pva_rpm=first["consrv-pva.rpm"],
+        newer_pva_deb=newer["consrv-pva.deb"],
+    )
 
 
 @pytest.fixture
 def purged_at_end() -> Iterator[None]:
-    """The machine without consrv's package before and after the test."""
-    status = package_status()
-    if status:
-        pytest.fail(f"consrv's package is on this machine ({status}): this test installs "
-                    "and purges it, so it will not run here")  # fmt: skip
+    """The machine without consrv's packages before and after the test."""
+    for name in PACKAGES:
+        status = package_status(name)
+        if status:
+            pytest.fail(f"{name} is on this machine ({status}): this test installs "
+                        "and purges it, so it will not run here")  # fmt: skip
     try:
         yield
     finally:
-        if package_status():
-            subprocess.run(["dpkg", "--purge", "consrv"], capture_output=True, check=False)
+        for name in PACKAGES:  # consrv-pva first: it depends on consrv
+            if package_status(name):
+                subprocess.run(["dpkg", "--purge", name], capture_output=True, check=False)
 
 
 @pytest.fixture

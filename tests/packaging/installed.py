@@ -56,13 +56,19 @@ def package_status(name: str = "consrv") -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def build_packages(outdir: Path, release: int, keep_stage: bool = False) -> tuple[Path, Path]:
-    """``packaging/build.sh`` into ``outdir``: the (.deb, .rpm) it made."""
+PACKAGES = ("consrv-pva", "consrv")  # consrv-pva first: it depends on consrv
+
+
+def build_packages(outdir: Path, release: int, keep_stage: bool = False) -> dict[str, Path]:
+    """``packaging/build.sh`` into ``outdir``: what it made, by name (``consrv.deb``,
+    ``consrv.rpm``, ``consrv-pva.deb``, ``consrv-pva.rpm``)."""
     run([str(REPO / "packaging" / "build.sh"), "-r", str(release), "-o", str(outdir),
          *(["-k"] if keep_stage else [])])  # fmt: skip
-    (deb,) = outdir.glob(f"consrv_*-{release}_amd64.deb")
-    (rpm,) = outdir.glob(f"consrv-*-{release}.x86_64.rpm")
-    return deb, rpm
+    made = {}
+    for name in PACKAGES:
+        (made[f"{name}.deb"],) = outdir.glob(f"{name}_*-{release}_amd64.deb")
+        (made[f"{name}.rpm"],) = outdir.glob(f"{name}-[0-9]*-{release}.x86_64.rpm")
+    return made
 
 
 def unit_settings(unit: Path) -> dict[str, list[str]]:

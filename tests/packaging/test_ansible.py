@@ -28,11 +28,13 @@ import yaml
 from tests.harness import UserKey, make_key
 from tests.packaging.conftest import Built
 from tests.packaging.installed import REPO, attach, package_status, start_ioc
+from tests.pvaclient import Monitors, client_conf
 from tests.systemd_user import CONSRV_UNIT, SystemdUser
 
 pytestmark = pytest.mark.integration
 
 IOC = "role-ioc"
+PVA_HOST = "rolehost"  # the {host} in the PV names
 CONFIG = Path("/etc/consrv/consrv.yaml")
 ROLES = REPO / "deploy" / "ansible" / "roles"
 PLAYBOOK = "- hosts: consrv_hosts\n  roles: [consrv]\n"
@@ -184,10 +186,43 @@ def test_the_role_converges_then_changes_nothing_and_a_bad_value_fails_at_valida
             assert package_status() == "install ok installed 0.1.0-2"
             assert main_pid(manager) != pid
             assert login_and_list(port, alice, known_hosts) == [IOC, "spare"]
+            pvs_on_then_off(ansible, built, newer)
         finally:
             manager.systemctl("stop", "consrv.service", check=False)
-            for copied in Path("/var/cache").glob("consrv-consrv_*.deb"):  # the role's copies
+            for copied in Path("/var/cache").glob("consrv-consrv[_-]*.deb"):  # the role's copies
                 copied.unlink()
+
+
+def pvs_on_then_off(ansible: Ansible, built: Built, base: dict[str, object]) -> None:
+    """``consrv_pva`` set: consrv-pva installed beside consrv and a restart (a p4p client
+    reads the console's State), then 0 changed; unset: consrv-pva removed, a restart."""
+    udp = free_udp_port()
+    pva = {**base, "consrv_pva": {"host": PVA_HOST, "server_port": 0, "broadcast_port": udp},
+           "consrv_pva_package_file": str(built.newer_pva_deb)}  # fmt: skip
+    status, output, counts = ansible.run(pva)
+    assert (status, counts["failed"]) == (0, 0), output
+    assert "RUNNING HANDLER [consrv : Restart consrv]" in output, output
+    assert package_status("consrv-pva") == "install ok installed 0.1.0-2"
+    assert yaml.safe_load(CONFIG.read_text())["pva"]["host"] == PVA_HOST
+    state = f"CONSRV:{PVA_HOST}:{IOC}:State"
+    with Monitors(client_conf(udp)) as pvs:
+        pvs.watch([state])
+        pvs.wait_for(state, lambda u: u.value == "up", "up, with the role's consrv_pva", timeout=30)
+    status, output, counts = ansible.run(pva)
+    assert (status, counts["changed"], counts["failed"]) == (0, 0, 0), output
+
+    status, output, counts = ansible.run(base)
+    assert (status, counts["failed"]) == (0, 0), output
+    assert "RUNNING HANDLER [consrv : Restart consrv]" in output, output
+    assert not package_status("consrv-pva").startswith("install ")
+    assert package_status() == "install ok installed 0.1.0-2"
+    assert "pva" not in yaml.safe_load(CONFIG.read_text())
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 RENDER = """- hosts: all

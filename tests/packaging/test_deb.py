@@ -11,7 +11,9 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import re
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,8 @@ from tests.packaging.installed import (
     running_unit,
     start_ioc,
 )
+from tests.pvaclient import Monitors, client_conf
+from tests.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -122,3 +126,47 @@ def test_install_serve_upgrade_remove_purge(built: Built, ioc_root: Path, tmp_pa
     for gone in ("/etc/consrv", "/var/lib/consrv", "/var/log/consrv"):
         assert not Path(gone).exists(), gone
     assert pwd.getpwnam("consrv").pw_dir == "/var/lib/consrv"
+
+
+PVA_HOST = "pkghost"  # the {host} in the PV names
+
+
+@pytest.mark.usefixtures("purged_at_end")
+def test_pvs_from_the_consrv_pva_package(built: Built, ioc_root: Path, tmp_path: Path) -> None:
+    """consrv-pva adds the pva extra to /opt/consrv: a config with ``pva:`` serves PVs a
+    p4p client reads; without the package the same config fails its check, naming p4p."""
+    apt_get("install", str(built.deb), str(built.pva_deb))
+    assert package_status("consrv-pva") == "install ok installed 0.1.0-1"
+    sizes = run(["dpkg-query", "-W", "-f=${Installed-Size} ", "consrv", "consrv-pva"]).split()
+    assert all(int(size) > 0 for size in sizes), sizes
+    run(["/opt/consrv/bin/python3.11", "-c", "import p4p.server, numpy"])
+
+    key = make_key(tmp_path, "alice")
+    with start_ioc(IOC, ioc_root) as procserv:
+        procserv.wait_ioc()
+        edit_config(key, procserv.socket)
+        config = yaml.safe_load(CONFIG.read_text())
+        config["pva"] = {"host": PVA_HOST, "server_port": 0, "broadcast_port": 0}
+        CONFIG.write_text(yaml.safe_dump(config, sort_keys=False))
+        run(["consrv", "check-config", "--config", str(CONFIG)])
+        with running_unit(UNIT, tmp_path, ioc_root) as (unit, _):
+            served = re.compile(r"pva on \S+ tcp port \d+ udp port (\d+)")
+            wait_until(lambda: served.search(unit.stderr()) is not None,
+                       "consrv's 'pva on ... udp port N' line", 30, seen=unit.stderr)  # fmt: skip
+            match = served.search(unit.stderr())
+            assert match is not None
+            with Monitors(client_conf(int(match.group(1)))) as pvs:
+                state = f"CONSRV:{PVA_HOST}:{IOC}:State"
+                pvs.watch([state])
+                pvs.wait_for(state, lambda u: u.value == "up", "up, from the packaged consrv")
+                version = pvs.get(f"CONSRV:{PVA_HOST}:Version").value
+        assert version == run(["consrv", "version"]).split()[-1]
+
+        apt_get("remove", "consrv-pva")
+        assert package_status("consrv") == "install ok installed 0.1.0-1"
+        refused = subprocess.run(["consrv", "check-config", "--config", str(CONFIG)],
+                                 capture_output=True, text=True, check=False)  # fmt: skip
+        assert refused.returncode != 0
+        assert "pva: needs p4p, which is not installed" in refused.stderr + refused.stdout
+    apt_get("purge", "consrv")
+    assert package_status("consrv") == package_status("consrv-pva") == ""

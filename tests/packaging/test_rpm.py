@@ -110,3 +110,22 @@ def test_scriptlets(built: Built, tmp_path: Path) -> None:
         script = tmp_path / name
         script.write_text(body)
         subprocess.run(["sh", "-n", str(script)], check=True)  # /bin/sh can parse it
+
+
+def test_consrv_pva_adds_the_pva_extra_to_the_venv_and_nothing_else(built: Built) -> None:
+    fields = "%{NAME} %{VERSION} %{RELEASE} %{ARCH}"
+    assert query(built.pva_rpm, "--qf", fields) == "consrv-pva 0.1.0 1 x86_64"
+    requires = [line for line in query(built.pva_rpm, "--requires").splitlines()
+                if not line.startswith("rpmlib(")]  # fmt: skip
+    assert requires == ["consrv = 0.1.0-1"]  # the venv is one set of versions
+    listed = files(built.pva_rpm)
+    site = "/opt/consrv/lib/python3.11/site-packages/"
+    assert {path.removeprefix(site).split("/")[0] for path in listed if path.startswith(site)} >= {
+        "p4p", "pvxslibs", "epicscorelibs", "numpy"
+    }  # fmt: skip
+    assert all(path.startswith(site) or site.startswith(path + "/") for path in listed)
+    assert all(user == group == "root" for _, user, group, _ in listed.values())
+    writable = [p for p, (mode, *_) in listed.items() if mode[0] != "l" and "w" in mode[4:]]
+    assert writable == []
+    files_of_consrv = {p for p, (mode, *_) in files(built.rpm).items() if mode[0] != "d"}
+    assert files_of_consrv & set(listed) == set()  # it replaces none of consrv's files
