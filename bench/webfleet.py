@@ -181,7 +181,9 @@ async def follow(watch: Watch, *, task_status: trio.TaskStatus[None]) -> None:
 class Typist:
     """The bench's clients on every console's procServ socket: marks and printing."""
 
-    def __init__(self, fleet: Fleet) -> None:
+    def __init__(self, fleet: Fleet, first: int) -> None:
+        """``first``: the number before this run's first mark (each run its own numbers: a
+        host's page begins with the console's scrollback, which holds earlier runs' marks)."""
         self.clients = {
             name: DirectClient(ps.socket)
             for peer in fleet.peers
@@ -190,7 +192,8 @@ class Typist:
         }
         self.locks = {name: trio.StrictFIFOLock() for name in self.clients}  # marks, printing
         self.sent: dict[int, tuple[str, float]] = {}  # mark -> console, when typed
-        self.number = 0
+        self.number = first
+        self.typed = 0  # lines typed by print_lines, all consoles together
 
     async def run(self, *, task_status: trio.TaskStatus[None]) -> None:
         async with trio.open_nursery() as nursery:
@@ -224,6 +227,7 @@ class Typist:
                 await self.clients[console].send(
                     b"load %s %08d %s\r" % (console.encode(), number, pad)
                 )
+            self.typed += 1
             next_at += interval
             await trio.sleep_until(next_at)
 
@@ -300,6 +304,11 @@ class Meter:
         return [(b - a) / elapsed * 100 for a, b in zip(start[1:], end[1:], strict=True)]
 
 
+def received(watches: list[Watch], site: str = "gateway") -> int:
+    """Bytes the streams of ``site`` have delivered so far."""
+    return sum(w.received for w in watches if w.site == site)
+
+
 def plan_watches(
     fleet: Fleet, streams: int, gateway: list[SignedIn], hosts: dict[str, SignedIn]
 ) -> list[Watch]:
@@ -320,14 +329,20 @@ def plan_watches(
 
 
 async def one_run(
-    fleet: Fleet, args: argparse.Namespace, sessions: tuple[list[SignedIn], dict[str, SignedIn]]
+    fleet: Fleet,
+    args: argparse.Namespace,
+    sessions: tuple[list[SignedIn], dict[str, SignedIn]],
+    first: int,
 ) -> dict[str, float]:
     row: dict[str, float] = {"load1": os.getloadavg()[0]}
     machine = MachineCpu()
     gateway = fleet.gateways[0].consrv
     meter = Meter(fleet)
     row["rss_before"] = rss_mb(gateway)
-    typist = Typist(fleet)
+    start = meter.read()
+    await trio.sleep(args.window)
+    row["cpu_none"], row["peers_none"], _ = meter.percent(start, meter.read())
+    typist = Typist(fleet, first)
     watches = plan_watches(fleet, args.streams, *sessions)
     async with trio.open_nursery() as nursery:
         await nursery.start(typist.run)
@@ -356,15 +371,20 @@ async def one_run(
             for name in printing:
                 printers.start_soon(typist.print_lines, name, args.interval)
             await trio.sleep(SETTLE)
-            start = meter.read()
+            start, sent, typed = meter.read(), received(watches), typist.typed
+            host = received(watches, "host")
             busy = await typist.marks(args.gap, trio.current_time() + args.window)
+            row["kb_s"] = (received(watches) - sent) / args.window / 1000
+            row["host_kb_s"] = (received(watches, "host") - host) / args.window / 1000
+            row["typed_s"] = (typist.typed - typed) / args.window
             row["cpu_busy"], row["peers_busy"], row["bench_busy"] = meter.percent(
                 start, meter.read()
             )
             await wait_marked(watches, busy, typist)
             printers.cancel_scope.cancel()
         row["rss_after"] = rss_mb(gateway)
-        for name, numbers in (("idle", idle), ("busy", busy)):
+        quiet = [n for n in busy if typist.sent[n][0] not in printing]
+        for name, numbers in (("idle", idle), ("busy", busy), ("quiet", quiet)):
             for site in ("gateway", "host"):
                 found = latencies(watches, numbers, typist, site)
                 row[f"{name}_{site}_p50"], row[f"{name}_{site}_p99"] = found.p50, found.p99
@@ -441,8 +461,13 @@ ROWS: list[tuple[str, str, int]] = [
     ("gateway RSS before the streams (MB)", "rss_before", 0),
     ("gateway RSS, streams open (MB)", "rss_open", 0),
     ("gateway RSS after the printing (MB)", "rss_after", 0),
+    ("gateway CPU, no stream, idle (% core)", "cpu_none", 2),
     ("gateway CPU, streams open, idle (% core)", "cpu_idle", 2),
     ("gateway CPU, consoles printing (% core)", "cpu_busy", 1),
+    ("lines typed into the printing consoles (per second, all)", "typed_s", 0),
+    ("the streams through the gateway, printing (kB/s in all)", "kb_s", 0),
+    ("the host pages' streams, printing (kB/s in all)", "host_kb_s", 0),
+    ("peers' CPU, all together, no stream (% core)", "peers_none", 2),
     ("peers' CPU, all together, idle (% core)", "peers_idle", 2),
     ("peers' CPU, all together, printing (% core)", "peers_busy", 1),
     ("the bench's own CPU, printing (% core)", "bench_busy", 1),
@@ -450,6 +475,8 @@ ROWS: list[tuple[str, str, int]] = [
     ("latency idle p99: gateway / host page (ms)", "idle_*_p99", 1),
     ("latency printing p50: gateway / host page (ms)", "busy_*_p50", 1),
     ("latency printing p99: gateway / host page (ms)", "busy_*_p99", 1),
+    ("… of the consoles not printing, p50 (ms)", "quiet_*_p50", 1),
+    ("… of the consoles not printing, p99 (ms)", "quiet_*_p99", 1),
     ("marks lost: gateway / host page", "*_lost", 0),
     ("streams the server closed", "closed", 0),
     ("load average (1 min) at the start", "load1", 2),
@@ -497,12 +524,15 @@ def measure(args: argparse.Namespace) -> list[dict[str, float]]:
             hosts = {peer.name: sign_in(fleet, "olga", peer) for peer in fleet.peers}
             for number in range(1, args.runs + 1):
                 print(f"bench.webfleet: run {number}/{args.runs}...", file=sys.stderr, flush=True)
-                row = trio.run(one_run, fleet, args, (gateway, hosts))
+                row = trio.run(one_run, fleet, args, (gateway, hosts), number * 1_000_000)
                 print(f"bench.webfleet: {row}", file=sys.stderr, flush=True)
                 runs.append(row)
             if args.chromium:
                 print("bench.webfleet: chromium...", file=sys.stderr, flush=True)
-                runs[-1].update(chromium_latency(fleet, root / "chromium", args.chromium))
+                try:
+                    runs[-1].update(chromium_latency(fleet, root / "chromium", args.chromium))
+                except Exception as exc:  # noqa: BLE001 - a sanity row: the runs' table stands
+                    print(f"bench.webfleet: chromium failed: {exc!r}", file=sys.stderr)
     return runs
 
 
