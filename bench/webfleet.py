@@ -14,17 +14,22 @@ the users alice, bob and olga; beside them each console once on its own host's p
 Each run (the fleet stays up; the streams are opened afresh):
 
 - the gateway's RSS before the streams, with them open, and after the printing;
-- the gateway's CPU (% of one core) over ``--window`` s, idle with the streams open,
-  then with ``--printing`` consoles printing (a line typed every ``--interval`` s
-  into ``cat``: the tty's echo and cat's copy, two lines); the peers' CPU beside it;
+- the gateway's CPU (% of one core) over ``--window`` s: idle without a stream, idle
+  with the streams open, then with ``--printing`` consoles printing (a line typed
+  every ``--interval`` s into ``cat``: the tty's echo and cat's copy, two lines); the
+  peers' CPU (all together) and the bench's own beside it, the lines typed and the
+  bytes the streams delivered;
 - latency: a marked line typed into procServ's console (the bench's own client on its
   socket, `bench.consoles.DirectClient`) until it arrives in each stream of that
-  console, round robin over the consoles every ``--gap`` s; a gateway stream and the
-  host's page see the very same line, so both see the same load. Idle, then printing.
+  console, round robin over the consoles every ``--gap`` s; the gateway's streams and
+  the host's page see the very same line, so both see the same load. Idle, then while
+  printing (all consoles, and the consoles not printing alone). A mark later than
+  `LATE` counts as lost.
 
 Prints one Markdown table, each cell the median of the runs (lowest-highest), with the
-load average. ``--chromium``: also one headless chromium on the gateway's page, the
-time from a marked line to its arrival in the page's terminal (a sanity row). Not a test.
+load average. ``--chromium N``: also one headless chromium (Debian's, tests/web/browser.py)
+on ``ioc-00``'s page through the gateway, then on its host: N marked lines each, the time
+to their arrival in the page's terminal (a sanity row, after the runs). Not a test.
 """
 
 from __future__ import annotations
