@@ -93,3 +93,8 @@ def markdown(runs: Sequence[report.Results]) -> str:
         out += ["", "Notes from these runs:", ""]
         out += [f"- {note}" for note in dict.fromkeys(notes)]
     return "\n".join(out) + "\n"
+
+
+def cell(values: Sequence[float | None], digits: int) -> str:
+    """One figure over several runs: ``median (lowest-highest)``, or — if none."""
+    return _cell(_summary(values), digits)
