@@ -1,165 +1,183 @@
-"""Serving ``/metrics``: a small trio HTTP/1.1 responder with slowloris limits.
+"""Serving ``/metrics``: hypercorn's trio HTTP/1.1 server behind a slowloris guard.
 
-Owns answering one request per connection: collecting in the trio thread (no
-object is read while a task changes it), formatting in a worker thread, at most
-`MAX_CONNECTIONS` at once (a new connection takes the place of the oldest one still
-sending its request head), and `HEAD_TIMEOUT` for a head, `REQUEST_TIMEOUT` for all.
-Knows no metric: it serves a `CollectorRegistry`.
+Owns the metrics listener (``metrics.listen``: its own address, whether or not the
+web view is on), one request per connection, the limits below, and serving again
+after a failure (as the web front does). Knows no metric: it serves an ASGI app
+(`MetricsApp`, metrics/app.py).
 
-Why not hypercorn (already in the process for web/) or prometheus-client's server:
-neither has these two limits (hypercorn's ``read_timeout`` is per read, so a head
-sent a line every 0.5 s never ends; it has no cap with eviction), and
-tests/security/test_metrics_slowloris.py holds them.
+The limits: at most `MAX_CONNECTIONS` at once, a new connection taking the place of
+the oldest one still sending its request head (a scraper sends its request at once;
+only a slowloris is still at it); `HEAD_TIMEOUT` for a head; `REQUEST_TIMEOUT` for
+all. tests/security/test_metrics_slowloris.py holds them.
+
+Why a guard in front of hypercorn rather than its settings: hypercorn has no cap on
+connections, let alone one that evicts, and its ``read_timeout`` is per read (a head
+sent a line every 0.5 s never ends). Its ``serve`` takes no per-connection hook, so
+`_Guard` accepts each connection and hands it, wrapped in `_Connection` (which
+knows when the head has ended), to hypercorn's own per-connection server
+(``hypercorn.trio.tcp_server.TCPServer``, what ``serve`` runs for each one).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import re
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import Framework
+from hypercorn.utils import wrap_app
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import Metric
+from starlette.types import ASGIApp
 
 from consrv.config import Endpoint
+from consrv.metrics.app import MetricsApp
 
 logger = logging.getLogger("consrv.metrics")
 
-MAX_REQUEST = 8192
+MAX_REQUEST = 8192  # bytes of a request head
 # A scraper sends its whole request at once: one that takes longer is a slowloris.
 HEAD_TIMEOUT = 5.0
 REQUEST_TIMEOUT = 10.0  # head, collecting and sending, all told
 MAX_CONNECTIONS = 64
-INDEX = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
+RESTART_DELAY = 1.0
+HEAD_END = re.compile(rb"\n\r?\n")  # where h11 ends a head
 
 
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    accept: str
+class _Connection(trio.abc.HalfCloseableStream):
+    """One accepted connection as hypercorn reads it, under its own cancel scope:
+    ``HEAD_TIMEOUT`` until its request head has ended, then ``REQUEST_TIMEOUT`` from
+    its start; evicting it cancels the scope. Sends have a deadline of their own
+    (hypercorn shields them from cancellation)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.socket = stream.socket  # hypercorn reads the addresses from it
+        self.started = trio.current_time()
+        self.scope = trio.CancelScope(deadline=self.started + HEAD_TIMEOUT)
+        self.head_done = False
+        self._tail = b""  # the last bytes read, for a head end split across reads
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        data = await self.stream.receive_some(max_bytes)
+        if not self.head_done:
+            seen = self._tail + data
+            self._tail = seen[-2:]
+            if not data or HEAD_END.search(seen) is not None:
+                self.head_done = True
+                self.scope.deadline = self.started + REQUEST_TIMEOUT
+        return data
+
+    def evict(self) -> None:
+        self.scope.cancel()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with trio.CancelScope(deadline=self.started + REQUEST_TIMEOUT):
+            await self.stream.send_all(data)
+            return
+        raise trio.BrokenResourceError("the client is not reading")
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
 
 
-def parse_request(head: bytes) -> Request | None:
-    """The request line and Accept header of an HTTP/1.x request head; None if malformed."""
-    lines = head.decode("latin-1").splitlines()
-    parts = lines[0].split() if lines else []
-    if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-        return None
-    accept = ""
-    for line in lines[1:]:
-        key, _, value = line.partition(":")
-        if key.strip().lower() == "accept":
-            accept = value.strip()
-    return Request(parts[0], parts[1].partition("?")[0], accept)
+ServeConnection = Callable[[_Connection], Awaitable[None]]
 
 
-def http_response(status: str, content_type: str, body: bytes) -> bytes:
-    head = (
-        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
+class _Guard:
+    """Admits connections: at most `MAX_CONNECTIONS`, evicting the oldest still
+    sending its head for a new one; none longer than `REQUEST_TIMEOUT`."""
 
-
-def _text(status: str, text: str) -> bytes:
-    return http_response(status, "text/plain; charset=utf-8", text.encode() + b"\n")
-
-
-class _Snapshot:
-    """Families collected already: formatting them needs no live object."""
-
-    def __init__(self, metrics: list[Metric]) -> None:
-        self.metrics = metrics
-
-    def collect(self) -> list[Metric]:
-        return self.metrics
-
-
-class _Responder:
-    """Answers one request per connection: collects in the trio thread, formats in a worker.
-
-    Slow clients cannot keep a scrape out: at ``MAX_CONNECTIONS`` a new connection
-    takes the place of the oldest one still sending its request head (a scraper
-    sends its request at once; only a slowloris is still at it), and no head may
-    take longer than ``HEAD_TIMEOUT``.
-    """
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
+    def __init__(self, serve_connection: ServeConnection) -> None:
+        self.serve_connection = serve_connection
         self.active = 0
-        self.reading: dict[trio.CancelScope, None] = {}  # oldest first
+        self.reading: dict[_Connection, None] = {}  # oldest first
         self.evicted = 0
 
-    async def respond(self, head: bytes) -> bytes:
-        request = parse_request(head)
-        if request is None:
-            return _text("400 Bad Request", "bad request")
-        if request.method == "GET" and request.path == "/metrics":
-            return await self._metrics(request.accept)
-        if request.method == "GET" and request.path == "/":
-            return http_response("200 OK", "text/html; charset=utf-8", INDEX)
-        return _text("404 Not Found", "not found: try /metrics")
-
-    async def _metrics(self, accept: str) -> bytes:
-        encoder, content_type = choose_encoder(accept)
-        try:
-            snapshot = _Snapshot(list(self.registry.collect()))
-            body = await trio.to_thread.run_sync(encoder, snapshot)
-        except Exception:
-            logger.exception("metrics: collecting failed")
-            return _text("500 Internal Server Error", "collecting metrics failed")
-        return http_response("200 OK", content_type, body)
-
     async def handle(self, stream: trio.SocketStream) -> None:
-        if self.active >= MAX_CONNECTIONS and not self._evict_slowest():
+        if self.active >= MAX_CONNECTIONS and not self._evict_oldest():
             await stream.aclose()  # every place is answering a request
             return
+        connection = _Connection(stream)
         self.active += 1
+        self.reading[connection] = None
         try:
-            with trio.move_on_after(REQUEST_TIMEOUT):
-                head = await self._read_head(stream)
-                if head is not None:
-                    await stream.send_all(await self.respond(head))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the scraper went away
+            with connection.scope:
+                await self.serve_connection(connection)
         finally:
             self.active -= 1
-            await stream.aclose()
+            self.reading.pop(connection, None)
+            await stream.aclose()  # hypercorn closes it too, but not when cancelled
 
-    async def _read_head(self, stream: trio.SocketStream) -> bytes | None:
-        scope = trio.CancelScope(deadline=trio.current_time() + HEAD_TIMEOUT)
-        self.reading[scope] = None
-        try:
-            with scope:
-                return await _read_head(stream)
-            return None  # too slow, or evicted for a newer connection
-        finally:
-            self.reading.pop(scope, None)
-
-    def _evict_slowest(self) -> bool:
-        """Cancel the connection that has been sending its request longest; False if none is."""
-        if not self.reading:
-            return False
-        oldest = next(iter(self.reading))
-        del self.reading[oldest]
-        oldest.cancel()
-        self.evicted += 1
-        return True
+    def _evict_oldest(self) -> bool:
+        """Evict the connection that has been sending its head longest; False if none is."""
+        while self.reading:
+            oldest = next(iter(self.reading))
+            del self.reading[oldest]
+            if not oldest.head_done:
+                oldest.evict()
+                self.evicted += 1
+                return True
+        return False
 
 
-async def _read_head(stream: trio.SocketStream) -> bytes | None:
-    """The request head (up to the blank line); None at EOF or when it is too long."""
-    buf = b""
-    while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
-        if len(buf) > MAX_REQUEST:
-            return None
-        data = await stream.receive_some(4096)
-        if not data:
-            return None
-        buf += data
-    return buf
+def hypercorn_config() -> HypercornConfig:
+    config = HypercornConfig()
+    config.accesslog = None
+    errors = logging.getLogger("consrv.metrics.http")
+    errors.setLevel(logging.WARNING)
+    config.errorlog = errors
+    config.keep_alive_max_requests = 1  # one request per connection: "Connection: close"
+    config.h11_max_incomplete_size = MAX_REQUEST
+    config.include_server_header = False
+    return config
+
+
+class MetricsServer:
+    """Serves an ASGI app on the metrics listener until cancelled; a failure is logged
+    and serving starts again on the same address after `RESTART_DELAY`."""
+
+    def __init__(self, app: ASGIApp, serve_connection: ServeConnection | None = None) -> None:
+        self.config = hypercorn_config()
+        # Starlette's ASGIApp is hypercorn's ASGIFramework with looser types
+        self.app = wrap_app(cast("Framework", app), self.config.wsgi_max_body_size, "asgi")
+        self.context = WorkerContext(None)
+        self.serve_connection = serve_connection or self._hypercorn
+        self.restarts = 0
+
+    async def _hypercorn(self, connection: _Connection) -> None:
+        stream = cast("trio.SSLStream[trio.SocketStream]", connection)  # it reads .socket
+        await TCPServer(self.app, self.config, self.context, {}, stream).run()
+
+    async def serve(
+        self,
+        endpoint: Endpoint,
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen on ``endpoint`` (an OSError if it cannot); started() gets the bound address."""
+        listeners = await trio.open_tcp_listeners(endpoint.port, host=endpoint.host)
+        host, port = listeners[0].socket.getsockname()[:2]
+        logger.info("metrics on http://%s/metrics", Endpoint(host, port))
+        task_status.started((host, port))
+        while True:
+            try:
+                await trio.serve_listeners(_Guard(self.serve_connection).handle, listeners)
+            except Exception:  # any failure of serving: logged, served again
+                self.restarts += 1
+                logger.exception("metrics failed; serving them again in %g s", RESTART_DELAY)
+            await trio.sleep(RESTART_DELAY)
+            listeners = await trio.open_tcp_listeners(port, host=endpoint.host)
 
 
 async def serve_metrics(
@@ -168,15 +186,5 @@ async def serve_metrics(
     *,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``GET /metrics`` on ``endpoint`` until cancelled; started() gets the bound address.
-
-    A small trio responder rather than prometheus_client's threaded server: the
-    collectors then read consoles in the trio thread, never while a task changes
-    them; only turning the collected families into text (the larger part of a
-    scrape) runs in a worker thread.
-    """
-    listeners = await trio.open_tcp_listeners(endpoint.port, host=endpoint.host)
-    host, port = listeners[0].socket.getsockname()[:2]
-    logger.info("metrics on http://%s/metrics", Endpoint(host, port))
-    task_status.started((host, port))
-    await trio.serve_listeners(_Responder(registry).handle, listeners)
+    """Serve ``registry`` at ``GET /metrics`` on ``endpoint`` until cancelled."""
+    await MetricsServer(MetricsApp(registry)).serve(endpoint, task_status=task_status)
