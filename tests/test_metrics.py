@@ -36,15 +36,15 @@ from consrv.metrics import (
     ConsoleCollector,
     IocCollector,
     MetricsApp,
-    MetricsServer,
     RegistryView,
     ReloadStats,
     metrics_registry,
-    serve_metrics,
 )
 from consrv.patterns import LineMatcher
 from consrv.ssh.stats import AUTH_FAILURE_REASONS, SshStats
 from consrv.upstream import UnixTarget
+from consrv.web import metrics as web_metrics
+from consrv.web.metrics import MetricsServer
 from tests.fakes import MemorySink, running, unix_server, wait_for
 from tests.test_procserv import REAL_27
 from tests.waits import deadline
@@ -590,6 +590,16 @@ def test_families_are_there_even_without_consoles() -> None:
 
 
 # ---------------------------------------------------------------- serving /metrics
+
+
+async def serve_metrics(
+    endpoint: Endpoint,
+    registry: CollectorRegistry,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``registry`` served as consrv serves it (daemon.py): its `MetricsApp` on ``endpoint``."""
+    await web_metrics.serve_metrics(endpoint, MetricsApp(registry), task_status=task_status)
 
 
 def get(port: int, path: str, method: str = "GET", accept: str = "") -> tuple[int, str, str]:

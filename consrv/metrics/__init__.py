@@ -2,8 +2,8 @@
 
 Owns metric names, labels and the counters that have no other home (config
 reloads, the build), and the registry: ``consoles.py`` (console and IOC series),
-``labels.py`` (the label values), ``app.py`` (answering a scrape), ``http.py``
-(serving it on the metrics listener); the SSH
+``labels.py`` (the label values), ``app.py`` (answering a scrape, as an ASGI app
+that web/metrics.py serves on the metrics listener); the SSH
 front's counters are ``ssh/stats.py``'s, the web's ``web/stats.py``'s, the
 fleet's ``fleet/metrics.py``'s. Must not
 know consoles, sessions or systemd beyond the read-only Protocols below, and adds
@@ -40,7 +40,6 @@ from prometheus_client.registry import Collector
 from consrv import __version__
 from consrv.metrics.app import MetricsApp
 from consrv.metrics.consoles import ConsoleCollector, IocCollector, RegistryView
-from consrv.metrics.http import MetricsServer, serve_metrics
 from consrv.metrics.labels import UNIT_STATES
 
 __all__ = [
@@ -49,11 +48,9 @@ __all__ = [
     "ConsoleCollector",
     "IocCollector",
     "MetricsApp",
-    "MetricsServer",
     "RegistryView",
     "ReloadStats",
     "metrics_registry",
-    "serve_metrics",
 ]
 
 

@@ -4,7 +4,7 @@ Owns what a request gets: ``GET /metrics`` answers as
 ``prometheus_client.make_asgi_app`` does (the format the ``Accept`` header asks
 for, gzip when ``Accept-Encoding`` allows it, ``?name[]=`` to restrict), ``GET /``
 links it, anything else is 404, a failing collector is a 500 (logged). Knows no
-metric (it serves a `CollectorRegistry`) and no socket (metrics/http.py serves it).
+metric (it serves a `CollectorRegistry`) and no socket (web/metrics.py serves it).
 
 Why not ``make_asgi_app`` itself: it collects and formats in the event loop. Here
 collecting runs in the trio thread (no object is read while a task changes it) and
@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import gzip
 import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 from urllib.parse import parse_qs
 
 import trio
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 from prometheus_client.metrics_core import Metric
-from starlette.types import Receive, Scope, Send
 
 logger = logging.getLogger("consrv.metrics")
 
+# ASGI, spelt out: the web stack stays in the web front (tests/test_layering.py).
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 INDEX = b'<html><body><a href="/metrics">/metrics</a></body></html>\n'
 Headers = list[tuple[bytes, bytes]]
 Answer = tuple[int, Headers, bytes]

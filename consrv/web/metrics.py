@@ -1,9 +1,10 @@
 """Serving ``/metrics``: hypercorn's trio HTTP/1.1 server behind a slowloris guard.
 
-Owns the metrics listener (``metrics.listen``: its own address, whether or not the
-web view is on), one request per connection, the limits below, and serving again
-after a failure (as the web front does). Knows no metric: it serves an ASGI app
-(`MetricsApp`, metrics/app.py).
+Owns the metrics listener (``metrics.listen``: its own address and server, whether
+or not the web view is on), one request per connection, the limits below, and
+serving again after a failure (as the web view does, server.py). Knows no metric:
+it serves the ASGI app daemon.py gives it (`consrv.metrics.MetricsApp`). Here, not
+in metrics/, because the web stack stays in the web front.
 
 The limits: at most `MAX_CONNECTIONS` at once, a new connection taking the place of
 the oldest one still sending its request head (a scraper sends its request at once;
@@ -31,11 +32,9 @@ from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import Framework
 from hypercorn.utils import wrap_app
-from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp
 
 from consrv.config import Endpoint
-from consrv.metrics.app import MetricsApp
 
 logger = logging.getLogger("consrv.metrics")
 
@@ -182,9 +181,9 @@ class MetricsServer:
 
 async def serve_metrics(
     endpoint: Endpoint,
-    registry: CollectorRegistry,
+    app: ASGIApp,
     *,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``registry`` at ``GET /metrics`` on ``endpoint`` until cancelled."""
-    await MetricsServer(MetricsApp(registry)).serve(endpoint, task_status=task_status)
+    """Serve ``app`` (``GET /metrics``) on ``endpoint`` until cancelled."""
+    await MetricsServer(app).serve(endpoint, task_status=task_status)
