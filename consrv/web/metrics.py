@@ -171,12 +171,14 @@ class MetricsServer:
         task_status.started((host, port))
         while True:
             try:
+                # serve_listeners closes them when it ends: bound again on the very port
+                listeners = listeners or await trio.open_tcp_listeners(port, host=endpoint.host)
                 await trio.serve_listeners(_Guard(self.serve_connection).handle, listeners)
-            except Exception:  # any failure of serving: logged, served again
+            except Exception:  # any failure of serving, or of binding again: logged, retried
                 self.restarts += 1
                 logger.exception("metrics failed; serving them again in %g s", RESTART_DELAY)
+            listeners = []
             await trio.sleep(RESTART_DELAY)
-            listeners = await trio.open_tcp_listeners(port, host=endpoint.host)
 
 
 async def serve_metrics(
