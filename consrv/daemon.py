@@ -32,9 +32,9 @@ from consrv.logins import LoginTokens
 from consrv.metrics import (
     ConsoleCollector,
     IocCollector,
+    MetricsApp,
     ReloadStats,
     metrics_registry,
-    serve_metrics,
 )
 from consrv.registry import Registry
 from consrv.sdnotify import Notifier, watchdog_forever
@@ -43,6 +43,7 @@ from consrv.ssh.limits import raise_descriptor_limit
 from consrv.ssh.server import SSHFront
 from consrv.ssh.stats import SshStats
 from consrv.successor import Successor
+from consrv.web.metrics import serve_metrics
 from consrv.web.server import WebFront, make_web
 
 if TYPE_CHECKING:
@@ -111,7 +112,8 @@ async def serve(
             if gateway is not None:
                 collectors.append(FleetCollector(gateway))
             # serve_metrics logs "metrics on http://HOST:PORT/metrics" (IPv6 in brackets)
-            await nursery.start(serve_metrics, config.metrics_listen, metrics_registry(*collectors))
+            app = MetricsApp(metrics_registry(*collectors))
+            await nursery.start(serve_metrics, config.metrics_listen, app)
         addresses = await nursery.start(front.serve)
         if handover is not None:
             handover.close_unclaimed_listeners()

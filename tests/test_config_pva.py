@@ -11,7 +11,7 @@ import pytest
 
 from consrv import exposure
 from consrv.config import ConfigError, PvaAlarms, PvaConfig, parse_config
-from consrv.config.pva import default_host
+from consrv.config.resolve_optional import default_host
 
 
 def pva(tmp_path: Path, section: Any) -> PvaConfig:

@@ -8,6 +8,7 @@ parser and linted by Debian's ``promtool check metrics``; /metrics is served on
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import re
 import shutil
@@ -17,11 +18,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 import trio
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest, make_asgi_app
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
@@ -34,15 +35,16 @@ from consrv.metrics import (
     UNIT_STATES,
     ConsoleCollector,
     IocCollector,
+    MetricsApp,
     RegistryView,
     ReloadStats,
     metrics_registry,
-    parse_request,
-    serve_metrics,
 )
 from consrv.patterns import LineMatcher
 from consrv.ssh.stats import AUTH_FAILURE_REASONS, SshStats
 from consrv.upstream import UnixTarget
+from consrv.web import metrics as web_metrics
+from consrv.web.metrics import MetricsServer
 from tests.fakes import MemorySink, running, unix_server, wait_for
 from tests.test_procserv import REAL_27
 from tests.waits import deadline
@@ -590,13 +592,14 @@ def test_families_are_there_even_without_consoles() -> None:
 # ---------------------------------------------------------------- serving /metrics
 
 
-def test_parse_request() -> None:
-    head = b"GET /metrics?x=1 HTTP/1.1\r\nHost: h\r\naccept: text/plain\r\n\r\n"
-    request = parse_request(head)
-    assert request is not None
-    assert (request.method, request.path, request.accept) == ("GET", "/metrics", "text/plain")
-    assert parse_request(b"\r\n\r\n") is None
-    assert parse_request(b"GET /metrics\r\n\r\n") is None
+async def serve_metrics(
+    endpoint: Endpoint,
+    registry: CollectorRegistry,
+    *,
+    task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """``registry`` served as consrv serves it (daemon.py): its `MetricsApp` on ``endpoint``."""
+    await web_metrics.serve_metrics(endpoint, MetricsApp(registry), task_status=task_status)
 
 
 def get(port: int, path: str, method: str = "GET", accept: str = "") -> tuple[int, str, str]:
@@ -714,3 +717,126 @@ async def test_a_failing_collector_is_a_500_and_the_server_stays_up(
             assert status == 200
             nursery.cancel_scope.cancel()
     assert "collecting failed" in caplog.text
+
+
+# ------------------------------------------- as prometheus-client answers, served again
+
+
+Message = dict[str, object]
+
+
+async def asgi_get(
+    app: object, path: str, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[bytes, bytes], bytes]:
+    """One GET through an ASGI app, in memory: status, headers (lower-case), body."""
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": query,
+        "headers": headers,
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await cast(Any, app)(scope, receive, send)
+    start, body = sent[0], sent[1]
+    head = {
+        bytes(k).lower(): bytes(v) for k, v in cast(list[tuple[bytes, bytes]], start["headers"])
+    }
+    return cast(int, start["status"]), head, cast(bytes, body["body"])
+
+
+ACCEPTS = [
+    "",
+    "text/plain",
+    "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    "application/openmetrics-text; version=0.0.1",
+    "*/*",
+]
+ENCODINGS = ["", "gzip", "gzip, deflate, br", "identity", "deflate;q=1, GZIP;q=0.5"]
+
+
+@pytest.mark.parametrize("accept", ACCEPTS)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("query", [b"", b"name[]=consrv_build_info&name[]=consrv_console_up"])
+async def test_answers_as_prometheus_clients_own_asgi_app(
+    accept: str, encoding: str, query: bytes
+) -> None:
+    registry = metrics_registry(*busy_collectors(), process=False)
+    headers = [
+        (b"host", b"h"),
+        (b"accept", accept.encode()),
+        (b"accept-encoding", encoding.encode()),
+    ]
+    ours = await asgi_get(MetricsApp(registry), "/metrics", query, headers)
+    theirs = await asgi_get(make_asgi_app(registry), "/metrics", query, headers)
+    assert ours[0] == theirs[0] == 200
+    assert {k: v for k, v in ours[1].items() if k != b"content-length"} == theirs[1]
+    gzipped = theirs[1].get(b"content-encoding") == b"gzip"
+    assert gzipped == ("gzip" in encoding.lower())
+    unzip = gzip.decompress if gzipped else bytes
+    assert unzip(ours[2]) == unzip(theirs[2])
+    assert int(ours[1][b"content-length"]) == len(ours[2])
+
+
+def get_gzipped(port: int) -> tuple[str, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        response = conn.getresponse()
+        return response.getheader("Content-Encoding") or "", response.read()
+    finally:
+        conn.close()
+
+
+async def test_a_gzip_scrape_over_loopback() -> None:
+    with deadline(10, "the metrics server to answer a gzip scrape"):
+        async with trio.open_nursery() as nursery:
+            _, port = await nursery.start(
+                serve_metrics, Endpoint("127.0.0.1", 0), served_registry()
+            )
+            encoding, body = await trio.to_thread.run_sync(get_gzipped, port)
+            assert encoding == "gzip"
+            names = {f.name for f in text_string_to_metric_families(gzip.decompress(body).decode())}
+            assert "consrv_console_up" in names
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_failure_in_serving_is_logged_and_served_again_on_its_port(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A fault we cannot cause on demand (the web front saw hypercorn end its server on
+    one connection's error): the first connection's handler raises."""
+    server = MetricsServer(MetricsApp(served_registry()))
+    hypercorn = server.serve_connection
+    calls = 0
+
+    async def flaky(connection: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError(25)
+        await hypercorn(connection)
+
+    server.serve_connection = flaky
+    with deadline(10, "a failed connection, the metrics served again, a 200"):
+        async with trio.open_nursery() as nursery:
+            _, port = await nursery.start(server.serve, Endpoint("127.0.0.1", 0))
+            with pytest.raises((ConnectionError, http.client.HTTPException)):
+                await fetch(port, "/metrics")
+            await wait_for(lambda: server.restarts == 1)
+            while True:  # refused until the listener is back, after RESTART_DELAY
+                try:
+                    status, _, _ = await fetch(port, "/metrics")
+                    break
+                except ConnectionRefusedError:
+                    await trio.sleep(0.1)
+            assert status == 200
+            nursery.cancel_scope.cancel()
+    assert "metrics failed; serving them again in 1 s" in caplog.text

@@ -16,10 +16,13 @@ messages (`consoles.my-ioc.socket: expected a path`). Two steps:
 (a key given twice is an error) and runs both steps.
 
 All problems of a step are reported together, one `<key.path>: <problem>` a line.
-The package is organised by stage, never by section: a new top-level section
-(``fleet:``, ``web:`` and the core's alike) has its raw model in `schema.py`, its
-dataclass in `model.py`, its resolution in `resolve.py`. Only the names below are
-the package's interface.
+The package is organised by stage, never by section: a new top-level section has
+its raw model in `schema.py`, its dataclass in `model.py`, its resolution in
+`resolve.py`; an optional section (``fleet:``, ``web:``, ``identity:``, ``pva:``:
+absent, it turns a feature off) in each stage's ``_optional`` module
+(`schema_optional.py`, `model_optional.py`, `resolve_optional.py`), which keeps
+each stage module to a few hundred lines. `Endpoint` (HOST:PORT), used by every
+stage, is a value (`values.py`). Only the names below are the package's interface.
 
 Must not know: trio, sockets, SSH sessions. docs/configuration.md is the reference.
 """
@@ -34,25 +37,27 @@ from consrv.config.model import (
     Config,
     ConsoleConfig,
     ConsoleDefaults,
-    Endpoint,
-    FleetConfig,
-    IdentityConfig,
     IocConfig,
     LogConfig,
     MessageLimits,
     Pattern,
+    SshConfig,
+    User,
+)
+from consrv.config.model_optional import (
+    FleetConfig,
+    IdentityConfig,
     PeerAddress,
     PvaAlarms,
     PvaConfig,
     PvaConsole,
-    SshConfig,
-    User,
     WebConfig,
     WebLimits,
     WebTls,
     restart_only,
 )
 from consrv.config.values import (
+    Endpoint,
     parse_duration,
     parse_endpoint,
     parse_public_key,

@@ -10,8 +10,9 @@ import pydantic
 from pydantic import Field, PlainValidator, StrictInt
 from pydantic_core import PydanticCustomError
 
-from consrv.config.model import CIPHERS, Endpoint
+from consrv.config.model import CIPHERS
 from consrv.config.values import (
+    Endpoint,
     ca_line,
     check_acl_entry,
     check_discover_pattern,

@@ -1,8 +1,10 @@
 """Value parsers: sizes, durations, HOST:PORT, public keys, names, templates, globs.
 
-Plain functions that raise ValueError with a message for the user; no pydantic.
+Plain functions that raise ValueError with a message for the user; no pydantic. Also
+the one value type they make that every stage uses, `Endpoint` (HOST:PORT).
 """
 
+import dataclasses
 import ipaddress
 import re
 import shlex
@@ -11,7 +13,6 @@ from pathlib import PurePosixPath
 import asyncssh
 
 from consrv.access import ANY_USER, GROUP_PREFIX
-from consrv.config.model import Endpoint
 from consrv.names import (
     InvalidName,
     safe_repr,
@@ -19,6 +20,18 @@ from consrv.names import (
     validate_user_name,
 )
 from consrv.protocol.escape import parse_prefix
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """A TCP address. `host` is a name, an IPv4 address or a bare IPv6 address."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 _SIZE_RE = re.compile(r"\s*([0-9]+)\s*([KMG]?)\s*", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}

@@ -2,7 +2,8 @@
 
 Owns metric names, labels and the counters that have no other home (config
 reloads, the build), and the registry: ``consoles.py`` (console and IOC series),
-``labels.py`` (the label values), ``http.py`` (serving ``/metrics``); the SSH
+``labels.py`` (the label values), ``app.py`` (answering a scrape, as an ASGI app
+that web/metrics.py serves on the metrics listener); the SSH
 front's counters are ``ssh/stats.py``'s, the web's ``web/stats.py``'s, the
 fleet's ``fleet/metrics.py``'s. Must not
 know consoles, sessions or systemd beyond the read-only Protocols below, and adds
@@ -15,7 +16,7 @@ Rules:
 2. Label values come only from the config (console, pattern and login names,
    unit names made from the unit template) and from fixed enums in this module;
    anything else maps to ``other``. Never from user input or console output.
-3. Collecting runs in the trio thread (``serve_metrics`` calls it there), so no
+3. Collecting runs in the trio thread (``MetricsApp`` calls it there), so no
    object is read while a task changes it; dicts are still copied with ``list()``.
 docs/metrics.md explains every series.
 """
@@ -37,8 +38,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from consrv import __version__
+from consrv.metrics.app import MetricsApp
 from consrv.metrics.consoles import ConsoleCollector, IocCollector, RegistryView
-from consrv.metrics.http import parse_request, serve_metrics
 from consrv.metrics.labels import UNIT_STATES
 
 __all__ = [
@@ -46,11 +47,10 @@ __all__ = [
     "BuildInfo",
     "ConsoleCollector",
     "IocCollector",
+    "MetricsApp",
     "RegistryView",
     "ReloadStats",
     "metrics_registry",
-    "parse_request",
-    "serve_metrics",
 ]
 
 
