@@ -37,6 +37,8 @@ ENV = "CONSRV_HANDOVER_FD"
 READY = b"ready"
 # How long the successor may take to import and load its config before we give up on it.
 START_TIMEOUT = 60.0
+# How long a successor that closed the pair may take to be reaped.
+EXIT_GRACE = 5.0
 # How long the successor waits for the descriptors once it said it is ready.
 RECEIVE_TIMEOUT = 30.0
 MAX_FDS = 250  # per message (the kernel's limit is 253)
@@ -80,7 +82,7 @@ class Successor:
             theirs.close()
         logger.info("upgrade: started pid %d (%s); waiting until it is ready", process.pid, command)
         tsock = trio.socket.from_stdlib_socket(ours)
-        answer = b""
+        answer: bytes | None = None  # None: no answer in time; b"": the pair closed
         with trio.move_on_after(START_TIMEOUT):
             answer = await tsock.recv(64)
         if answer == READY:
@@ -88,6 +90,11 @@ class Successor:
             sock.settimeout(RECEIVE_TIMEOUT)
             return cls(process, sock)
         status = process.poll()
+        if status is None and answer == b"":
+            # The pair closed (the successor ended) before its exit was reaped: wait
+            # for it a little, so the log says how it ended and not the timeout.
+            with trio.move_on_after(EXIT_GRACE):
+                status = await process.wait()
         if status is None:
             process.kill()
         logger.error(
