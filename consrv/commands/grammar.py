@@ -38,8 +38,8 @@ VERBS: dict[str, Verb] = {
         Verb("tail", frozenset({"-f", "--raw"}), frozenset({"-n"}), positional=1, console=True),
         Verb(
             "log",
-            frozenset({"--raw"}),
-            valued=frozenset({"--since", "--until", "--grep"}),
+            frozenset({"--raw", "--files", "--json"}),
+            valued=frozenset({"--since", "--until", "--grep", "--file"}),
             positional=1,
             console=True,
         ),
@@ -72,6 +72,8 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
+       ssh LOGIN@HOST log NAME --files [--json]  the log files; --file FILE: one file as it
+                                             is (or searched); --json: matches with file:line
        (tail, log: --raw keeps the terminal escapes taken out when there is no pty)
        ssh -t LOGIN@HOST play NAME [--since T] [--until T] [--speed N]  replay the recording
        ssh LOGIN@HOST cast NAME [--since T] [--until T] > FILE.cast    the recording, asciicast v2
