@@ -24,6 +24,7 @@ class Verb:
     here_only: bool = False  # a gateway runs it on itself, never on a peer
     report: bool = False  # with no console named, a gateway answers for the whole fleet
     spans_hosts: bool = False  # a gateway runs it on every host that matches
+    reads_files: bool = False  # only reads a console's files: a gateway's web pages may run it
 
 
 _JSON = frozenset({"--json"})
@@ -42,11 +43,18 @@ VERBS: dict[str, Verb] = {
             valued=frozenset({"--since", "--until", "--grep", "--file"}),
             positional=1,
             console=True,
+            reads_files=True,
         ),
         Verb(
             "play", valued=frozenset({"--since", "--until", "--speed"}), positional=1, console=True
         ),
-        Verb("cast", valued=frozenset({"--since", "--until"}), positional=1, console=True),
+        Verb(
+            "cast",
+            valued=frozenset({"--since", "--until"}),
+            positional=1,
+            console=True,
+            reads_files=True,
+        ),
         Verb("web", here_only=True),
         Verb("follow", positional=1, here_only=True, spans_hosts=True),
         *(Verb(action, positional=1, console=True) for action in ("start", "stop", "restart")),
