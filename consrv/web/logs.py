@@ -299,11 +299,14 @@ class _PeerDownload(Response):
                 pass
             scope.cancel()
 
+        status: int | None = None  # the browser went before the peer ended
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(gone, nursery.cancel_scope)
                 status, _ = await self.peer.download(self.name, body)
                 nursery.cancel_scope.cancel()
+            if status is None or (started and status != OK):
+                return  # unfinished: the browser sees a failed download, not a short file
             if not started and status != OK:
                 await self.refused(scope, receive, send)
                 return

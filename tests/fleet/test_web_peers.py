@@ -10,6 +10,7 @@ checked against the peer itself: its files on disk and its audit log.
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,8 @@ from tests.web.browser import chromium, console_log, csp_violations, screen, wai
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
+
+SCREENSHOTS = os.environ.get("CONSRV_WEB_SCREENSHOTS")  # a folder (docs/img) or unset
 
 
 @contextlib.contextmanager
@@ -132,6 +135,8 @@ def test_a_peers_log_and_recording_in_chromium_through_the_gateway(
         wait_until(lambda: driver.find_elements(By.ID, "results"), "the search's results")
         texts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#results td.text")]
         assert any(mark in text for text in texts), texts
+        if SCREENSHOTS:  # docs/web.md: a peer's log searched through the gateway
+            driver.save_screenshot(str(Path(SCREENSHOTS) / "web-peer-logs.png"))
         # A download, fetched by the page itself (its cookie, its CSP): the peer's bytes.
         body = driver.execute_async_script(
             "const done = arguments[arguments.length - 1];"

@@ -2,20 +2,22 @@
 
 The shared fleet (tests/fleet/sim.py). Alice opens a peer's console in the gateway's
 page (a real WebSocket client with a small receive buffer) and stops reading while
-that console prints tens of MB (procServ's `cat` child echoing what a direct client
-types). Meanwhile another user's stream of another peer's console keeps its latency,
-the gateway's list still hears of a change on the stalled stream's own host, and the
-gateway's memory stays bounded: the bounds are the stream's queue (the bridge pauses
-the peer's channel above it), the SSH window, and the peer's own per-viewer bound
-(it drops for the slow viewer and says so once she reads again).
+that console prints tens of MB (a console added to the peer for the test, whose
+child prints as many bytes as it is asked for). Meanwhile another user's stream of
+another peer's console keeps its latency, the gateway's list still hears of a change
+on the stalled stream's own host, and the gateway's memory stays bounded: the bounds
+are the stream's queue (the bridge pauses the peer's channel above it), the SSH
+window, and the peer's own per-viewer bound (it drops for the slow viewer and says
+so once she reads again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import secrets
-import select
+import signal
 import socket
 import ssl
 import threading
@@ -28,13 +30,14 @@ import httpx
 import pytest
 import websocket
 
-from tests.fleet.sim import DUPLICATE, Fleet
+from consrv.demo import ProcServ
+from tests.fleet.sim import DUPLICATE, Fleet, Peer
 from tests.waits import wait_until
 from tests.witness import Witness
 
 pytestmark = pytest.mark.integration
 
-FLOOD = 32 << 20  # bytes typed into the stalled stream's console (cat prints them back)
+FLOOD = 32 << 20  # bytes the stalled stream's console prints
 # Growth of the gateway's resident memory allowed while one stream is stalled under the
 # flood: its queue (256 KiB), the hop's SSH window (2 MiB), socket buffers and the
 # allocator's slack; an unbounded queue would hold most of FLOOD.
@@ -44,6 +47,12 @@ RSS_BOUND = 20 << 20
 LATENCY_BOUND = 2.0
 FRESH_BOUND = 5.0  # s: a change on the stalled stream's own host in the gateway's list
 RCVBUF = 32 << 10  # the stalled client's socket receive buffer
+
+
+def tail(path: Path, size: int = 4096) -> bytes:
+    with path.open("rb") as file:
+        file.seek(max(0, path.stat().st_size - size))
+        return file.read()
 
 
 def resident(pid: int) -> int:
@@ -105,37 +114,62 @@ class Reader(threading.Thread):
                 del self.data[: max(0, len(self.data) - 4096)]
 
 
-def flood(path: Path, total: int, done: threading.Event) -> None:
-    """Type `total` bytes of 1,000-byte lines into a console (cat prints them back), as a
-    direct procServ client that also reads everything procServ sends it."""
-    chunk = (b"f" * 999 + b"\r") * 64
-    with Witness(path) as witness:
-        witness.wait_greeted()
-        pending, sent = b"", 0
-        while sent < total:
-            _, writable, _ = select.select([witness.sock], [witness.sock], [], 0.1)
-            witness.read()
-            witness.seen.clear()
-            if not writable:
-                continue
-            pending = pending or chunk
-            try:
-                count = witness.sock.send(pending)
-            except BlockingIOError:
-                continue
-            pending, sent = pending[count:], sent + count
-    done.set()
+# A console that prints what it is asked for: a line N, then N bytes in lines of 999,
+# then "printed-N".
+GENERATOR = [
+    "/bin/sh",
+    "-c",
+    "while read n; do head -c \"$n\" /dev/zero | tr '\\000' f | fold -w 999; echo; "
+    "echo printed-$n; done",
+]
+FLOOD_CONSOLE = "flood-ioc"
+
+
+@contextlib.contextmanager
+def flood_console(fleet: Fleet, peer: Peer) -> Iterator[ProcServ]:
+    """`FLOOD_CONSOLE` on `peer` (its config reloaded) while the test runs, then taken away
+    (config and procServ), each change seen by the gateway's list."""
+    original = json.loads(json.dumps(peer.config))
+    ps = ProcServ(FLOOD_CONSOLE, peer.root, GENERATOR)
+    ps.start()
+    try:
+        ps.wait_ready(timeout=30)
+        peer.config["consoles"][FLOOD_CONSOLE] = {"socket": str(ps.socket)}
+        reload(fleet, peer, present=True)
+        yield ps
+    finally:
+        peer.config = original
+        try:
+            reload(fleet, peer, present=False)
+        finally:
+            ps.stop()
+
+
+def reload(fleet: Fleet, peer: Peer, *, present: bool) -> None:
+    peer.write()
+    assert peer.consrv.process is not None
+    peer.consrv.process.send_signal(signal.SIGHUP)
+    wanted = f"{FLOOD_CONSOLE}@{peer.name}"
+
+    def listed() -> bool:
+        rows = fleet.listing("bob")["consoles"]
+        return any(f"{r['name']}@{r['host']}" == wanted for r in rows) == present
+
+    wait_until(listed, f"{wanted} {'in' if present else 'gone from'} the gateway's list",
+               timeout=20, interval=0.2)  # fmt: skip
 
 
 def test_a_stalled_browser_on_a_peers_stream_stalls_neither_the_link_nor_others(
     fleet: Fleet,
 ) -> None:
     slow_peer, other_peer = fleet.peers[1], fleet.peers[16]
-    slow, other = f"ioc-01@{slow_peer.name}", f"ioc-16@{other_peer.name}"
+    slow, other = f"{FLOOD_CONSOLE}@{slow_peer.name}", f"ioc-16@{other_peer.name}"
     quiet = f"{DUPLICATE}@{slow_peer.name}"  # the stalled stream's host's other console
+    log = slow_peer.root / "logs" / f"{FLOOD_CONSOLE}.log"
     gateway = fleet.gateways[0].consrv.process
     assert gateway is not None
     with (
+        flood_console(fleet, slow_peer) as generator,
         httpx.Client(verify=False, timeout=20) as alice,  # noqa: S501 (the test's own cert)
         httpx.Client(verify=False, timeout=20) as bob,  # noqa: S501
         httpx.Client(verify=False, timeout=20) as olga,  # noqa: S501
@@ -145,20 +179,20 @@ def test_a_stalled_browser_on_a_peers_stream_stalls_neither_the_link_nor_others(
         _, olga_cookie = sign_in(fleet, "olga", olga)
         with stream(base, alice_cookie, slow, rcvbuf=RCVBUF) as stalled, \
                 stream(base, bob_cookie, other) as watched:  # fmt: skip
-            read_until(stalled, b"attached to ioc-01", 15)  # then alice reads no more
+            read_until(stalled, f"attached to {FLOOD_CONSOLE}".encode(), 15)  # then no more
             read_until(watched, b"attached to ioc-16", 15)
             reader = Reader(watched)
             reader.start()
             before = resident(gateway.pid)
-            done = threading.Event()
-            flooder = threading.Thread(
-                target=flood, args=(slow_peer.procservs["ioc-01"].socket, FLOOD, done),
-                daemon=True,
-            )  # fmt: skip
-            flooder.start()
+            with Witness(generator.socket) as typist:
+                typist.send(b"%d\r" % FLOOD)  # the console prints FLOOD bytes
             latencies: list[float] = []
+
+            def flooded() -> bool:  # (the log rotates: its current file ends with the line)
+                return log.exists() and f"printed-{FLOOD}".encode() in tail(log)
+
             with Witness(other_peer.procservs["ioc-16"].socket) as witness:
-                while not done.is_set() or len(latencies) < 5:
+                while not flooded() or len(latencies) < 5:
                     marker = f"mark-{secrets.token_hex(4)}".encode()
                     reader.markers.append(marker)
                     sent = time.monotonic()
@@ -169,9 +203,7 @@ def test_a_stalled_browser_on_a_peers_stream_stalls_neither_the_link_nor_others(
                     latencies.append(reader.seen[marker] - sent)
                     witness.read()
                     time.sleep(0.3)
-                    assert flooder.is_alive() or done.is_set(), "the flood ended early"
-            flooder.join(timeout=120)
-            assert done.is_set(), "the flood typed all its bytes"
+                    assert len(latencies) < 300, f"no printed-{FLOOD} in {log} yet"
             # The stalled stream's own host is still heard: a viewer there shows in the list.
             with stream(base, olga_cookie, quiet) as third:
                 read_until(third, f"attached to {DUPLICATE}".encode(), 15)
@@ -191,6 +223,16 @@ def test_a_stalled_browser_on_a_peers_stream_stalls_neither_the_link_nor_others(
             with contextlib.suppress(websocket.WebSocketTimeoutException):
                 while True:  # until nothing comes for 2 s
                     received += stalled.recv_data()[1]
+            if b"bytes dropped" not in received:  # said once she had room and more came
+                with Witness(generator.socket) as typist:
+                    typist.send(b"100\r")  # more output: first, what she missed
+                stalled.settimeout(15)
+                received += read_until(stalled, b"bytes dropped", 15)
+    print(
+        f"stalled stream: received {len(received)} of {FLOOD} bytes; gateway grew "
+        f"{grown / 2**20:.1f} MiB; other stream's latency max {max(latencies):.3f} s "
+        f"over {len(latencies)} markers; list fresh in {fresh:.2f} s"
+    )
     assert max(latencies) < LATENCY_BOUND, latencies
     assert fresh < FRESH_BOUND, fresh
     assert grown < RSS_BOUND, f"the gateway grew by {grown >> 20} MiB under the flood"
