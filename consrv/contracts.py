@@ -119,3 +119,11 @@ class FleetView(Protocol):
         through the gateway's link under the user's own per-hop identity (the peer judges),
         until the peer ends it; its exit status. `on_input` gets the reader of `sink`'s
         input: its ``drained()`` resumes a peer paused by a full `sink`."""
+
+    async def fleet_read(
+        self, login: Login, words: list[str], sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        """A read-only command line naming a peer's console (``log ...`` or ``cast ...``,
+        the console as ``NAME`` or ``NAME@HOST``) run on that peer under the user's own
+        per-hop identity (the peer judges, as for `fleet_stream`); its output into `sink`
+        (errors by ``write_notice``), paused while `sink` is full; its exit status."""

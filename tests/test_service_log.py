@@ -6,6 +6,7 @@ are written by the test); the channel is test_service's fake.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -89,6 +90,32 @@ async def test_log_has_tails_access_rules_and_statuses(tmp_path: Path) -> None:
         status, out = await run(s, OLGA, "log ../etc/passwd")
         assert status == NOT_FOUND
         assert out.stdout == ""
+
+
+async def test_log_files_one_file_and_json_matches_for_a_gateway(tmp_path: Path) -> None:
+    """The machine forms a gateway's log pages read a peer's console by."""
+    async with service(tmp_path) as s:
+        status, out = await run(s, OLGA, "log ioc-a --files --json")
+        assert status == OK
+        files = json.loads(out.stdout)["files"]
+        assert [f["name"] for f in files] == ["ioc-a.log.1", "ioc-a.log"]
+        assert files[1]["size"] == (tmp_path / "logs" / "ioc-a.log").stat().st_size
+        status, out = await run(s, OLGA, "log ioc-a --file ioc-a.log.1")
+        assert (status, out.stdout) == (OK, (tmp_path / "logs" / "ioc-a.log.1").read_text())
+        status, out = await run(s, OLGA, "log ioc-a --json --grep 'dbl 1'")
+        found = json.loads(out.stdout)
+        assert [(m["file"], m["line"]) for m in found["matches"]] == [
+            ("ioc-a.log.1", 3), ("ioc-a.log", 1)
+        ]  # fmt: skip
+        assert found["matches"][1]["stamp"] == "2026-12-03T21:15:00+00:00"
+        assert found["stopped"] is None
+        status, out = await run(s, OLGA, "log ioc-a --file ioc-a.log --grep plain --json")
+        assert [m["text"] for m in json.loads(out.stdout)["matches"]] == ["plain line"]
+        status, out = await run(s, OLGA, "log ioc-a --file ../ioc-a.log")
+        assert (status, out.stdout) == (NOT_FOUND, "")  # only a name from the listing
+        assert "no log file '../ioc-a.log'" in out.notices.decode()
+        status, out = await run(s, OLGA, "log secret --files")
+        assert (status, out.stdout) == (NOT_FOUND, "")
 
 
 async def test_web_prints_a_one_time_link(tmp_path: Path) -> None:

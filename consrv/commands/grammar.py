@@ -24,6 +24,7 @@ class Verb:
     here_only: bool = False  # a gateway runs it on itself, never on a peer
     report: bool = False  # with no console named, a gateway answers for the whole fleet
     spans_hosts: bool = False  # a gateway runs it on every host that matches
+    reads_files: bool = False  # only reads a console's files: a gateway's web pages may run it
 
 
 _JSON = frozenset({"--json"})
@@ -38,15 +39,22 @@ VERBS: dict[str, Verb] = {
         Verb("tail", frozenset({"-f", "--raw"}), frozenset({"-n"}), positional=1, console=True),
         Verb(
             "log",
-            frozenset({"--raw"}),
-            valued=frozenset({"--since", "--until", "--grep"}),
+            frozenset({"--raw", "--files", "--json"}),
+            valued=frozenset({"--since", "--until", "--grep", "--file"}),
             positional=1,
             console=True,
+            reads_files=True,
         ),
         Verb(
             "play", valued=frozenset({"--since", "--until", "--speed"}), positional=1, console=True
         ),
-        Verb("cast", valued=frozenset({"--since", "--until"}), positional=1, console=True),
+        Verb(
+            "cast",
+            valued=frozenset({"--since", "--until"}),
+            positional=1,
+            console=True,
+            reads_files=True,
+        ),
         Verb("web", here_only=True),
         Verb("follow", frozenset({"--raw"}), positional=1, here_only=True, spans_hosts=True),
         *(Verb(action, positional=1, console=True) for action in ("start", "stop", "restart")),
@@ -72,6 +80,8 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
        ssh LOGIN@HOST tail NAME [-n N] [-f]  the last N lines (-f: and follow)
        ssh LOGIN@HOST log NAME [--since T] [--until T] [--grep TEXT]
                                              search the log files (T: ISO-8601 or 10m, 2h)
+       ssh LOGIN@HOST log NAME --files [--json]  the log files; --file FILE: one file as it
+                                             is (or searched); --json: matches with file:line
        (tail, log, follow: --raw keeps the terminal escapes taken out when there is no pty)
        ssh -t LOGIN@HOST play NAME [--since T] [--until T] [--speed N]  replay the recording
        ssh LOGIN@HOST cast NAME [--since T] [--until T] > FILE.cast    the recording, asciicast v2

@@ -21,7 +21,7 @@ import trio
 
 from consrv import __version__, plaintext, views
 from consrv.access import Role
-from consrv.commands import playback
+from consrv.commands import logread, playback
 from consrv.commands.grammar import HELP
 from consrv.commands.options import (
     MAX_TAIL,
@@ -252,7 +252,10 @@ class CommandRun:
         return OK
 
     async def log(self, args: list[str]) -> int:
-        usage = "usage: log NAME [--since T] [--until T] [--grep TEXT] [--raw]"
+        usage = (
+            "usage: log NAME [--since T] [--until T] [--grep TEXT] [--raw]"
+            " [--file FILE] [--files] [--json]"
+        )
         positional, flags = split_words("log", args)
         if not positional:
             raise UsageError(usage)
@@ -267,9 +270,22 @@ class CommandRun:
         files = log_files(log_dir, console.name) if log_dir is not None else []
         if not files:
             return self.error(f"{console.name} has no log files", NOT_FOUND)
+        if logread.FILES in flags:
+            self.text(logread.files_text(files, logread.JSON in flags))
+            return OK
+        if logread.FILE in flags:
+            files = [f for f in files if f.name == flags[logread.FILE]]
+            if not files:
+                return self.error(f"{console.name} has no log file {flags[logread.FILE][:80]!r}",
+                                  NOT_FOUND)  # fmt: skip
+            if not logread.searching(flags):
+                return await logread.copy_file(self.channel, files[0])
         result = await trio.to_thread.run_sync(
             search, files, query, LOG_LIMITS, limiter=self.shell.searches
         )
+        if logread.JSON in flags:
+            self.channel.write(logread.matches_json(result))
+            return OK
         end = b"\r\n" if self.pty else b"\n"
         found = b"".join(match.data + end for match in result.matches)
         plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)

@@ -224,6 +224,19 @@ class Gateway:
             return run.error("a browser stream is read-only", DENIED)
         return await run.named(["attach", target, "--ro"], 1)
 
+    async def fleet_read(
+        self, login: Login, words: list[str], sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        run = FleetRun(self, self.host.current(login), sink, False, on_input)
+        verb = VERBS.get(words[0]) if words else None
+        if not run.login.read_only or verb is None or not verb.reads_files:
+            return run.error("the browser view only reads a console's files", DENIED)
+        index = name_index(words)
+        where = run.where(words[index]) if index is not None else None
+        if index is None or where is None or isinstance(where, Missing):
+            return run.error("no such console on a peer", NOT_FOUND)  # the web has its own
+        return await run.named(words, index)
+
     def allows_tunnel(self, host: str, port: int) -> bool:
         """``ssh -J``: only to a peer of the directory, by its name or its address."""
         return any(

@@ -5,7 +5,9 @@ Owns ``/play/NAME`` (the player page: from a time, ``?at=T``, or a range,
 file, which static/play.js replays through the vendored xterm.js). Rights are the
 log pages': the console must be one the user may see now, and the files are only
 those `recordings.cast_files` lists. Reading runs in a worker thread under the log
-pages' limiter (429 when all are busy). Knows nothing of SSH or the fleet.
+pages' limiter (429 when all are busy). On a gateway, a peer's console's
+recording (``NAME@HOST``) is exported by that peer (`peerlogs`, ``cast``) under the
+user's per-hop identity; the page is the same. Knows nothing of SSH or the fleet.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from consrv.logfiles import BadTime, parse_time
 from consrv.recordings import Limits, cast_files, export, read_range
 from consrv.web.logs import LogPages
+from consrv.web.peerlogs import PeerLogs
 
 CAST_LIMITS = Limits(output=32 << 20)
 BEFORE = timedelta(minutes=1)  # ?at=T: the range starts this long before T
@@ -36,10 +39,14 @@ class ReplayPages(LogPages):
         ]
 
     def _console(self, request: Request) -> tuple[str, str] | Response:
-        """(user, console name) if the user may see the console now, else the refusal."""
+        """(user, console name) if the user may see the console now, else the refusal
+        (on a gateway, a peer's console: its host judges again when the cast is read)."""
         login = self.who(request)
         if isinstance(login, Response):
             return login
+        peer = self._peer(request)
+        if peer is not None:
+            return peer if isinstance(peer, Response) else (login.user, peer[1].target)
         console = self.web.console(login, request.path_params["name"])
         if console is None or self.web.config.log_dir is None:
             return self.not_found(request)
@@ -73,6 +80,9 @@ class ReplayPages(LogPages):
             since, until, _ = _range(request)
         except BadTime as exc:
             return Response(str(exc), 400, media_type="text/plain")
+        peer = self._peer(request)
+        if isinstance(peer, tuple):
+            return await self._peer_cast(peer[1], since, until)
         log_dir = self.web.config.log_dir
         assert log_dir is not None
         if self.searches.available_tokens < 1:
@@ -84,6 +94,16 @@ class ReplayPages(LogPages):
         body = b"".join(export(found_range.events, name, since.timestamp()))
         headers = {"x-consrv-stopped": found_range.stopped} if found_range.stopped else {}
         return Response(body, media_type=CAST_TYPE, headers=headers)
+
+    async def _peer_cast(self, peer: PeerLogs, since: datetime, until: datetime | None
+                         ) -> Response:  # fmt: skip
+        if self.searches.available_tokens < 1:
+            return Response("too many readers at once", 429, media_type="text/plain")
+        async with self.searches:
+            body = await peer.cast(since, until, CAST_LIMITS.output)
+        if body is None:
+            return Response("no such recording", 404, media_type="text/plain")
+        return Response(body, media_type=CAST_TYPE)
 
 
 def _range(request: Request) -> tuple[datetime, datetime | None, datetime | None]:

@@ -34,6 +34,12 @@ class Fleet:
         sink.write_notice(b"[consrv: not in this test]\r\n")
         return 1
 
+    async def fleet_read(
+        self, login: Login, words: list[str], sink: Channel, on_input: Callable[[Input], None]
+    ) -> int:
+        sink.write_notice(b"consrv: not in this test\n")
+        return 1
+
     def fleet_missing(self) -> list[dict[str, Any]]:
         return [{"host": "h2", "address": "127.1.0.2:22", "since": "2026-12-06T03:00:00Z",
                  "error": "connection refused"}]  # fmt: skip

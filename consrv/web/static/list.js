@@ -32,9 +32,8 @@
     const here = c.local !== false; // another host's console: its page is through us
     tr.dataset.name = c.id || c.name;
     tr.dataset.state = c.wall.state;
-    const path = encodeURIComponent(c.name);
-    tr.appendChild(here ? link("/c/" + path, c.name, "name")
-      : link("/c/" + encodeURIComponent(c.name + "@" + c.host), c.id || c.name, "name"));
+    const path = encodeURIComponent(here ? c.name : c.name + "@" + c.host);
+    tr.appendChild(link("/c/" + path, here ? c.name : c.id || c.name, "name"));
     if (fleet) tr.appendChild(cell(c.host, "host"));
     const state = cell("", "state");
     const span = document.createElement("span");
@@ -49,7 +48,7 @@
     tr.appendChild(cell(c.ioc ? (c.ioc.active_state || "?") : "-", "wide unit"));
     const output = c.last_output ? wall.age(c.last_output, now) + " ago" : "never";
     tr.appendChild(cell(output, "output", c.last_output || ""));
-    tr.appendChild(here ? link("/logs/" + path + "/", "logs", "wide") : cell("-", "wide"));
+    tr.appendChild(link("/logs/" + path + "/", "logs", "wide"));
     return tr;
   }
 
