@@ -99,6 +99,8 @@ async def serve(
             reloader.pva = pva
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
+        if pva is not None:
+            collectors.append(pva)
         if front.directory is not None:  # identity: the keys command, NSS, the cache
             collectors.append(front.directory)
         if config.web is not None and logins is not None:
@@ -204,7 +206,7 @@ async def _start_pva(
         return None
     from consrv.pva import PvaFront
 
-    pva = PvaFront(config.pva, registry, iocs)
+    pva = PvaFront(config.pva, registry, iocs, process=True)  # its own process: docs/pva.md
     await nursery.start(pva.serve)
     return pva
 

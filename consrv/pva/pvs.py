@@ -28,6 +28,10 @@ from consrv.pva.health import Reading
 # consrv's priority, so a pvAccess client storm yields the CPU to the consoles' path.
 SERVER_THREADS = ("PVXTCP", "PVXUDP", "IfMapDaemon")
 LOWER_PRIORITY = 10  # nice steps below consrv's own
+# What the PV server in its own process needs to make a silence fresh for a first
+# subscriber: when the console last printed (wall clock), ``silent_after``, and the
+# severity past it (consrv/pva/worker.py).
+SilenceSpec = tuple[float, float | None, int]
 REFUSED = "read-only: consrv takes no puts over pvAccess (a client's user name is self-asserted)"
 
 
@@ -150,6 +154,22 @@ class PvServer:
     def add(self, pv: Pv) -> None:
         self.pvs[pv.name] = pv
         self.provider.add(pv.name, pv.shared)
+
+    def make(
+        self,
+        name: str,
+        kind: Kind,
+        first: Reading,
+        now: float,
+        *,
+        fresh: Callable[[], tuple[Reading, float]] | None = None,
+        watched: Callable[[bool], None] | None = None,
+        spec: Callable[[], SilenceSpec] | None = None,
+    ) -> Pv:
+        """A new PV, served at once (``spec`` is for a PV server in its own process)."""
+        pv = Pv(name, kind, first, now, fresh=fresh, watched=watched)
+        self.add(pv)
+        return pv
 
     def remove(self, name: str) -> None:
         pv = self.pvs.pop(name, None)
