@@ -189,6 +189,7 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("web", old.web is None, new.web is None),
         ("pva", old.pva is None, new.pva is None),
         ("pva interfaces or ports", _pva_conf(old), _pva_conf(new)),
+        ("pva.own_process", old.pva and old.pva.own_process, new.pva and new.pva.own_process),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
@@ -206,7 +207,7 @@ async def _start_pva(
         return None
     from consrv.pva import PvaFront
 
-    pva = PvaFront(config.pva, registry, iocs, process=True)  # its own process: docs/pva.md
+    pva = PvaFront(config.pva, registry, iocs, process=config.pva.own_process)
     await nursery.start(pva.serve)
     return pva
 

@@ -89,6 +89,7 @@ class RawPva(RawPvaConsole):
     interfaces: tuple[Interface, ...] = ("127.0.0.1",)
     server_port: Port = 5075
     broadcast_port: Port = 5076
+    own_process: StrictBool = True
     consoles: Annotated[dict[ConsoleName, RawPvaConsole], NoneIsEmpty] = Field(default_factory=dict)
 
     @pydantic.model_validator(mode="before")
@@ -146,6 +147,7 @@ def resolve_pva(raw: RawPva | None) -> tuple[PvaConfig | None, list[Problem]]:
         interfaces=raw.interfaces,
         server_port=raw.server_port,
         broadcast_port=raw.broadcast_port,
+        own_process=raw.own_process,
         defaults=defaults,
         consoles=types.MappingProxyType(consoles),
     )
