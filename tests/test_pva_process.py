@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -117,3 +118,11 @@ async def test_a_first_subscriber_gets_the_silence_of_now_from_the_child(
             assert 3600.0 <= float(silent) < 3700.0  # type: ignore[arg-type]
             assert silent.raw["alarm.severity"] == 1  # type: ignore[attr-defined]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_first_child_that_cannot_start_stops_the_start() -> None:
+    """A child that ends before it serves (here: one that does nothing) is an error at once."""
+    server = RemoteServer({}, argv=[sys.executable, "-c", "pass"])
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(RuntimeError, match="the PV server process said None"):
+            await nursery.start(server.run)

@@ -146,7 +146,8 @@ class RemoteServer:
         while True:
             try:
                 code: int | str | None = await self._run_once(serving)
-            except (OSError, RuntimeError, trio.TooSlowError) as error:
+            except (OSError, ValueError, RuntimeError, trio.BrokenResourceError,
+                    trio.TooSlowError) as error:  # fmt: skip
                 if not started:
                     raise
                 code = str(error)
@@ -214,7 +215,10 @@ class RemoteServer:
             await trio.lowlevel.cancel_shielded_checkpoint()  # this turn's changes join the batch
             batch, self._pending = self._pending, []
             if batch:
-                await stdin.send_all(json.dumps(batch).encode() + b"\n")
+                try:
+                    await stdin.send_all(json.dumps(batch).encode() + b"\n")
+                except trio.BrokenResourceError:  # the child died: the reader sees its end
+                    return
 
     async def _read_until_end(self, lines: _Lines) -> None:
         while (message := await lines.next()) is not None:
