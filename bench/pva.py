@@ -32,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -146,7 +147,7 @@ class Cpu:
     def percent(self) -> tuple[float, float]:
         elapsed = time.monotonic() - self.start
         own = _own_ticks(self.pid) - self.own
-        children = tree_cpu_seconds(self.pid) - self.tree - own
+        children = max(0.0, tree_cpu_seconds(self.pid) - self.tree - own)  # ticks: not < 0
         return 100 * own / elapsed, 100 * children / elapsed
 
 
@@ -204,7 +205,8 @@ async def _run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     public = ensure_client_key(key, "bench")
     if not args.storm_only:
         await _idle_and_reload(args, workdir, reaper, root, sockets, key, public)
-    await _storm(args, workdir, reaper, consoles.names[:STORM_MONITORS], sockets, key, public)
+    if args.runs:
+        await _storm(args, workdir, reaper, consoles.names[:STORM_MONITORS], sockets, key, public)
 
 
 async def _idle_and_reload(
@@ -281,7 +283,9 @@ async def _storm(
                   f" ({_spread(loud[label], 'p50')}) p99 {storm_latency.p99:.2f}"
                   f" ({_spread(loud[label], 'p99')}) ms: p50"
                   f" {100 * (storm_latency.p50 / calm.p50 - 1):+.0f} %, p99"
-                  f" {100 * (storm_latency.p99 / calm.p99 - 1):+.0f} %", flush=True)  # fmt: skip
+                  f" {100 * (storm_latency.p99 / calm.p99 - 1):+.0f} %; run by run (each storm"
+                  f" against the quiet run just before it), median p99"
+                  f" {_paired(quiet[label], loud[label])}", flush=True)  # fmt: skip
         print(f"load average at the end: {_load()}", flush=True)
     finally:
         for server in servers.values():
@@ -290,6 +294,12 @@ async def _storm(
 
 def _cpu(percent: tuple[float, float]) -> str:
     return f"{percent[0]:.1f} % CPU, its PV server process {percent[1]:.1f} %"
+
+
+def _paired(quiet: list[Latency], loud: list[Latency]) -> str:
+    ratios = [b.p99 / a.p99 for a, b in zip(quiet, loud, strict=True)]
+    spread = f"{100 * (min(ratios) - 1):+.0f} to {100 * (max(ratios) - 1):+.0f} %"
+    return f"{100 * (statistics.median(ratios) - 1):+.0f} % ({spread})"
 
 
 def _spread(runs: list[Latency], field: str) -> str:
@@ -308,7 +318,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=30.0, help="idle CPU window, s")
     parser.add_argument("--keystrokes", type=int, default=1000, help="a run (default: %(default)s)")
     parser.add_argument(
-        "--runs", type=int, default=3, help="quiet/storm pairs (default: %(default)s)"
+        "--runs", type=int, default=3, help="quiet/storm pairs, 0: none (default: %(default)s)"
     )
     parser.add_argument("--storm-only", action="store_true", help="skip idle and reload")
     return parser.parse_args(argv)
