@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
@@ -28,9 +28,11 @@ from consrv.console import Console, Observer
 from consrv.host import UnitHealth
 from consrv.protocol.procserv import ChildExited
 from consrv.pva import health
-from consrv.pva.health import NO_ALARM, Reading, RestartWindow
-from consrv.pva.pvs import Kind, Pv, PvServer, SilenceSpec
+from consrv.pva.health import NO_ALARM, Kind, Reading, RestartWindow, SilenceSpec
 from consrv.pva.remote import RemotePv, RemoteServer
+
+if TYPE_CHECKING:  # p4p is loaded in consrv's process only without pva.own_process
+    from consrv.pva.pvs import Pv, PvServer
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +117,8 @@ class PvaFront:
                 await nursery.start(remote.run)
                 self.server = remote
             else:
+                from consrv.pva.pvs import PvServer
+
                 self.server = PvServer(self.config.server_conf())
             await self._serve(task_status)
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,29 +21,15 @@ from p4p.nt import NTEnum, NTScalar
 from p4p.server import Server, StaticProvider
 from p4p.server.raw import SharedPV
 
-from consrv.pva.health import Reading
+from consrv.pva.health import Kind, Reading, SilenceSpec
+
+__all__ = ["Kind", "Pv", "PvServer", "Reading", "SilenceSpec"]
 
 # pvxs' own threads (its TCP and UDP event loops, its interface watcher): run below
 # consrv's priority, so a pvAccess client storm yields the CPU to the consoles' path.
 SERVER_THREADS = ("PVXTCP", "PVXUDP", "IfMapDaemon")
 LOWER_PRIORITY = 10  # nice steps below consrv's own
-# What the PV server in its own process needs to make a silence fresh for a first
-# subscriber: when the console last printed (wall clock), ``silent_after``, and the
-# severity past it (consrv/pva/worker.py).
-SilenceSpec = tuple[float, float | None, int]
 REFUSED = "read-only: consrv takes no puts over pvAccess (a client's user name is self-asserted)"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A PV's type: ``code`` is p4p's value code ("d", "l", "s"), or "enum" with `choices`."""
-
-    code: str
-    choices: Sequence[str] = ()
-    units: str = ""
-    low: float = 0.0
-    high: float = 0.0
-    description: str = ""
 
 
 @functools.cache

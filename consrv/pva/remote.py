@@ -20,8 +20,7 @@ from typing import Any
 
 import trio
 
-from consrv.pva.health import Reading
-from consrv.pva.pvs import Kind, SilenceSpec
+from consrv.pva.health import Kind, Reading, SilenceSpec
 
 logger = logging.getLogger(__name__)
 

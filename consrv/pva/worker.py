@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from consrv.config import PvaAlarms
 from consrv.pva import health
 from consrv.pva.pvs import Kind, PvServer, SilenceSpec
 
@@ -90,8 +89,7 @@ class Worker:
         def fresh() -> tuple[health.Reading, float]:
             since, after, severity = self.specs[name]
             now = time.time()
-            alarms = PvaAlarms(silent=severity)
-            return health.silence(max(0.0, now - since), after, alarms), now
+            return health.silence_of(max(0.0, now - since), after, severity), now
 
         return fresh
 
