@@ -450,10 +450,17 @@ class PvaFront:
         for name, entry in self._consoles.items():
             due = entry.silent_at is not None and entry.silent_at <= now
             expiry = entry.restarts.next_expiry()
-            if name in dirty or entry.watched or due or (expiry is not None and expiry <= now):
+            if name in dirty or due or (expiry is not None and expiry <= now):
                 self._post_all(entry, now)
                 if name in dirty and self.config.for_console(name).text:
                     entry.pvs[entry.prefix + "LastLine"].post(self._last_line(entry), now)
+            elif entry.watched:  # only the silence grows by itself: the rest is posted at once
+                self._post_silence(entry, now)
+
+    def _post_silence(self, entry: _ConsolePvs, now: float) -> None:
+        settings = self.config.for_console(entry.console.name)
+        reading = health.silence(entry.age(now), settings.silent_after, settings.alarms)
+        entry.pvs[entry.prefix + "SilentFor"].post(reading, now)
 
 
 @contextlib.contextmanager
