@@ -29,6 +29,7 @@ from consrv.pva.remote import RemoteServer
 from tests.fakes import MemorySink
 from tests.pvaclient import client_conf
 from tests.test_pva_front import HOST, FakeRegistry, FakeUnits, P, config, console
+from tests.waits import deadline
 
 __all__ = ["console"]  # the fixture, shared with tests/test_pva_front.py
 
@@ -93,8 +94,9 @@ async def test_a_killed_child_is_started_again_with_every_pv(
         assert old is not None
         assert await get(ctx, P + "Viewers") == 0
         os.kill(old, signal.SIGKILL)
-        with trio.fail_after(RESTART_WITHIN):
-            while server.pid == old or not server.conf() or server.restarts < 1:
+        seen = lambda: {"pid": server.pid, "restarts": server.restarts}  # noqa: E731
+        with deadline(RESTART_WITHIN, "a new PV server process", seen=seen):
+            while server.pid == old or server.restarts < 1:
                 await trio.sleep(0.05)
         console.attach(Viewer(MemorySink(), user="olga", role=Role.RW, limit=1 << 20), write=True)
         assert server.conf() == conf  # the same ports: clients find it where it was
