@@ -11,9 +11,14 @@ With N idle procServ consoles (children that never print) and one echo console:
   echo console) with the PV server on and nobody reading, then during a storm: a
   client process holding 200 monitors (each console's ``SilentFor``: the PVs posted
   once a second while watched) and connecting, reading one PV and disconnecting
-  again as fast as it can; p50 and p99 of each, and the storm's connections/s.
+  again as fast as it can; p50 and p99 of each, and the storm's connections/s. Two
+  consrv run side by side on the same consoles, one with the PV server in its own
+  process (``pva.own_process``, the default) and one with it in consrv's; their
+  quiet and storm runs are interleaved (the order swapped each run), so the shared
+  machine's load falls on both alike; the load average is printed with each run.
 
     python -m bench.pva [--consoles 1000] [--window 30] [--keystrokes 1000] [--runs 3]
+                        [--storm-only]
 
 Run as root from the repository, after ``bench/run`` installed the Debian packages once.
 Owns: the ``pva:`` config of the benchmarked consrv and the storm client.
@@ -27,6 +32,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +47,7 @@ from p4p.client.thread import Context
 from bench.consoles import ECHO, ECHO_COMMAND, IdleConsoles
 from bench.idle import SETTLE, Idle, idle_scale, wait_connections
 from bench.latency import Latency, keystrokes, median_of
-from bench.procs import Reaper, tree_cpu_seconds
+from bench.procs import CLOCK_TICK, Reaper, read_stat, tree_cpu_seconds
 from bench.runner import cleanup, raise_file_limit
 from bench.servers import Consrv
 from bench.servers.base import wait_log
@@ -57,15 +63,16 @@ STORM_SETTLE = 10.0  # seconds for the storm's monitors to connect before keystr
 class PvaConsrv(Consrv):
     """consrv with (or without) a ``pva:`` section on loopback, ports chosen by the kernel."""
 
-    def __init__(self, *args: Any, pva: bool) -> None:
+    def __init__(self, *args: Any, pva: bool, own_process: bool = True) -> None:
         super().__init__(*args)
-        self.pva = pva
+        self.pva, self.own_process = pva, own_process
         self.udp_port = 0
 
     def config(self, consoles: Mapping[str, Path]) -> dict[str, object]:
         config = super().config(consoles)
         if self.pva:
-            config["pva"] = {"host": HOST, "server_port": 0, "broadcast_port": 0}
+            config["pva"] = {"host": HOST, "server_port": 0, "broadcast_port": 0,
+                             "own_process": self.own_process}  # fmt: skip
         return config
 
     def start(self, consoles: Mapping[str, Path]) -> None:
@@ -130,10 +137,29 @@ async def _consoles_pv(udp_port: int, want: int, limit: float = 120.0) -> float:
     raise RuntimeError(f"the Consoles PV never read {want}")
 
 
+class Cpu:
+    """CPU (% of one core) of consrv's own process and of its children (the PV server's)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.start = pid, time.monotonic()
+        self.own, self.tree = _own_ticks(pid), tree_cpu_seconds(pid)
+
+    def percent(self) -> tuple[float, float]:
+        elapsed = time.monotonic() - self.start
+        own = _own_ticks(self.pid) - self.own
+        children = max(0.0, tree_cpu_seconds(self.pid) - self.tree - own)  # ticks: not < 0
+        return 100 * own / elapsed, 100 * children / elapsed
+
+
+def _own_ticks(pid: int) -> float:
+    stat = read_stat(pid)
+    return stat.cpu_ticks / CLOCK_TICK if stat is not None else 0.0
+
+
 async def _storm_keystrokes(
     server: PvaConsrv, reaper: Reaper, names: Sequence[str], count: int
-) -> tuple[Latency, dict[str, float], float]:
-    """Keystrokes during a storm; the storm's figures; consrv's CPU (% of a core) meanwhile.
+) -> tuple[Latency, dict[str, float], tuple[float, float]]:
+    """Keystrokes during a storm; the storm's figures; consrv's CPU (`Cpu.percent`) meanwhile.
 
     The storm client runs at nice 19: on this 2-core machine it stands for clients on
     other machines, so what it takes from consrv is the server side's work, not its own.
@@ -147,14 +173,14 @@ async def _storm_keystrokes(
     reaper.add(process.pid)
     assert process.stdout is not None
     await trio.sleep(STORM_SETTLE)  # the monitors connected, the loop going
-    cpu_before, start = tree_cpu_seconds(server.pid), time.monotonic()
+    cpu = Cpu(server.pid)
     latency = await keystrokes(server, reaper, count, KEYSTROKE_GAP)
-    cpu = 100 * (tree_cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - start)
+    used = cpu.percent()
     output = bytearray()
     while chunk := await process.stdout.receive_some(65536):
         output += chunk
     await process.wait()
-    return latency, json.loads(output), cpu
+    return latency, json.loads(output), used
 
 
 def _repo() -> str:
@@ -177,13 +203,23 @@ async def _run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
     sockets = {**consoles.sockets(args.consoles), ECHO: echo.socket}
     key = workdir / "id_bench"
     public = ensure_client_key(key, "bench")
-    rows = []
-    for pva in (False, True):
-        server = PvaConsrv(workdir / f"consrv-{pva}", reaper, key, public, pva=pva)
+    if not args.storm_only:
+        await _idle_and_reload(args, workdir, reaper, root, sockets, key, public)
+    if args.runs:
+        await _storm(args, workdir, reaper, consoles.names[:STORM_MONITORS], sockets, key, public)
+
+
+async def _idle_and_reload(
+    args: argparse.Namespace, workdir: Path, reaper: Reaper, root: Path,
+    sockets: Mapping[str, Path], key: Path, public: str,
+) -> None:  # fmt: skip
+    for label, pva, own in (("pva off", False, True), ("pva on, own process", True, True),
+                            ("pva on, in consrv's process", True, False)):  # fmt: skip
+        server = PvaConsrv(workdir / f"consrv-{label}", reaper, key, public, pva=pva,
+                           own_process=own)  # fmt: skip
         idle = await idle_scale(server, sockets, root, args.window)
-        rows.append(_row("pva on" if pva else "pva off", idle))
-        print(rows[-1], flush=True)
-    server = PvaConsrv(workdir / "consrv-storm", reaper, key, public, pva=True)
+        print(_row(label, idle), flush=True)
+    server = PvaConsrv(workdir / "consrv-reload", reaper, key, public, pva=True)
     server.start(sockets)
     try:
         await wait_connections(root, len(sockets))
@@ -197,33 +233,82 @@ async def _run(args: argparse.Namespace, workdir: Path, reaper: Reaper) -> None:
             print(f"reload: {label} {RELOAD_CHANGE} consoles' PVs: the Consoles PV shows"
                   f" {len(wanted)} {1000 * (time.monotonic() - start):.0f} ms after SIGHUP"
                   f" (client side {1000 * seen:.0f} ms)", flush=True)  # fmt: skip
-        await wait_connections(root, len(sockets))
-        names = consoles.names[:STORM_MONITORS]
-        quiet_runs, loud_runs = [], []
-        for run in range(args.runs):  # alternated, so the machine's other load hits both
-            cpu_before, start = tree_cpu_seconds(server.pid), time.monotonic()
-            quiet = await keystrokes(server, reaper, args.keystrokes, KEYSTROKE_GAP)
-            quiet_cpu = (
-                100 * (tree_cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - start)
-            )
-            loud, load, loud_cpu = await _storm_keystrokes(server, reaper, names, args.keystrokes)
-            quiet_runs.append(quiet)
-            loud_runs.append(loud)
-            print(
-                f"run {run + 1}: no PV client: p50 {quiet.p50:.2f} ms p99 {quiet.p99:.2f} ms"
-                f" (consrv {quiet_cpu:.1f} % CPU); storm ({STORM_MONITORS} monitors,"
-                f" {load['connects_per_s']:.0f} connect/get/close per s,"
-                f" {load['monitor_updates']:.0f} updates): p50 {loud.p50:.2f} ms"
-                f" p99 {loud.p99:.2f} ms (consrv {loud_cpu:.1f} % CPU)",
-                flush=True,
-            )
-        quiet, loud = median_of(quiet_runs), median_of(loud_runs)
-        print(f"keystrokes ({args.keystrokes} a run, median of {args.runs} runs): no PV client"
-              f" p50 {quiet.p50:.2f} ms p99 {quiet.p99:.2f} ms; client storm p50 {loud.p50:.2f}"
-              f" ms p99 {loud.p99:.2f} ms ({100 * (loud.p99 / quiet.p99 - 1):+.0f} % p99)",
-              flush=True)  # fmt: skip
     finally:
         server.stop()
+
+
+VARIANTS = {"its own process": True, "consrv's process": False}
+
+
+async def _storm(
+    args: argparse.Namespace, workdir: Path, reaper: Reaper, names: Sequence[str],
+    sockets: Mapping[str, Path], key: Path, public: str,
+) -> None:  # fmt: skip
+    """Both variants side by side; quiet and storm runs interleaved, the order swapped each run."""
+    servers = {label: PvaConsrv(workdir / f"consrv-storm-{own}", reaper, key, public, pva=True,
+                                own_process=own) for label, own in VARIANTS.items()}  # fmt: skip
+    quiet: dict[str, list[Latency]] = {label: [] for label in servers}
+    loud: dict[str, list[Latency]] = {label: [] for label in servers}
+    print(f"load average at the start: {_load()}", flush=True)
+    try:
+        for server in servers.values():
+            server.start(sockets)
+        await wait_connections(workdir / "idle", len(sockets) * len(servers))
+        await trio.sleep(SETTLE)
+        for run in range(args.runs):
+            order = list(servers) if run % 2 == 0 else list(reversed(servers))
+            for label in order:
+                server = servers[label]
+                cpu = Cpu(server.pid)
+                calm = await keystrokes(server, reaper, args.keystrokes, KEYSTROKE_GAP)
+                calm_cpu = cpu.percent()
+                storm_latency, load, storm_cpu = await _storm_keystrokes(
+                    server, reaper, names, args.keystrokes
+                )
+                quiet[label].append(calm)
+                loud[label].append(storm_latency)
+                print(f"run {run + 1}, PV server in {label}: no PV client: p50 {calm.p50:.2f}"
+                      f" p99 {calm.p99:.2f} ms (consrv {_cpu(calm_cpu)}); storm"
+                      f" ({STORM_MONITORS} monitors, {load['connects_per_s']:.0f} connect/get/"
+                      f"close per s, {load['monitor_updates']:.0f} updates): p50"
+                      f" {storm_latency.p50:.2f} p99 {storm_latency.p99:.2f} ms"
+                      f" (consrv {_cpu(storm_cpu)}); load average {_load()}",
+                      flush=True)  # fmt: skip
+        for label in servers:
+            calm, storm_latency = median_of(quiet[label]), median_of(loud[label])
+            print(f"PV server in {label}, {args.keystrokes} keystrokes a run, median of"
+                  f" {args.runs} runs (spread): no PV client p50 {calm.p50:.2f}"
+                  f" ({_spread(quiet[label], 'p50')}) p99 {calm.p99:.2f}"
+                  f" ({_spread(quiet[label], 'p99')}) ms; storm p50 {storm_latency.p50:.2f}"
+                  f" ({_spread(loud[label], 'p50')}) p99 {storm_latency.p99:.2f}"
+                  f" ({_spread(loud[label], 'p99')}) ms: p50"
+                  f" {100 * (storm_latency.p50 / calm.p50 - 1):+.0f} %, p99"
+                  f" {100 * (storm_latency.p99 / calm.p99 - 1):+.0f} %; run by run (each storm"
+                  f" against the quiet run just before it), median p99"
+                  f" {_paired(quiet[label], loud[label])}", flush=True)  # fmt: skip
+        print(f"load average at the end: {_load()}", flush=True)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+
+def _cpu(percent: tuple[float, float]) -> str:
+    return f"{percent[0]:.1f} % CPU, its PV server process {percent[1]:.1f} %"
+
+
+def _paired(quiet: list[Latency], loud: list[Latency]) -> str:
+    ratios = [b.p99 / a.p99 for a, b in zip(quiet, loud, strict=True)]
+    spread = f"{100 * (min(ratios) - 1):+.0f} to {100 * (max(ratios) - 1):+.0f} %"
+    return f"{100 * (statistics.median(ratios) - 1):+.0f} % ({spread})"
+
+
+def _spread(runs: list[Latency], field: str) -> str:
+    values = [getattr(run, field) for run in runs]
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
+def _load() -> str:
+    return ", ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -233,8 +318,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=float, default=30.0, help="idle CPU window, s")
     parser.add_argument("--keystrokes", type=int, default=1000, help="a run (default: %(default)s)")
     parser.add_argument(
-        "--runs", type=int, default=3, help="quiet/storm pairs (default: %(default)s)"
+        "--runs", type=int, default=3, help="quiet/storm pairs, 0: none (default: %(default)s)"
     )
+    parser.add_argument("--storm-only", action="store_true", help="skip idle and reload")
     return parser.parse_args(argv)
 
 

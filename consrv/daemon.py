@@ -100,6 +100,8 @@ async def serve(
             reloader.pva = pva
             nursery.start_soon(reloader.serve, reloads)
         collectors: list[Collector] = [ConsoleCollector(registry), ssh_stats, reload_stats]
+        if pva is not None:
+            collectors.append(pva)
         if front.directory is not None:  # identity: the keys command, NSS, the cache
             collectors.append(front.directory)
         if config.web is not None and logins is not None:
@@ -193,6 +195,7 @@ def _warn_restart_only(old: Config, new: Config) -> None:
         ("web", old.web is None, new.web is None),
         ("pva", old.pva is None, new.pva is None),
         ("pva interfaces or ports", _pva_conf(old), _pva_conf(new)),
+        ("pva.own_process", old.pva and old.pva.own_process, new.pva and new.pva.own_process),
     ):
         if before != after:
             logger.warning("reload: %s changed: it takes effect when consrv restarts", what)
@@ -210,7 +213,7 @@ async def _start_pva(
         return None
     from consrv.pva import PvaFront
 
-    pva = PvaFront(config.pva, registry, iocs)
+    pva = PvaFront(config.pva, registry, iocs, process=config.pva.own_process)
     await nursery.start(pva.serve)
     return pva
 

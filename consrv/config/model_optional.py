@@ -176,6 +176,7 @@ class PvaConfig:
     interfaces: tuple[str, ...] = ("127.0.0.1",)  # EPICS_PVAS_INTF_ADDR_LIST
     server_port: int = 5075  # EPICS_PVAS_SERVER_PORT (0: any free port)
     broadcast_port: int = 5076  # EPICS_PVAS_BROADCAST_PORT: UDP searches (0: any)
+    own_process: bool = True  # serve from a child process at nice 19 (docs/pva.md)
     defaults: PvaConsole = PvaConsole()
     consoles: Mapping[str, PvaConsole] = dataclasses.field(default_factory=dict)
 

@@ -229,6 +229,7 @@ def resolve_pva(raw: RawPva | None) -> tuple[PvaConfig | None, list[Problem]]:
         interfaces=raw.interfaces,
         server_port=raw.server_port,
         broadcast_port=raw.broadcast_port,
+        own_process=raw.own_process,
         defaults=defaults,
         consoles=types.MappingProxyType(consoles),
     )

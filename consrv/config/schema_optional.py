@@ -265,6 +265,7 @@ class RawPva(RawPvaConsole):
     interfaces: tuple[Interface, ...] = ("127.0.0.1",)
     server_port: Port = 5075
     broadcast_port: Port = 5076
+    own_process: StrictBool = True
     consoles: Annotated[dict[ConsoleName, RawPvaConsole], NoneIsEmpty] = Field(default_factory=dict)
 
     @pydantic.model_validator(mode="before")

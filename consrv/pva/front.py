@@ -17,9 +17,10 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
 from consrv import __version__
 from consrv.config import PvaConfig
@@ -27,8 +28,11 @@ from consrv.console import Console, Observer
 from consrv.host import UnitHealth
 from consrv.protocol.procserv import ChildExited
 from consrv.pva import health
-from consrv.pva.health import NO_ALARM, Reading, RestartWindow
-from consrv.pva.pvs import Kind, Pv, PvServer
+from consrv.pva.health import NO_ALARM, Kind, Reading, RestartWindow, SilenceSpec
+from consrv.pva.remote import RemotePv, RemoteServer
+
+if TYPE_CHECKING:  # p4p is loaded in consrv's process only without pva.own_process
+    from consrv.pva.pvs import Pv, PvServer
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ class _ConsolePvs:
 
     def __init__(self, console: Console, prefix: str, added: float) -> None:
         self.console, self.prefix, self.added = console, prefix, added
-        self.pvs: dict[str, Pv] = {}
+        self.pvs: dict[str, Pv | RemotePv] = {}
         self.restarts = RestartWindow()
         self.child_starts = console.stats.child_starts
         # A child seen on this procServ connection: its next start is a restart. The first
@@ -89,11 +93,13 @@ class PvaFront:
         units: Units | None = None,
         *,
         clock: Callable[[], float] = time.time,
+        process: bool = False,
     ) -> None:
         self.config, self.registry, self.units, self._clock = config, registry, units, clock
-        self.server: PvServer | None = None
+        self.process = process  # serve from a child process (consrv/pva/remote.py)
+        self.server: PvServer | RemoteServer | None = None
         self._consoles: dict[str, _ConsolePvs] = {}
-        self._host: dict[str, Pv] = {}
+        self._host: dict[str, Pv | RemotePv] = {}
         self._dirty: set[str] = set()  # consoles with new output since the last tick
         self._kick = trio.Event()
         self._token: trio.lowlevel.TrioToken | None = None
@@ -105,9 +111,23 @@ class PvaFront:
     ) -> None:
         """Serve PVs until cancelled; ``task_status`` gets the server's settings in force."""
         self._token = trio.lowlevel.current_trio_token()
-        self.server = PvServer(self.config.server_conf())
+        async with trio.open_nursery() as nursery:
+            if self.process:
+                remote = RemoteServer(self.config.server_conf())
+                await nursery.start(remote.run)
+                self.server = remote
+            else:
+                from consrv.pva.pvs import PvServer
+
+                self.server = PvServer(self.config.server_conf())
+            await self._serve(task_status)
+
+    async def _serve(self, task_status: trio.TaskStatus[dict[str, str]]) -> None:
+        assert self.server is not None
         try:
             self._start()
+            if isinstance(self.server, RemoteServer):
+                await self.server.sync()  # served when the log line says so
             conf = self.server.conf()
             logger.info(
                 "pva on %s tcp port %s udp port %s: %d PV(s) under %s",
@@ -160,6 +180,15 @@ class PvaFront:
                 self._post_all(entry, self._clock())
         self._post_host(self._clock())
         self._kick.set()
+
+    def collect(self) -> Iterator[Metric]:
+        """``consrv_pva_server_restarts_total``: the PV server's process started again."""
+        restarts = self.server.restarts if isinstance(self.server, RemoteServer) else 0
+        yield CounterMetricFamily(
+            "consrv_pva_server_restarts",
+            "Times the PV server's own process died and was started again.",
+            value=restarts,
+        )
 
     # -- the registry's and the IOC manager's hooks (trio thread) ----------
     # They must not raise (the registry and a console's reader call them): a failure is
@@ -285,9 +314,9 @@ class PvaFront:
         if suffix == "SilentFor":
             fresh = self._fresh_silence(entry)
             watched = self._watched(entry)
-        pv = Pv(name, kind, first, now, fresh=fresh, watched=watched)
+        spec = self._silence_spec(entry) if suffix == "SilentFor" else None
+        pv = self.server.make(name, kind, first, now, fresh=fresh, watched=watched, spec=spec)
         entry.pvs[name] = pv
-        self.server.add(pv)
 
     def _fresh_silence(self, entry: _ConsolePvs) -> Callable[[], tuple[Reading, float]]:
         """p4p's thread, a first subscriber: the silence now (reads two floats)."""
@@ -298,6 +327,17 @@ class PvaFront:
             return health.silence(entry.age(now), settings.silent_after, settings.alarms), now
 
         return fresh
+
+    def _silence_spec(self, entry: _ConsolePvs) -> Callable[[], SilenceSpec]:
+        """For a PV server in its own process: what makes the silence there (a fresh value)."""
+
+        def spec() -> SilenceSpec:
+            settings = self.config.for_console(entry.console.name)
+            last = entry.console.stats.last_output
+            since = last if last is not None else entry.added
+            return since, settings.silent_after, settings.alarms.silent
+
+        return spec
 
     def _watched(self, entry: _ConsolePvs) -> Callable[[bool], None]:
         def watched(first: bool) -> None:  # p4p's thread: hand over to trio's
@@ -351,9 +391,7 @@ class PvaFront:
         assert self.server is not None
         now, prefix = self._clock(), self.config.host_pv_prefix()
         for suffix, kind, reading in self._host_readings():
-            pv = Pv(prefix + suffix, kind, reading, now)
-            self._host[prefix + suffix] = pv
-            self.server.add(pv)
+            self._host[prefix + suffix] = self.server.make(prefix + suffix, kind, reading, now)
 
     def _host_readings(self) -> list[tuple[str, Kind, Reading]]:
         entries = self._consoles.values()
@@ -412,10 +450,17 @@ class PvaFront:
         for name, entry in self._consoles.items():
             due = entry.silent_at is not None and entry.silent_at <= now
             expiry = entry.restarts.next_expiry()
-            if name in dirty or entry.watched or due or (expiry is not None and expiry <= now):
+            if name in dirty or due or (expiry is not None and expiry <= now):
                 self._post_all(entry, now)
                 if name in dirty and self.config.for_console(name).text:
                     entry.pvs[entry.prefix + "LastLine"].post(self._last_line(entry), now)
+            elif entry.watched:  # only the silence grows by itself: the rest is posted at once
+                self._post_silence(entry, now)
+
+    def _post_silence(self, entry: _ConsolePvs, now: float) -> None:
+        settings = self.config.for_console(entry.console.name)
+        reading = health.silence(entry.age(now), settings.silent_after, settings.alarms)
+        entry.pvs[entry.prefix + "SilentFor"].post(reading, now)
 
 
 @contextlib.contextmanager

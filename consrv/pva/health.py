@@ -3,16 +3,19 @@
 Owns the meaning of the PVs (docs/pva.md): the choices of the enums, the value of
 each reading and its alarm severity and message, from the console's state, its
 ``ioc@`` unit's health, its restart times and its silence, with the severities of
-`PvaAlarms`. No p4p, no trio, no clock (times are passed in).
+`PvaAlarms`; and each PV's type (`Kind`). No p4p, no trio, no clock (times are passed
+in), no config code at run time (the PV server's own process imports this module).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from consrv.config import PvaAlarms
+if TYPE_CHECKING:  # (not imported: the PV server's own process loads no config code)
+    from consrv.config import PvaAlarms
 
 # EPICS alarm severities and the status codes used here (menuAlarmStat's pvAccess subset).
 NO_ALARM, MINOR, MAJOR = 0, 1, 2
@@ -43,6 +46,24 @@ class UnitView(Protocol):
 
     @property
     def sub_state(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A PV's type: ``code`` is p4p's value code ("d", "l", "s"), or "enum" with `choices`."""
+
+    code: str
+    choices: Sequence[str] = ()
+    units: str = ""
+    low: float = 0.0
+    high: float = 0.0
+    description: str = ""
+
+
+# What the PV server in its own process needs to make a silence fresh for a first
+# subscriber: when the console last printed (wall clock), ``silent_after``, and the
+# severity past it (consrv/pva/worker.py).
+SilenceSpec = tuple[float, float | None, int]
 
 
 def state(up: bool, child_running: bool | None, exit_text: str, alarms: PvaAlarms) -> Reading:
@@ -79,9 +100,14 @@ def restarts(count: int, crash_loop: int, alarms: PvaAlarms) -> Reading:
 
 def silence(age: float, silent_after: float | None, alarms: PvaAlarms) -> Reading:
     """Whole seconds since the last output; an alarm past ``silent_after``."""
+    return silence_of(age, silent_after, alarms.silent)
+
+
+def silence_of(age: float, silent_after: float | None, severity: int) -> Reading:
+    """`silence`, with the severity past ``silent_after`` given alone."""
     seconds = float(int(age))
     if silent_after is not None and age > silent_after:
-        return Reading(seconds, alarms.silent, STATUS_DEVICE, f"silent for over {silent_after:g} s")
+        return Reading(seconds, severity, STATUS_DEVICE, f"silent for over {silent_after:g} s")
     return Reading(seconds)
 
 

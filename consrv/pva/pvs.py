@@ -13,8 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,25 +21,15 @@ from p4p.nt import NTEnum, NTScalar
 from p4p.server import Server, StaticProvider
 from p4p.server.raw import SharedPV
 
-from consrv.pva.health import Reading
+from consrv.pva.health import Kind, Reading, SilenceSpec
+
+__all__ = ["Kind", "Pv", "PvServer", "Reading", "SilenceSpec"]
 
 # pvxs' own threads (its TCP and UDP event loops, its interface watcher): run below
 # consrv's priority, so a pvAccess client storm yields the CPU to the consoles' path.
 SERVER_THREADS = ("PVXTCP", "PVXUDP", "IfMapDaemon")
 LOWER_PRIORITY = 10  # nice steps below consrv's own
 REFUSED = "read-only: consrv takes no puts over pvAccess (a client's user name is self-asserted)"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A PV's type: ``code`` is p4p's value code ("d", "l", "s"), or "enum" with `choices`."""
-
-    code: str
-    choices: Sequence[str] = ()
-    units: str = ""
-    low: float = 0.0
-    high: float = 0.0
-    description: str = ""
 
 
 @functools.cache
@@ -150,6 +139,22 @@ class PvServer:
     def add(self, pv: Pv) -> None:
         self.pvs[pv.name] = pv
         self.provider.add(pv.name, pv.shared)
+
+    def make(
+        self,
+        name: str,
+        kind: Kind,
+        first: Reading,
+        now: float,
+        *,
+        fresh: Callable[[], tuple[Reading, float]] | None = None,
+        watched: Callable[[bool], None] | None = None,
+        spec: Callable[[], SilenceSpec] | None = None,
+    ) -> Pv:
+        """A new PV, served at once (``spec`` is for a PV server in its own process)."""
+        pv = Pv(name, kind, first, now, fresh=fresh, watched=watched)
+        self.add(pv)
+        return pv
 
     def remove(self, name: str) -> None:
         pv = self.pvs.pop(name, None)

@@ -238,3 +238,29 @@ def test_the_command_line_monitor_follows_a_kill(served: Served, pvs: Monitors) 
     finally:
         monitor.terminate()
         monitor.wait(10)
+
+
+def children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_the_pv_servers_process_ends_when_consrv_is_killed(served: Served, pvs: Monitors) -> None:
+    """The PV server runs in a child of consrv (docs/pva.md); a SIGKILLed consrv leaves none."""
+    consrv = served.consrv.process
+    assert consrv is not None
+    workers = [p for p in children(consrv.pid)
+               if b"consrv.pva.worker" in Path(f"/proc/{p}/cmdline").read_bytes()]  # fmt: skip
+    assert len(workers) == 1, children(consrv.pid)
+    assert os.getpriority(os.PRIO_PROCESS, workers[0]) == 19
+    consrv.kill()
+    consrv.wait(10)
+    wait_until(lambda: gone(workers[0]), "the PV server's process to end after consrv's death",
+               timeout=10)  # fmt: skip
