@@ -42,8 +42,8 @@ import asyncssh
 import trio
 import trio_asyncio
 
-from bench.fleet import keystrokes, rss_mb
-from tests.fleet.sim import Fleet, Peer, running_fleet
+from bench.fleet import KEYSTROKE, keystrokes, rss_mb
+from tests.fleet.sim import Fleet, Peer, running_fleet, ssh_argv
 from tests.harness import Consrv
 
 GATEWAY = "127.0.0.50"
@@ -143,7 +143,142 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+PATHS = ("via", "direct", "jump")
+
+
+def path_argv(fleet: Fleet, path: str) -> list[str]:
+    """``ssh -tt`` to ioc-00: ``via`` the gateway, ``direct`` to its peer, or to its peer
+    through the gateway's tunnel (``jump``: ``ssh -J``, spelt as OpenSSH runs it)."""
+    gateway, peer, key = fleet.gateways[0], fleet.peers[0], fleet.users["alice"].private
+    if path == "via":
+        return ssh_argv(gateway.address, gateway.consrv.port, key, "console", "ioc-00", tty=True)
+    argv = ssh_argv(peer.name, peer.port, key, "console", "ioc-00", tty=True)
+    if path == "direct":
+        return argv
+    jump = " ".join(ssh_argv(gateway.address, gateway.consrv.port, key, "console", tty=False))
+    return [argv[0], "-o", f"ProxyCommand={jump} -W %h:%p", *argv[1:]]
+
+
+def key_samples(fleet: Fleet, count: int, path: str) -> list[float]:
+    """Round trips (ms) of ``count`` keystrokes on one session over ``path``."""
+    argv = [sys.executable, str(KEYSTROKE), "--count", str(count), "--", *path_argv(fleet, path)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)  # noqa: S603 - an argv list
+    data = json.loads(result.stdout or "{}")
+    if "samples_us" not in data:
+        raise RuntimeError(f"keystroke {path}: {data.get('error')} {result.stderr[-300:]}")
+    return [sample / 1000 for sample in data["samples_us"]]
+
+
+def load_average() -> float:
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def key_rounds(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
+    """``--rounds`` rounds, the paths interleaved (their order turned each round) so all
+    see the same load: each path's p50 and p99 per run, and the gateway's CPU per
+    keystroke on the ``via`` runs (its login's ~12 ms included, over ``--keystrokes``)."""
+    gw = pid_of(fleet.gateways[0].consrv)
+    paths = [p for p in PATHS if p in args.paths.split(",")]
+    runs: dict[str, list[tuple[float, float]]] = {p: [] for p in paths}
+    loads, cpu = [load_average()], []
+    for index in range(args.rounds):
+        for path in paths if index % 2 == 0 else paths[::-1]:
+            before = cpu_seconds(gw)
+            samples = key_samples(fleet, args.keystrokes, path)
+            if path == "via":
+                cpu.append((cpu_seconds(gw) - before) / len(samples) * 1e6)
+            runs[path].append((statistics.median(samples), pct(samples, 0.99)))
+        loads.append(load_average())
+    out: dict[str, Any] = {"load": loads, "runs": runs, "gw_cpu_us_per_key": cpu}
+    for path, values in runs.items():
+        out[f"{path}_p50"] = statistics.median(v[0] for v in values)
+        out[f"{path}_p99"] = statistics.median(v[1] for v in values)
+    return out
+
+
+def _traced(pid: int, tool: list[str], count: int, fleet: Fleet, idle: bool) -> str:
+    """``tool`` attached to ``pid`` while ``count`` keystrokes go through the gateway (or
+    for as long, idle): what it printed."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
+        argv = [*tool, "-o", out.name, "-p", str(pid)]
+        tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)  # noqa: S603 - argv
+        time.sleep(1)  # attached
+        if idle:
+            time.sleep(count * 0.006 + 1)
+        else:
+            key_samples(fleet, count, "via")
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(timeout=30)
+        return out.read()
+
+
+def strace_counts(text: str) -> dict[str, int]:
+    counts = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 5 and words[0][0].isdigit() and words[-1] not in ("total", "syscall"):
+            counts[words[-1]] = int(words[3])
+    return counts
+
+
+def perf_counts(text: str) -> dict[str, float]:
+    counts = {}
+    for line in text.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0][0].isdigit():
+            name = words[2] if words[1] == "msec" else words[1]  # cpu-clock is in ms
+            counts[name] = float(words[0].replace(",", ""))
+    return counts
+
+
+def profile(fleet: Fleet, count: int) -> dict[str, Any]:
+    """Per keystroke, in the gateway: syscalls by name (strace -c -f) and context switches
+    and CPU (perf stat), each over ``count`` keystrokes minus the same time idle."""
+    gw = pid_of(fleet.gateways[0].consrv)
+    strace = ["strace", "-c", "-f"]
+    perf = ["perf", "stat", "-e", "context-switches,cpu-clock"]
+    keyed, idle = (strace_counts(_traced(gw, strace, count, fleet, i)) for i in (False, True))
+    syscalls = {name: (n - idle.get(name, 0)) / count for name, n in keyed.items()}
+    pk, pi = (perf_counts(_traced(gw, perf, count, fleet, i)) for i in (False, True))
+    return {
+        "syscalls_per_key": {k: round(v, 2) for k, v in sorted(syscalls.items()) if v >= 0.05},
+        "syscalls_idle_total": sum(idle.values()),
+        "context_switches_per_key": (pk["context-switches"] - pi["context-switches"]) / count,
+        "cpu_ms_per_key_traced": (pk["cpu-clock"] - pi["cpu-clock"]) / count,
+    }
+
+
+def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, Any]:
+    """``--keys-only``: the fleet up, then the interleaved keystroke rounds (and the
+    per-keystroke profile with ``--profile``), nothing else."""
+    row: dict[str, Any] = {"peers": size, "real": real}
+    with tempfile.TemporaryDirectory(prefix="consrv-fleetscale-") as tmp:
+        root = Path(tmp)
+        with contextlib.ExitStack() as stack:
+
+            def source(peers: list[Peer]) -> dict[str, Any]:
+                keys = root / "gateway-keys"
+                sim = stack.enter_context(simulated(root, keys, size - real, args.churn))
+                with (keys / "known_hosts").open("a") as known:
+                    known.write(sim["known_hosts"])
+                listed = [f"{p.name}:{p.port}" for p in peers]
+                return {"peers": listed + [p["address"] for p in sim["peers"]]}
+
+            fleet = stack.enter_context(
+                running_fleet(root, peers=real, gateways=(GATEWAY,), source=source)
+            )
+            directory_whole(fleet, size, timeout=120 + size / 5)
+            time.sleep(2)
+            row["rss_mb"] = rss_mb(fleet.gateways[0].consrv)
+            row.update(key_rounds(fleet, args))
+            if args.profile:
+                row["profile"] = profile(fleet, args.profile)
+    return row
+
+
 def measure(size: int, real: int, args: argparse.Namespace) -> dict[str, Any]:
+    if args.keys_only:
+        return measure_keys(size, real, args)
     row: dict[str, Any] = {"peers": size, "real": real}
     with tempfile.TemporaryDirectory(prefix="consrv-fleetscale-") as tmp:
         root = Path(tmp)
@@ -236,6 +371,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU")
     parser.add_argument("--churn", type=float, default=100.0, help="changes a second")
     parser.add_argument("--json", type=Path, help="write the rows here (bench/fleetplot.py)")
+    parser.add_argument(
+        "--keys-only",
+        action="store_true",
+        help="only keystrokes: --rounds rounds over --paths, interleaved",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--keys-only: rounds")
+    parser.add_argument(
+        "--paths", default="via,direct,jump", help=f"--keys-only: of {','.join(PATHS)}"
+    )
+    parser.add_argument(
+        "--profile",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--keys-only: also strace and perf the gateway over N keystrokes",
+    )
     args = parser.parse_args(argv)
     rows = []
     for size in (int(n) for n in args.peers.split(",")):
@@ -244,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
-    print(table(rows))
+    if not args.keys_only:
+        print(table(rows))
     return 0
 
 

@@ -138,3 +138,39 @@ def test_a_performance_hook_that_cannot_be_installed_is_one_warning(tmp_path: Pa
     warnings = [line for line in text.splitlines() if "no-config-reload" in line]
     assert len(warnings) == 1, text
     assert warnings[0].startswith("WARNING"), warnings
+
+
+async def test_a_client_connection_sends_one_packet_per_write(tmp_path: Path) -> None:
+    """A fleet gateway's connection to a peer (a client) carries the hook too: a keystroke
+    written on it is one SSH packet, where asyncssh alone sends two (an empty ignore
+    first). Counted by the connection's packet sequence number."""
+    config = load_config(_config(tmp_path))
+    sent: dict[bool, int] = {}
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        registry = Registry(config)
+        await nursery.start(registry.run)
+        host = Host(registry)
+        front = SSHFront(config, host, Shell(host))
+        [(host, port)] = await nursery.start(front.serve)
+
+        async def keystrokes(hooked: bool) -> None:
+            async with asyncssh.connect(
+                host, port, username="console", client_keys=[str(tmp_path / "id_alice")],
+                known_hosts=None, config=None,
+            ) as conn:  # fmt: skip
+                if hooked:
+                    compat.one_packet_per_write(conn)
+                process = await conn.create_process(term_type="xterm", encoding=None)
+                await process.stdout.read(1)  # the menu is up: the channel is open
+                before = conn._send_seq  # type: ignore[attr-defined]
+                for _ in range(10):
+                    process.stdin.write(b" ")
+                sent[hooked] = conn._send_seq - before  # type: ignore[attr-defined]
+                assert "one-packet-per-write" in compat.hooks_on(conn) or not hooked
+                process.close()
+
+        with deadline(20, "two logins and their menus' first bytes"):
+            for hooked in (False, True):
+                await trio_asyncio.aio_as_trio(keystrokes)(hooked)
+        nursery.cancel_scope.cancel()
+    assert sent == {False: 20, True: 10}

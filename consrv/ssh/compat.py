@@ -166,7 +166,8 @@ HOOKS: tuple[Hook, ...] = (
         "performance",
         "SSHServerConnection.send_packet, on each connection",
         "drops the empty SSH_MSG_IGNORE asyncssh sends before every packet (a CBC "
-        "countermeasure; consrv offers no CBC cipher): half the packets per write",
+        "countermeasure; consrv offers no CBC cipher): half the packets per write (the "
+        "SSH front's connections, and a fleet gateway's to its peers)",
         "send the ignore packet only under a CBC cipher",
         lambda: _method(asyncssh.SSHServerConnection, "send_packet"),
     ),
@@ -331,9 +332,11 @@ def skip_config_reload(conn: asyncssh.SSHServerConnection) -> None:
 _EMPTY_IGNORE = (String(b""),)
 
 
-def one_packet_per_write(conn: asyncssh.SSHServerConnection) -> None:
+def one_packet_per_write(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) -> None:
     """Stop ``conn`` sending asyncssh's empty ignore packet before each real one (consrv
-    never sends an ignore packet of its own, so an empty one is always asyncssh's)."""
+    never sends an ignore packet of its own, so an empty one is always asyncssh's). A
+    client connection too: a fleet gateway's to its peers (a keystroke through the
+    gateway was two packets on the second hop)."""
     if "one-packet-per-write" not in active:
         return
     send_packet = conn.send_packet
@@ -452,7 +455,7 @@ def kex_algs() -> tuple[str, ...]:
     return (GUESSED_KEX, *others)
 
 
-def hooks_on(conn: asyncssh.SSHServerConnection) -> set[str]:
+def hooks_on(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) -> set[str]:
     """The per-connection hooks in place on ``conn`` (tests prove them active with it)."""
     found = set()
     for attr, name in (
