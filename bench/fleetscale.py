@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -196,28 +196,29 @@ def key_rounds(fleet: Fleet, args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _traced(pid: int, tool: list[str], count: int, fleet: Fleet, idle: bool) -> str:
-    """``tool`` attached to ``pid`` while ``count`` keystrokes go through the gateway (or
-    for as long, idle): what it printed."""
+def _traced(pid: int, tool: list[str], fleet: Fleet, count: int, idle: float) -> tuple[str, float]:
+    """``tool`` attached to ``pid`` while ``count`` keystrokes go through the gateway (or,
+    with ``count`` 0, for ``idle`` seconds): what it printed, and for how long it ran."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
         argv = [*tool, "-o", out.name, "-p", str(pid)]
         tracer = subprocess.Popen(argv, stderr=subprocess.DEVNULL)  # noqa: S603 - argv
-        time.sleep(1)  # attached
-        if idle:
-            time.sleep(count * 0.006 + 1)
-        else:
+        time.sleep(0.5)  # attached
+        start = time.monotonic()
+        if count:
             key_samples(fleet, count, "via")
+        else:
+            time.sleep(idle)
         tracer.send_signal(signal.SIGINT)
         tracer.wait(timeout=30)
-        return out.read()
+        return out.read(), time.monotonic() - start + 0.5
 
 
-def strace_counts(text: str) -> dict[str, int]:
+def strace_counts(text: str) -> dict[str, float]:
     counts = {}
     for line in text.splitlines():
         words = line.split()
         if len(words) >= 5 and words[0][0].isdigit() and words[-1] not in ("total", "syscall"):
-            counts[words[-1]] = int(words[3])
+            counts[words[-1]] = float(words[3])
     return counts
 
 
@@ -231,21 +232,49 @@ def perf_counts(text: str) -> dict[str, float]:
     return counts
 
 
+def per_key(
+    pid: int, tool: list[str], fleet: Fleet, count: int, parse: Callable[[str], dict[str, float]]
+) -> dict[str, float]:
+    """What ``tool`` counts in the gateway per keystroke: a session of ``count`` keystrokes
+    less a session of one (the login, the hop's set-up) and less the time between them
+    idle (keep-alives, as a rate)."""
+    many, many_s = _traced(pid, tool, fleet, count, 0)
+    one, one_s = _traced(pid, tool, fleet, 1, 0)
+    idle, idle_s = _traced(pid, tool, fleet, 0, max(1.0, many_s - one_s))
+    busy, login, quiet = parse(many), parse(one), parse(idle)
+    extra_s = many_s - one_s
+    return {
+        k: (v - login.get(k, 0.0) - quiet.get(k, 0.0) * extra_s / idle_s) / (count - 1)
+        for k, v in busy.items()
+    }
+
+
 def profile(fleet: Fleet, count: int) -> dict[str, Any]:
-    """Per keystroke, in the gateway: syscalls by name (strace -c -f) and context switches
-    and CPU (perf stat), each over ``count`` keystrokes minus the same time idle."""
+    """Per keystroke, in the gateway: syscalls by name (strace -c -f), context switches
+    and CPU (perf stat)."""
     gw = pid_of(fleet.gateways[0].consrv)
-    strace = ["strace", "-c", "-f"]
+    syscalls = per_key(gw, ["strace", "-c", "-f"], fleet, count, strace_counts)
     perf = ["perf", "stat", "-e", "context-switches,cpu-clock"]
-    keyed, idle = (strace_counts(_traced(gw, strace, count, fleet, i)) for i in (False, True))
-    syscalls = {name: (n - idle.get(name, 0)) / count for name, n in keyed.items()}
-    pk, pi = (perf_counts(_traced(gw, perf, count, fleet, i)) for i in (False, True))
+    counted = per_key(gw, perf, fleet, count, perf_counts)
     return {
         "syscalls_per_key": {k: round(v, 2) for k, v in sorted(syscalls.items()) if v >= 0.05},
-        "syscalls_idle_total": sum(idle.values()),
-        "context_switches_per_key": (pk["context-switches"] - pi["context-switches"]) / count,
-        "cpu_ms_per_key_traced": (pk["cpu-clock"] - pi["cpu-clock"]) / count,
+        "context_switches_per_key": counted["context-switches"],
+        "cpu_ms_per_key": counted["cpu-clock"],
     }
+
+
+def spy(fleet: Fleet, count: int, out: Path) -> None:
+    """py-spy's samples of the gateway (collapsed stacks, idle left out, not pausing it)
+    while ``count`` keystrokes go through it: ``out``."""
+    gw = pid_of(fleet.gateways[0].consrv)
+    py_spy = Path(sys.executable).parent / "py-spy"
+    argv = [str(py_spy), "record", "--pid", str(gw), "--rate", "1000", "--format", "raw",
+            "--nonblocking", "--output", str(out)]  # fmt: skip
+    recorder = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603 - argv
+    time.sleep(1)
+    key_samples(fleet, count, "via")
+    recorder.send_signal(signal.SIGINT)
+    recorder.wait(timeout=30)
 
 
 def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -273,6 +302,8 @@ def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, An
             row.update(key_rounds(fleet, args))
             if args.profile:
                 row["profile"] = profile(fleet, args.profile)
+            if args.spy:
+                spy(fleet, args.keystrokes, args.spy.with_name(f"{args.spy.name}-{size}.txt"))
     return row
 
 
@@ -386,6 +417,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         metavar="N",
         help="--keys-only: also strace and perf the gateway over N keystrokes",
+    )
+    parser.add_argument(
+        "--spy",
+        type=Path,
+        metavar="PREFIX",
+        help="--keys-only: py-spy the gateway over a via run: PREFIX-N.txt",
     )
     args = parser.parse_args(argv)
     rows = []

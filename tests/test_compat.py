@@ -90,12 +90,14 @@ async def test_every_hook_is_active_on_a_live_connection(tmp_path: Path) -> None
         with deadline(15, "the login and the menu's first byte"):
             await trio_asyncio.aio_as_trio(login)()
         seen["loop"] = getattr(loop._main_loop_one, "__name__", "")
+        seen["io"] = getattr(loop._io_task, "__qualname__", "")
         nursery.cancel_scope.cancel()
     assert seen["connection"] == {
         "auth-failures", "revoked-keys", "no-config-reload", "one-packet-per-write",
     }  # fmt: skip
     assert seen["channels"] == [True]
     assert seen["loop"] == "one_pass"
+    assert seen["io"] == "read_without_round_trips.<locals>.io_task"
     assert compat.umac_handler(b"umac-64-etm@openssh.com") is umac.KeyedUMAC
 
 
@@ -162,10 +164,10 @@ async def test_a_client_connection_sends_one_packet_per_write(tmp_path: Path) ->
                     compat.one_packet_per_write(conn)
                 process = await conn.create_process(term_type="xterm", encoding=None)
                 await process.stdout.read(1)  # the menu is up: the channel is open
-                before = conn._send_seq  # type: ignore[attr-defined]
+                before = conn._send_seq  # asyncssh's packet count (private)
                 for _ in range(10):
                     process.stdin.write(b" ")
-                sent[hooked] = conn._send_seq - before  # type: ignore[attr-defined]
+                sent[hooked] = conn._send_seq - before
                 assert "one-packet-per-write" in compat.hooks_on(conn) or not hooked
                 process.close()
 
