@@ -20,6 +20,15 @@ in front of all of them. Then, in this order:
 - **rebuilt**: the gateway restarted, until its directory has every peer again.
 
 Prints one Markdown table, and writes ``--json`` for bench/fleetplot.py. Not a test.
+
+``--keys-only`` measures keystrokes alone, the paths of ``--paths`` interleaved in
+``--rounds`` rounds (their order turned each round, so all see the same load; the
+load average is recorded): ``via`` the gateway, ``direct`` to the peer, and ``jump``
+(``ssh -J console@gw console@peer``, as OpenSSH runs it: ``ProxyCommand ssh -W``).
+``--profile N`` adds the gateway's cost per keystroke (strace -c -f: syscalls; perf
+stat: context switches, CPU), a session of N keystrokes less a session of one and
+less the time between idle; ``--spy PREFIX`` records py-spy's samples of the gateway
+over a ``via`` run.
 """
 
 from __future__ import annotations
@@ -277,12 +286,56 @@ def spy(fleet: Fleet, count: int, out: Path) -> None:
     recorder.wait(timeout=30)
 
 
+# Loaded by every consrv the bench starts (PYTHONPATH): each garbage collection's
+# generation and pause, one line each, into $FLEETSCALE_GC_DIR/gc-PID.txt.
+GC_PROBE = """\
+import gc, os, time
+_dir = os.environ.get("FLEETSCALE_GC_DIR")
+if _dir:
+    _out = open(os.path.join(_dir, f"gc-{os.getpid()}.txt"), "a", buffering=1)
+    _began = [0.0]
+
+    def _timed(phase, info):
+        if phase == "start":
+            _began[0] = time.perf_counter()
+        else:
+            pause = time.perf_counter() - _began[0]
+            _out.write(f"{time.time():.3f} {info['generation']} {pause:.6f}\\n")
+
+    gc.callbacks.append(_timed)
+"""
+
+
+def gc_probe(root: Path) -> Path:
+    """Every process started from now on logs its garbage collections in ``root``/gc."""
+    probe, logs = root / "gcprobe", root / "gc"
+    probe.mkdir()
+    logs.mkdir()
+    (probe / "sitecustomize.py").write_text(GC_PROBE)
+    os.environ["PYTHONPATH"] = str(probe)
+    os.environ["FLEETSCALE_GC_DIR"] = str(logs)
+    return logs
+
+
+def gc_pauses(logs: Path, pid: int, since: float) -> dict[str, Any]:
+    """``pid``'s collections after ``since`` (time.time()): count and pauses (ms) by generation."""
+    path = logs / f"gc-{pid}.txt"
+    rows = [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+    out: dict[str, Any] = {}
+    for gen in ("0", "1", "2"):
+        pauses = [float(r[2]) * 1000 for r in rows if r[1] == gen and float(r[0]) >= since]
+        out[f"gen{gen}"] = {"count": len(pauses), "max_ms": max(pauses, default=0.0),
+                            "total_ms": sum(pauses)}  # fmt: skip
+    return out
+
+
 def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, Any]:
     """``--keys-only``: the fleet up, then the interleaved keystroke rounds (and the
     per-keystroke profile with ``--profile``), nothing else."""
     row: dict[str, Any] = {"peers": size, "real": real}
     with tempfile.TemporaryDirectory(prefix="consrv-fleetscale-") as tmp:
         root = Path(tmp)
+        logs = gc_probe(root) if args.gc else None
         with contextlib.ExitStack() as stack:
 
             def source(peers: list[Peer]) -> dict[str, Any]:
@@ -299,7 +352,10 @@ def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, An
             directory_whole(fleet, size, timeout=120 + size / 5)
             time.sleep(2)
             row["rss_mb"] = rss_mb(fleet.gateways[0].consrv)
+            began = time.time()
             row.update(key_rounds(fleet, args))
+            if logs is not None:
+                row["gc"] = gc_pauses(logs, pid_of(fleet.gateways[0].consrv), began)
             if args.profile:
                 row["profile"] = profile(fleet, args.profile)
             if args.spy:
@@ -423,6 +479,11 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         metavar="PREFIX",
         help="--keys-only: py-spy the gateway over a via run: PREFIX-N.txt",
+    )
+    parser.add_argument(
+        "--gc",
+        action="store_true",
+        help="--keys-only: the gateway's garbage collections during the rounds",
     )
     args = parser.parse_args(argv)
     rows = []

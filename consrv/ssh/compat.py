@@ -113,6 +113,16 @@ def _probe_io_task() -> str | None:
     return None
 
 
+def _probe_keepalive() -> str | None:
+    cls = asyncssh.SSHClientConnection
+    for name in ("_reset_keepalive_timer", "_set_keepalive_timer", "_keepalive_timer_callback"):
+        if not callable(getattr(cls, name, None)):
+            return f"SSHConnection.{name} is gone"
+    if "_reset_keepalive_timer()" not in inspect.getsource(cls._recv_data):
+        return "SSHConnection._recv_data no longer resets the keep-alive timer"
+    return None
+
+
 def _probe_umac() -> str | None:
     handlers = getattr(asyncssh.mac, "_mac_handler", None)
     if not isinstance(handlers, dict) or not set(umac.ALGORITHMS) <= set(handlers):
@@ -199,6 +209,18 @@ HOOKS: tuple[Hook, ...] = (
         "per read for nothing; a fleet gateway reads twice per keystroke",
         "synchronize after a reader callback only when something was queued",
         _probe_io_task,
+    ),
+    Hook(
+        "lazy-keepalive",
+        "performance",
+        "SSHConnection._reset_keepalive_timer and _keepalive_timer_callback, on each "
+        "connection with keep-alives",
+        "asyncssh cancels and re-arms its keep-alive timer for every chunk read (a new "
+        "asyncio timer, a round of trio-asyncio's loop, a heap entry kept until it "
+        "would have fired: 60 s for a user, 2 s for a gateway's hop); now the read is "
+        "noted, and the one timer, when it fires, waits on for what is left",
+        "re-arm the keep-alive timer lazily in asyncssh",
+        _probe_keepalive,
     ),
     Hook(
         "keyed-umac",
@@ -369,6 +391,41 @@ def one_packet_per_write(conn: asyncssh.SSHServerConnection | asyncssh.SSHClient
     conn.send_packet = send_packet_without_padding  # type: ignore[method-assign]
 
 
+def lazy_keepalive(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) -> None:
+    """Keep ``conn``'s keep-alive timer armed once, not re-armed for every chunk read: a
+    read notes the time; the timer, when it fires, waits on for what is left of the
+    interval since the last read, and only then does what asyncssh's does (count, ask,
+    or give up). The same keep-alives, sent at the same moments."""
+    if "lazy-keepalive" not in active:
+        return
+    hooked = cast(Any, conn)
+    reset, fire = hooked._reset_keepalive_timer, hooked._keepalive_timer_callback
+    loop: asyncio.AbstractEventLoop = hooked._loop  # the connection's (trio-asyncio's)
+    last = [loop.time()]
+
+    def noted() -> None:
+        if hooked._keepalive_timer is None or not hooked._keepalive_interval:
+            reset()  # no timer yet, or keep-alives off: asyncssh's own way
+        last[0] = loop.time()
+
+    def due() -> None:
+        left = last[0] + hooked._keepalive_interval - loop.time()
+        if left > 0:
+            hooked._keepalive_timer = loop.call_later(left, due)
+        else:
+            fire()  # re-arms through _set_keepalive_timer, which finds `due`
+
+    hooked._reset_keepalive_timer = noted
+    hooked._keepalive_timer_callback = due
+
+
+def tune_client(conn: asyncssh.SSHClientConnection) -> None:
+    """The per-connection performance hooks, on a connection consrv makes (a fleet
+    gateway's to its peers)."""
+    one_packet_per_write(conn)
+    lazy_keepalive(conn)
+
+
 def run_ready_callbacks_together(loop: Any) -> bool:
     """Make trio-asyncio ``loop`` run its queued callbacks in passes, as asyncio does.
 
@@ -519,6 +576,7 @@ def hooks_on(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) 
         ("validate_public_key", "revoked-keys"),
         ("reload_config", "no-config-reload"),
         ("send_packet", "one-packet-per-write"),
+        ("_keepalive_timer_callback", "lazy-keepalive"),
     ):
         if attr in vars(conn):
             found.add(name)
