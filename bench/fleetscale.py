@@ -329,6 +329,39 @@ def gc_pauses(logs: Path, pid: int, since: float) -> dict[str, Any]:
     return out
 
 
+# The ciphers a keystroke's packet may meet on the two legs through the gateway: the
+# OpenSSH client's pick against consrv's defaults (aes128-ctr, umac-64-etm), and the
+# gateway's asyncssh client's pick against a peer's (aes256-gcm), with the others.
+HOP_CIPHERS = (
+    ("aes128-ctr", "umac-64-etm@openssh.com"),
+    ("aes256-gcm@openssh.com", ""),
+    ("aes128-gcm@openssh.com", ""),
+    ("chacha20-poly1305@openssh.com", ""),
+)
+
+
+def crypto_us_per_packet(count: int = 20000) -> dict[str, float]:
+    """asyncssh's encryption of one keystroke's packet (a 1-byte channel data message),
+    microseconds of CPU each, for `HOP_CIPHERS` (with consrv's keyed UMAC)."""
+    from asyncssh.encryption import get_encryption, get_encryption_params
+
+    from consrv.ssh import compat
+
+    compat.install_keyed_umac()
+    out = {}
+    for cipher, mac in HOP_CIPHERS:
+        name, mac_name = cipher.encode(), mac.encode()
+        key_size, iv_size, _, mac_size, _, etm = get_encryption_params(name, mac_name)
+        enc = get_encryption(name, os.urandom(key_size), os.urandom(iv_size), mac_name,
+                             os.urandom(mac_size), etm)  # fmt: skip
+        header, packet = os.urandom(4), os.urandom(28)
+        start = time.process_time()
+        for seq in range(count):
+            enc.encrypt_packet(seq, header, packet)
+        out[f"{cipher} {mac}".strip()] = (time.process_time() - start) / count * 1e6
+    return out
+
+
 def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, Any]:
     """``--keys-only``: the fleet up, then the interleaved keystroke rounds (and the
     per-keystroke profile with ``--profile``), nothing else."""
@@ -358,6 +391,7 @@ def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, An
                 row["gc"] = gc_pauses(logs, pid_of(fleet.gateways[0].consrv), began)
             if args.profile:
                 row["profile"] = profile(fleet, args.profile)
+            row["crypto_us_per_packet"] = crypto_us_per_packet()
             if args.spy:
                 spy(fleet, args.keystrokes, args.spy.with_name(f"{args.spy.name}-{size}.txt"))
     return row
