@@ -37,7 +37,9 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -362,6 +364,34 @@ def crypto_us_per_packet(count: int = 20000) -> dict[str, float]:
     return out
 
 
+def syscall_us(count: int = 20000) -> dict[str, float]:
+    """The syscalls of one pass through the gateway, each alone (microseconds of this
+    thread's CPU, Python's call included): a 64-byte send on loopback TCP (the
+    receiver's stack runs in it), epoll_wait(0), recv, the one-shot re-arm, 8 random
+    bytes of padding."""
+    server = socket.create_server(("127.0.0.1", 0))
+    with server, socket.create_connection(server.getsockname()) as client:
+        peer, _ = server.accept()
+        with peer, select.epoll() as epoll:
+            epoll.register(peer.fileno(), select.EPOLLIN | select.EPOLLONESHOT)
+            calls: dict[str, Callable[[], object]] = {
+                "send": lambda: client.send(b"x" * 64),
+                "epoll_wait": lambda: epoll.poll(0, 8),
+                "recv": lambda: peer.recv(4096),
+                "epoll_ctl": lambda: epoll.modify(
+                    peer.fileno(), select.EPOLLIN | select.EPOLLONESHOT
+                ),
+                "getrandom": lambda: os.urandom(8),
+            }
+            spent = dict.fromkeys(calls, 0.0)
+            for _ in range(count):
+                for name, call in calls.items():
+                    start = time.thread_time()
+                    call()
+                    spent[name] += time.thread_time() - start
+    return {name: total / count * 1e6 for name, total in spent.items()}
+
+
 def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, Any]:
     """``--keys-only``: the fleet up, then the interleaved keystroke rounds (and the
     per-keystroke profile with ``--profile``), nothing else."""
@@ -392,6 +422,7 @@ def measure_keys(size: int, real: int, args: argparse.Namespace) -> dict[str, An
             if args.profile:
                 row["profile"] = profile(fleet, args.profile)
             row["crypto_us_per_packet"] = crypto_us_per_packet()
+            row["syscall_us"] = syscall_us()
             if args.spy:
                 spy(fleet, args.keystrokes, args.spy.with_name(f"{args.spy.name}-{size}.txt"))
     return row
