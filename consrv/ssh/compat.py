@@ -103,16 +103,6 @@ def _probe_loop() -> str | None:
     return None
 
 
-def _probe_io_task() -> str | None:
-    task = getattr(trio_asyncio.TrioEventLoop, "_io_task", None)
-    if task is None or not inspect.iscoroutinefunction(task):
-        return "TrioEventLoop._io_task is gone (or no longer a coroutine)"
-    source = inspect.getsource(task)
-    if "handle._run()" not in source or "self.synchronize()" not in source:
-        return "TrioEventLoop._io_task no longer runs the handle, then synchronizes"
-    return None
-
-
 def _probe_keepalive() -> str | None:
     cls = asyncssh.SSHClientConnection
     for name in ("_reset_keepalive_timer", "_set_keepalive_timer", "_keepalive_timer_callback"):
@@ -199,16 +189,6 @@ HOOKS: tuple[Hook, ...] = (
         "not one scheduler round each",
         "the same batching in trio-asyncio's main loop",
         _probe_loop,
-    ),
-    Hook(
-        "reads-without-round-trip",
-        "performance",
-        "TrioEventLoop._io_task, on the running loop",
-        "after each reader callback (every SSH packet read) trio-asyncio waits for its "
-        "queue to drain even when the callback queued nothing: two trio task switches "
-        "per read for nothing; a fleet gateway reads twice per keystroke",
-        "synchronize after a reader callback only when something was queued",
-        _probe_io_task,
     ),
     Hook(
         "lazy-keepalive",
@@ -453,42 +433,6 @@ def run_ready_callbacks_together(loop: Any) -> bool:
                 return
 
     loop._main_loop_one = one_pass
-    return True
-
-
-def read_without_round_trips(loop: Any) -> bool:
-    """Make trio-asyncio ``loop``'s readers and writers skip the wait for its queue after
-    a callback that queued nothing (the wait is then a round trip through the loop's
-    main task that orders nothing). A callback that did queue work still waits for it
-    to run before its file descriptor is watched again, as before. False (nothing
-    changed) where the loop has no such parts."""
-    queue: trio.MemoryReceiveChannel[Any] | None = getattr(loop, "_q_recv", None)
-    if "reads-without-round-trip" not in active or not hasattr(loop, "_io_task"):
-        return False
-    if not isinstance(queue, trio.MemoryReceiveChannel):
-        return False
-    synchronize = loop.synchronize
-
-    async def io_task(fd: int, handle: Any, wait_ready: Callable[[int], Awaitable[None]]) -> None:
-        # trio-asyncio 0.16's _io_task, but for the `if` before synchronize().
-        with handle._scope:
-            try:
-                while not handle._cancelled:
-                    try:
-                        await wait_ready(fd)
-                    except OSError:
-                        if handle._cancelled:
-                            break
-                        raise
-                    if handle._cancelled:
-                        break
-                    handle._run()
-                    if queue.statistics().current_buffer_used:
-                        await synchronize()
-            except Exception as exc:  # noqa: BLE001 - handed to the handle, as trio-asyncio does
-                handle._raise(exc)
-
-    loop._io_task = io_task
     return True
 
 

@@ -100,7 +100,6 @@ class SSHFront:
         loop = trio_asyncio.current_loop.get()
         self.accept_errors.install(loop)
         compat.run_ready_callbacks_together(loop)
-        compat.read_without_round_trips(loop)
         compat.install_keyed_umac()
         try:
             async with trio.open_nursery() as nursery:
