@@ -85,7 +85,9 @@ async def serve(
         logins = LoginTokens(ttl=config.web.login_ttl) if config.web is not None else None
         host = Host(registry, iocs, logins)
         shell = Shell(host)  # the command line on this host
-        gateway = build_gateway(config, host, shell)  # fleet.peers: one namespace (docs/fleet.md)
+        # fleet.peers: one namespace (docs/fleet.md); its connections to peers get the SSH
+        # front's per-connection performance hooks
+        gateway = build_gateway(config, host, shell, tune=compat.tune_client)
         if gateway is not None:
             await nursery.start(gateway.run)
         front = SSHFront(config, host, gateway or shell, ssh_stats, audit, tunnels=gateway)

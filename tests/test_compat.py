@@ -10,6 +10,7 @@ fault injected in this module). Loopback only, port 0; every process is stopped.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
@@ -93,6 +94,7 @@ async def test_every_hook_is_active_on_a_live_connection(tmp_path: Path) -> None
         nursery.cancel_scope.cancel()
     assert seen["connection"] == {
         "auth-failures", "revoked-keys", "no-config-reload", "one-packet-per-write",
+        "lazy-keepalive",
     }  # fmt: skip
     assert seen["channels"] == [True]
     assert seen["loop"] == "one_pass"
@@ -138,3 +140,82 @@ def test_a_performance_hook_that_cannot_be_installed_is_one_warning(tmp_path: Pa
     warnings = [line for line in text.splitlines() if "no-config-reload" in line]
     assert len(warnings) == 1, text
     assert warnings[0].startswith("WARNING"), warnings
+
+
+async def test_a_client_connection_sends_one_packet_per_write(tmp_path: Path) -> None:
+    """A fleet gateway's connection to a peer (a client) carries the hook too: a keystroke
+    written on it is one SSH packet, where asyncssh alone sends two (an empty ignore
+    first). Counted by the connection's packet sequence number."""
+    config = load_config(_config(tmp_path))
+    sent: dict[bool, int] = {}
+    async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
+        registry = Registry(config)
+        await nursery.start(registry.run)
+        host = Host(registry)
+        front = SSHFront(config, host, Shell(host))
+        [(host, port)] = await nursery.start(front.serve)
+
+        async def keystrokes(hooked: bool) -> None:
+            async with asyncssh.connect(
+                host, port, username="console", client_keys=[str(tmp_path / "id_alice")],
+                known_hosts=None, config=None,
+            ) as conn:  # fmt: skip
+                if hooked:
+                    compat.one_packet_per_write(conn)
+                process = await conn.create_process(term_type="xterm", encoding=None)
+                await process.stdout.read(1)  # the menu is up: the channel is open
+                before = conn._send_seq  # asyncssh's packet count (private)
+                for _ in range(10):
+                    process.stdin.write(b" ")
+                sent[hooked] = conn._send_seq - before
+                assert "one-packet-per-write" in compat.hooks_on(conn) or not hooked
+                process.close()
+
+        with deadline(20, "two logins and their menus' first bytes"):
+            for hooked in (False, True):
+                await trio_asyncio.aio_as_trio(keystrokes)(hooked)
+        nursery.cancel_scope.cancel()
+    assert sent == {False: 20, True: 10}
+
+
+PROMPT = b"quit): "  # the menu's (on stderr)
+
+
+async def test_reads_re_arm_no_keepalive_timer(tmp_path: Path) -> None:
+    """With keep-alives on both ends, keystrokes and their echo add no asyncio timer to
+    the loop (asyncssh alone schedules a new one for every chunk read); the keep-alive
+    still goes out when the link is quiet, and is answered."""
+    config = load_config(_config(tmp_path))
+    grown: dict[bool, int] = {}
+    async with trio_asyncio.open_loop() as loop, trio.open_nursery() as nursery:
+        registry = Registry(config)
+        await nursery.start(registry.run)
+        host = Host(registry)
+        front = SSHFront(config, host, Shell(host))
+        [(host, port)] = await nursery.start(front.serve)
+
+        async def keystrokes(hooked: bool) -> None:
+            async with asyncssh.connect(
+                host, port, username="console", client_keys=[str(tmp_path / "id_alice")],
+                known_hosts=None, config=None, keepalive_interval=0.3,
+            ) as conn:  # fmt: skip
+                if hooked:
+                    compat.tune_client(conn)
+                process = await conn.create_process(term_type="xterm", encoding=None)
+                await process.stderr.readuntil(PROMPT)
+                before = len(loop._timers)
+                for _ in range(20):
+                    process.stdin.write(b"nope\r")  # the menu answers each, and asks again
+                    await process.stderr.readuntil(PROMPT)
+                await asyncio.sleep(0.05)  # every timer asked for is in the heap
+                grown[hooked] = len(loop._timers) - before
+                await asyncio.sleep(1.0)  # quiet: keep-alives go and are answered
+                assert not conn.is_closed()
+                process.close()
+
+        with deadline(20, "two logins, 20 echoed keystrokes each, a quiet second"):
+            for hooked in (False, True):
+                await trio_asyncio.aio_as_trio(keystrokes)(hooked)
+        nursery.cancel_scope.cancel()
+    assert grown[False] >= 20, grown  # asyncssh's own way: one per chunk read, at least
+    assert grown[True] <= 2, grown

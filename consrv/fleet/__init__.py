@@ -18,7 +18,7 @@ from consrv.config import Config, FleetConfig
 from consrv.contracts import Commands
 from consrv.fleet.gateway import Gateway, Identity
 from consrv.fleet.identity import Minter
-from consrv.fleet.link import LinkSettings
+from consrv.fleet.link import LinkSettings, Tune
 from consrv.fleet.targets import TargetSource
 from consrv.host import Host
 
@@ -73,15 +73,19 @@ def _read_key(name: str, path: Path) -> asyncssh.SSHKey:
     raise GatewayKeyError(f"{name}: {path}: {why}")
 
 
-def build_gateway(config: Config, host: Host, local: Commands) -> Gateway | None:
-    """The gateway the config asks for (``fleet.peers``), or None. Reads its keys now."""
+def build_gateway(
+    config: Config, host: Host, local: Commands, tune: Tune | None = None
+) -> Gateway | None:
+    """The gateway the config asks for (``fleet.peers``), or None. Reads its keys now.
+    ``tune``: done to every connection it makes to a peer (link.Tune)."""
     fleet = config.fleet
     if fleet is None or not fleet.gateway:
         return None
     identity = read_identity(config)
     gateway = Gateway(
-        host, local, fleet.name, static_peers(fleet), identity.settings, identity.minter
-    )
+        host, local, fleet.name, static_peers(fleet), identity.settings, identity.minter,
+        tune=tune,
+    )  # fmt: skip
     gateway.source = _source(fleet)
     return gateway
 

@@ -20,7 +20,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncssh
@@ -46,7 +46,7 @@ from consrv.fleet.bridge import Bridge, Hop, Terminal, open_hop
 from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, split_host
 from consrv.fleet.fanout import Fanout, Lines
 from consrv.fleet.identity import Minter
-from consrv.fleet.link import LinkSettings, PeerLink, split_address
+from consrv.fleet.link import LinkSettings, PeerLink, Tune, split_address
 from consrv.fleet.targets import TargetSource, read_peers
 from consrv.host import Host
 from consrv.menu import LineReader, pick
@@ -81,9 +81,11 @@ class Gateway:
         minter: Minter,
         *,
         clock: Callable[[], float] = time.time,
+        tune: Tune | None = None,
     ) -> None:
         self.host, self.local, self.name, self.minter = host, local, name, minter
-        self.link_settings = link_settings
+        self.tune = tune  # done to every connection to a peer (link.Tune)
+        self.link_settings = link_settings = self._tuned(link_settings)
         self.clock = clock
         self.directory = Directory(peers)
         # Links being set up at once: a gateway starting in front of 1,000 peers does
@@ -100,6 +102,9 @@ class Gateway:
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
         host.places = self.places  # an unknown name is answered from the whole fleet
+
+    def _tuned(self, settings: LinkSettings) -> LinkSettings:
+        return settings if settings.tune is self.tune else replace(settings, tune=self.tune)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep a link to every peer, forever (each its own task: none waits for another)."""
@@ -152,9 +157,10 @@ class Gateway:
         a user's session, use the new key, CA and ``known_hosts``; open ones stay.
         """
         wanted = dict(peers)
-        self.link_settings, self.minter = identity.settings, identity.minter
+        settings = self._tuned(identity.settings)
+        self.link_settings, self.minter = settings, identity.minter
         for link in self.links.values():
-            link.settings = identity.settings
+            link.settings = settings
         for name in sorted(self.static):
             if wanted.get(name) != self.directory.peers[name].address:
                 self._drop(name, "no longer in the config")

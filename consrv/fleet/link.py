@@ -42,6 +42,11 @@ KEEPALIVES_PER_SECOND = 25.0
 FEED_BURST, FEED_RATE = 5000, 500.0
 
 
+# What is done to each connection the gateway makes, once it is up (daemon.py passes
+# ssh/compat.py's per-connection hooks: one SSH packet per write).
+Tune = Callable[[asyncssh.SSHClientConnection], object]
+
+
 @dataclass(frozen=True)
 class LinkSettings:
     """How the gateway reaches its peers (from the ``fleet:`` section)."""
@@ -55,6 +60,7 @@ class LinkSettings:
     connect_timeout: float = 4.0
     keepalive_interval: float = 2.0
     keepalive_count_max: int = 2
+    tune: Tune | None = None
 
     async def connect(
         self,
@@ -77,6 +83,8 @@ class LinkSettings:
                 keepalive_count_max=self.keepalive_count_max, encoding=None,
                 config=None,
             )  # fmt: skip
+        if self.tune is not None:
+            self.tune(conn)
         return conn
 
 

@@ -103,6 +103,16 @@ def _probe_loop() -> str | None:
     return None
 
 
+def _probe_keepalive() -> str | None:
+    cls = asyncssh.SSHClientConnection
+    for name in ("_reset_keepalive_timer", "_set_keepalive_timer", "_keepalive_timer_callback"):
+        if not callable(getattr(cls, name, None)):
+            return f"SSHConnection.{name} is gone"
+    if "_reset_keepalive_timer()" not in inspect.getsource(cls._recv_data):
+        return "SSHConnection._recv_data no longer resets the keep-alive timer"
+    return None
+
+
 def _probe_umac() -> str | None:
     handlers = getattr(asyncssh.mac, "_mac_handler", None)
     if not isinstance(handlers, dict) or not set(umac.ALGORITHMS) <= set(handlers):
@@ -166,7 +176,8 @@ HOOKS: tuple[Hook, ...] = (
         "performance",
         "SSHServerConnection.send_packet, on each connection",
         "drops the empty SSH_MSG_IGNORE asyncssh sends before every packet (a CBC "
-        "countermeasure; consrv offers no CBC cipher): half the packets per write",
+        "countermeasure; consrv offers no CBC cipher): half the packets per write (the "
+        "SSH front's connections, and a fleet gateway's to its peers)",
         "send the ignore packet only under a CBC cipher",
         lambda: _method(asyncssh.SSHServerConnection, "send_packet"),
     ),
@@ -178,6 +189,18 @@ HOOKS: tuple[Hook, ...] = (
         "not one scheduler round each",
         "the same batching in trio-asyncio's main loop",
         _probe_loop,
+    ),
+    Hook(
+        "lazy-keepalive",
+        "performance",
+        "SSHConnection._reset_keepalive_timer and _keepalive_timer_callback, on each "
+        "connection with keep-alives",
+        "asyncssh cancels and re-arms its keep-alive timer for every chunk read (a new "
+        "asyncio timer, a round of trio-asyncio's loop, a heap entry kept until it "
+        "would have fired: 60 s for a user, 2 s for a gateway's hop); now the read is "
+        "noted, and the one timer, when it fires, waits on for what is left",
+        "re-arm the keep-alive timer lazily in asyncssh",
+        _probe_keepalive,
     ),
     Hook(
         "keyed-umac",
@@ -331,9 +354,11 @@ def skip_config_reload(conn: asyncssh.SSHServerConnection) -> None:
 _EMPTY_IGNORE = (String(b""),)
 
 
-def one_packet_per_write(conn: asyncssh.SSHServerConnection) -> None:
+def one_packet_per_write(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) -> None:
     """Stop ``conn`` sending asyncssh's empty ignore packet before each real one (consrv
-    never sends an ignore packet of its own, so an empty one is always asyncssh's)."""
+    never sends an ignore packet of its own, so an empty one is always asyncssh's). A
+    client connection too: a fleet gateway's to its peers (a keystroke through the
+    gateway was two packets on the second hop)."""
     if "one-packet-per-write" not in active:
         return
     send_packet = conn.send_packet
@@ -344,6 +369,41 @@ def one_packet_per_write(conn: asyncssh.SSHServerConnection) -> None:
         send_packet(pkttype, *args, **kwargs)
 
     conn.send_packet = send_packet_without_padding  # type: ignore[method-assign]
+
+
+def lazy_keepalive(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) -> None:
+    """Keep ``conn``'s keep-alive timer armed once, not re-armed for every chunk read: a
+    read notes the time; the timer, when it fires, waits on for what is left of the
+    interval since the last read, and only then does what asyncssh's does (count, ask,
+    or give up). The same keep-alives, sent at the same moments."""
+    if "lazy-keepalive" not in active:
+        return
+    hooked = cast(Any, conn)
+    reset, fire = hooked._reset_keepalive_timer, hooked._keepalive_timer_callback
+    loop: asyncio.AbstractEventLoop = hooked._loop  # the connection's (trio-asyncio's)
+    last = [loop.time()]
+
+    def noted() -> None:
+        if hooked._keepalive_timer is None or not hooked._keepalive_interval:
+            reset()  # no timer yet, or keep-alives off: asyncssh's own way
+        last[0] = loop.time()
+
+    def due() -> None:
+        left = last[0] + hooked._keepalive_interval - loop.time()
+        if left > 0:
+            hooked._keepalive_timer = loop.call_later(left, due)
+        else:
+            fire()  # re-arms through _set_keepalive_timer, which finds `due`
+
+    hooked._reset_keepalive_timer = noted
+    hooked._keepalive_timer_callback = due
+
+
+def tune_client(conn: asyncssh.SSHClientConnection) -> None:
+    """The per-connection performance hooks, on a connection consrv makes (a fleet
+    gateway's to its peers)."""
+    one_packet_per_write(conn)
+    lazy_keepalive(conn)
 
 
 def run_ready_callbacks_together(loop: Any) -> bool:
@@ -452,7 +512,7 @@ def kex_algs() -> tuple[str, ...]:
     return (GUESSED_KEX, *others)
 
 
-def hooks_on(conn: asyncssh.SSHServerConnection) -> set[str]:
+def hooks_on(conn: asyncssh.SSHServerConnection | asyncssh.SSHClientConnection) -> set[str]:
     """The per-connection hooks in place on ``conn`` (tests prove them active with it)."""
     found = set()
     for attr, name in (
@@ -460,6 +520,7 @@ def hooks_on(conn: asyncssh.SSHServerConnection) -> set[str]:
         ("validate_public_key", "revoked-keys"),
         ("reload_config", "no-config-reload"),
         ("send_packet", "one-packet-per-write"),
+        ("_keepalive_timer_callback", "lazy-keepalive"),
     ):
         if attr in vars(conn):
             found.add(name)

@@ -292,6 +292,7 @@ class _Server(asyncssh.SSHServer):
         self._check_principals(conn)
         compat.check_keys(conn, self._revoked)
         compat.one_packet_per_write(conn)
+        compat.lazy_keepalive(conn)
         compat.skip_config_reload(conn)
         self.front.connections.add(conn)
         host, port = conn.get_extra_info("peername")[:2]

@@ -34,7 +34,7 @@ from tests.fleet.sim import (
     ssh_argv,
 )
 from tests.harness import Consrv
-from tests.sshclients import PtySSH
+from tests.sshclients import SSH_OPTIONS, PtySSH
 from tests.waits import deadline, wait_until
 from tests.web.browser import chromium, console_log, csp_violations, status, wait_for_screen
 from tests.witness import Witness
@@ -664,6 +664,32 @@ def test_proxyjump_reaches_a_peer_end_to_end_and_nothing_else(fleet: Fleet) -> N
                              text=True, timeout=20, check=False)  # fmt: skip
     assert refused.returncode == 255
     gateway.consrv.wait_for_log(rb"bob: tunnel to 127\.0\.0\.1:\d+ refused")
+
+
+def test_ssh_dash_j_reaches_a_peer_as_a_user_types_it(fleet: Fleet, tmp_path: Path) -> None:
+    """``ssh -J gw peer ioc-01``, spelt so (OpenSSH gives the jump host the destination's
+    ``-F`` file, not its other options): the user's own key on both hops, the console's
+    echo back through the tunnel; a peer's other port is refused."""
+    gateway, peer, key = fleet.gateways[0], fleet.peers[1], fleet.users["bob"].private
+    config = tmp_path / "ssh_config"
+    options = "".join(f"  {opt.split('=', 1)[0]} {opt.split('=', 1)[1]}\n"
+                      for opt in SSH_OPTIONS[1::2])  # fmt: skip
+    config.write_text(
+        f"Host gw\n  HostName {gateway.address}\n  Port {gateway.consrv.port}\n"
+        f"  User console\n  IdentityFile {key}\n{options}"
+        f"Host {peer.name}\n  User console\n  IdentityFile {key}\n{options}"
+    )
+    argv = ["ssh", "-F", str(config), "-J", "gw", "-p", str(peer.port), peer.name]
+    result = subprocess.run([*argv, "list"], capture_output=True, text=True, timeout=20,
+                            check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "ioc-01" in result.stdout  # the peer's own list
+    other = ["ssh", "-F", str(config), "-J", "gw", "-p", str(peer.port + 1), peer.name, "list"]
+    refused = subprocess.run(other, capture_output=True, text=True, timeout=20, check=False)
+    assert refused.returncode == 255
+    gateway.consrv.wait_for_log(
+        rf"bob: tunnel to {re.escape(peer.name)}:{peer.port + 1} refused".encode()
+    )
 
 
 async def test_the_menu_covers_the_fleet(fleet: Fleet) -> None:
