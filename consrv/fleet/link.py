@@ -11,7 +11,9 @@ peer never slows another: each link is its own trio task.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +74,7 @@ class LinkSettings:
         keepalive_interval: float | None = None,
     ) -> asyncssh.SSHClientConnection:
         """An SSH connection to a peer whose host key ``known_hosts`` vouches for."""
+        _name_the_local_user()
         connect = trio_asyncio.aio_as_trio(asyncssh.connect)
         with trio.fail_after(self.connect_timeout):
             conn: asyncssh.SSHClientConnection = await connect(
@@ -86,6 +89,20 @@ class LinkSettings:
         if self.tune is not None:
             self.tune(conn)
         return conn
+
+
+def _name_the_local_user() -> None:
+    """Give asyncssh a local user name when the process has none.
+
+    asyncssh's client asks `getpass.getuser()` (only for host-based authentication,
+    which the fleet does not use) and refuses to connect when it fails: a uid without
+    a passwd entry and no LOGNAME/USER (a container, a directory that is down). The
+    uid's number stands in for the name.
+    """
+    try:
+        getpass.getuser()
+    except (KeyError, OSError):
+        os.environ["LOGNAME"] = str(os.getuid())
 
 
 def split_address(address: str) -> tuple[str, int]:

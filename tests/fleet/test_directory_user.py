@@ -71,14 +71,15 @@ def certify(ca: Path, key: Path, principal: str) -> None:
 def nss_env(root: Path) -> dict[str, str]:
     """The facility's directory, as NSS gives it to both hosts: kate is in ops, leo not."""
     passwd, group = root / "passwd", root / "group"
-    passwd.write_text(  # root too: consrv runs as root here (asyncssh asks who it is)
-        "root:x:0:0:root:/root:/bin/sh\n"
+    passwd.write_text(  # no entry for root, whom consrv runs as here: it needs none
         "kate:x:2101:65534:kate:/home/kate:/bin/sh\n"
         "leo:x:2102:65534:leo:/home/leo:/bin/sh\n"
         "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
     )
     group.write_text("root:x:0:\nnogroup:x:65534:\nops:x:3100:kate\n")
-    return dict(os.environ, LD_PRELOAD=NSS_WRAPPER, NSS_WRAPPER_PASSWD=str(passwd),
+    names = ("LOGNAME", "USER", "LNAME", "USERNAME")  # so nothing names consrv's user
+    env = {key: value for key, value in os.environ.items() if key not in names}
+    return dict(env, LD_PRELOAD=NSS_WRAPPER, NSS_WRAPPER_PASSWD=str(passwd),
                 NSS_WRAPPER_GROUP=str(group))  # fmt: skip
 
 
