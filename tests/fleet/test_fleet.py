@@ -14,6 +14,7 @@ import re
 import signal
 import ssl
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -647,6 +648,20 @@ def test_the_feed_is_for_gateway_users_only(fleet: Fleet) -> None:
     assert "fleet gateways" in result.stderr
 
 
+def run_jumping(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run an ssh that jumps through the gateway, until that ssh ends.
+
+    Its stderr goes to a file, not a pipe: the ProxyCommand (``ssh -W``) inherits it and
+    may outlive the ssh it served (seen once holding it for 20 s), which a pipe's reader
+    would wait for."""
+    with tempfile.TemporaryFile() as errors:
+        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                timeout=20, check=False)  # fmt: skip
+        errors.seek(0)
+        result.stderr = errors.read().decode(errors="replace")
+    return result
+
+
 def test_proxyjump_reaches_a_peer_end_to_end_and_nothing_else(fleet: Fleet) -> None:
     """``ssh -J console@gw console@peer``: the gateway opens tunnels to its peers only;
     the user logs in to the peer with their own key (OpenSSH's -W, which -J runs)."""
@@ -654,14 +669,12 @@ def test_proxyjump_reaches_a_peer_end_to_end_and_nothing_else(fleet: Fleet) -> N
     jump = " ".join(ssh_argv(gateway.address, gateway.consrv.port, key, "console", tty=False))
     proxy = ["-o", f"ProxyCommand={jump} -W %h:%p"]
     argv = ssh_argv(peer.name, peer.port, key, "console", "list", tty=False)
-    result = subprocess.run([argv[0], *proxy, *argv[1:]], capture_output=True, text=True,
-                            timeout=20, check=False)  # fmt: skip
+    result = run_jumping([argv[0], *proxy, *argv[1:]])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split() == ["NAME", "STATE", "WRITER", "VIEWERS"]
     assert "ioc-01" in result.stdout  # the peer's own list: no HOST column
     elsewhere = ssh_argv("127.0.0.1", gateway.consrv.port, key, "console", "list", tty=False)
-    refused = subprocess.run([elsewhere[0], *proxy, *elsewhere[1:]], capture_output=True,
-                             text=True, timeout=20, check=False)  # fmt: skip
+    refused = run_jumping([elsewhere[0], *proxy, *elsewhere[1:]])
     assert refused.returncode == 255
     gateway.consrv.wait_for_log(rb"bob: tunnel to 127\.0\.0\.1:\d+ refused")
 
@@ -680,12 +693,11 @@ def test_ssh_dash_j_reaches_a_peer_as_a_user_types_it(fleet: Fleet, tmp_path: Pa
         f"Host {peer.name}\n  User console\n  IdentityFile {key}\n{options}"
     )
     argv = ["ssh", "-F", str(config), "-J", "gw", "-p", str(peer.port), peer.name]
-    result = subprocess.run([*argv, "list"], capture_output=True, text=True, timeout=20,
-                            check=False)  # fmt: skip
+    result = run_jumping([*argv, "list"])
     assert result.returncode == 0, result.stderr
     assert "ioc-01" in result.stdout  # the peer's own list
     other = ["ssh", "-F", str(config), "-J", "gw", "-p", str(peer.port + 1), peer.name, "list"]
-    refused = subprocess.run(other, capture_output=True, text=True, timeout=20, check=False)
+    refused = run_jumping(other)
     assert refused.returncode == 255
     gateway.consrv.wait_for_log(
         rf"bob: tunnel to {re.escape(peer.name)}:{peer.port + 1} refused".encode()
