@@ -6,8 +6,10 @@ answers, fails or hangs); the command runs are real processes (/bin/sh scripts).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -321,3 +323,34 @@ def test_the_owner_commands_output_is_user_names_only() -> None:
     names, refused = parse_owners(output)
     assert names == ("alice", "bob", "u0", "u1", "u2", "u3", "u4", "u5")  # at most 8, once each
     assert refused == 1  # a line that is no user name never reaches NSS or a command line
+
+
+async def test_each_run_of_the_keys_command_is_counted_and_audited_once(tmp_path: Path) -> None:
+    """An answering run is one ``ok`` record, a failing one one ``failed``: nothing
+    else (a run that answered was once also counted and audited as a timeout)."""
+    from consrv.audit import AuditLog
+    from consrv.config.model_optional import IdentityConfig
+    from consrv.identity.directory import Directory
+    from tests.harness import safe_tempdir
+
+    where = safe_tempdir("consrv-keys-")
+    try:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        good = where / "good.sh"
+        good.write_text(f"#!/bin/sh\necho '{key.export_public_key().decode().strip()}'\n")
+        bad = where / "bad.sh"
+        bad.write_text("#!/bin/sh\necho nope >&2\nexit 1\n")
+        for path in (good, bad):
+            path.chmod(0o755)
+        audit = AuditLog(tmp_path / "audit.jsonl")
+        blob = key.public_data
+        for path, result in ((good, "ok"), (bad, "failed")):
+            directory = Directory(IdentityConfig(command=(str(path), "%u")), audit)
+            with pytest.raises(Unavailable) if result == "failed" else contextlib.nullcontext():
+                await directory.authorized_keys("alice", key, blob, None)
+            assert {name: n for name, n in directory.runs.items() if n} == {result: 1}
+        lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+        records = [yaml.safe_load(line) for line in lines]
+        assert [r["result"] for r in records if r["event"] == "keys_command"] == ["ok", "failed"]
+    finally:
+        shutil.rmtree(where)

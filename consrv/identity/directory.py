@@ -135,18 +135,30 @@ class Directory:
             finally:
                 self.running -= 1
 
-    async def _run(self, user: str, argv: tuple[str, ...]) -> AuthorizedKeys:
-        """One run, counted and audited; its output parsed (bad lines refused and logged)."""
+    async def _answer(
+        self, argv: tuple[str, ...], what: str, record: Callable[[str, float], None]
+    ) -> tuple[str, float]:
+        """One run's output and when it started. A run that fails, or times out (a
+        cancellation), is recorded here (``record(result, started)``) and raises; one
+        that answers is the caller's to record, with what its output says."""
         started, result = time.monotonic(), "timeout"
         try:
             output = await self._output(argv)
+            result = "answered"
         except SourceError as exc:
             result = "failed"
-            logger.warning("keys command for %s failed: %s", user, exc)
+            logger.warning("%s failed: %s", what, exc)
             raise
         finally:
-            if result != "ok":  # a timeout is a cancellation: counted here
-                self._record(user, result, started)
+            if result != "answered":
+                record(result, started)
+        return output, started
+
+    async def _run(self, user: str, argv: tuple[str, ...]) -> AuthorizedKeys:
+        """One run, counted and audited; its output parsed (bad lines refused and logged)."""
+        output, started = await self._answer(
+            argv, f"keys command for {user}", lambda result, t0: self._record(user, result, t0)
+        )
         keys = parse_authorized_keys(output)
         if keys.problems:  # one line, however much garbage
             more = len(keys.problems) - 1
@@ -176,16 +188,10 @@ class Directory:
         return await self.owners.get(argv, lambda: self._ask_owners(fingerprint, argv))
 
     async def _ask_owners(self, fingerprint: str, argv: tuple[str, ...]) -> tuple[str, ...]:
-        started, result = time.monotonic(), "timeout"
-        try:
-            output = await self._output(argv)
-        except SourceError as exc:
-            result = "failed"
-            logger.warning("key owner command for %s failed: %s", fingerprint, exc)
-            raise
-        finally:
-            if result != "ok":
-                self._record_owner(fingerprint, result, started)
+        output, started = await self._answer(
+            argv, f"key owner command for {fingerprint}",
+            lambda result, t0: self._record_owner(fingerprint, result, t0),
+        )  # fmt: skip
         names, refused = parse_owners(output)
         if refused:
             logger.warning(
