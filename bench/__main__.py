@@ -3,7 +3,9 @@
 Use ``bench/run`` (it installs what is missing first). Options: ``--quick`` for
 a ~2-minute smoke run, ``--only`` to run some servers, ``--workdir``/``--keep``
 to look at the configs and logs afterwards, ``--output`` to save the report,
-``--runs N`` to repeat the whole plan and report medians with their spread.
+``--runs N`` to repeat the whole plan and report medians with their spread,
+``--against REV`` to run consrv from another git revision beside this one (its
+``consrv`` package extracted with ``git archive``, on this venv's libraries).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -39,6 +42,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="repeat the whole plan N times; report each figure's median and range"
         " (default: %(default)s)",
     )  # fmt: skip
+    parser.add_argument(
+        "--against", metavar="REV",
+        help="also run consrv from git revision REV (its consrv package on this venv) right"
+        " after consrv in every step, and divide by it: a change's cost on one machine",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     only = tuple(s.strip() for s in args.only.split(",") if s.strip())
     unknown = set(only) - set(report.LABELS)
@@ -48,6 +56,30 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.runs < 1:
         parser.error("--runs: at least 1")
     return args
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _extract(rev: str, workdir: Path) -> tuple[str, Path]:
+    """(label, directory) of revision ``rev``'s consrv package, extracted under ``workdir``."""
+
+    def git(*argv: str) -> bytes:
+        full = ["git", "-C", str(REPO), *argv]
+        done = subprocess.run(full, capture_output=True, check=False, timeout=60)  # noqa: S603
+        if done.returncode != 0:
+            reason = done.stderr.decode(errors="replace").strip().splitlines()
+            raise SystemExit(f"bench: --against {rev}: {reason[-1] if reason else 'git failed'}")
+        return done.stdout
+
+    short = git("rev-parse", "--short", "--verify", f"{rev}^{{commit}}").decode().strip()
+    label = report.AGAINST + short
+    target = workdir / "against" / short
+    target.mkdir(parents=True, exist_ok=True)
+    archive = git("archive", "--format=tar", short, "consrv")
+    untar = ["tar", "-x", "-C", str(target)]
+    subprocess.run(untar, input=archive, check=True)  # noqa: S603 - an argv list
+    return label, target
 
 
 def _interrupted(exc: BaseException) -> bool:
@@ -74,13 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     status = 1
     try:
+        against = _extract(args.against, workdir) if args.against else None
         runs = []
         for i in range(1, args.runs + 1):
             if args.runs > 1:
                 print(f"bench: run {i} of {args.runs}", flush=True)
             here = workdir / f"run{i}" if args.runs > 1 else workdir
             here.mkdir(exist_ok=True)
-            runs.append(run(QUICK if args.quick else FULL, here, args.only, command))
+            runs.append(run(QUICK if args.quick else FULL, here, args.only, command, against))
             if args.runs > 1 and args.output:
                 path = args.output.with_suffix(f".run{i}{args.output.suffix}")
                 path.write_text(report.markdown(runs[-1]))

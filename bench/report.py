@@ -1,7 +1,8 @@
 """The results of one run and their Markdown report: the machine, the command, the table.
 
 Owns: what was measured per server (`ServerResults`), the rows of the table
-(each figure for consrv, sshd+socat and conserver, and consrv's ratio to each),
+(each figure for consrv, sshd+socat and conserver, and consrv's ratio to each;
+with ``--against REV`` also consrv from that revision, and consrv's ratio to it),
 and the description of the machine and program versions.
 
 Must not know: how anything was measured.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +26,18 @@ from bench.logins import Logins
 
 CONSRV, SSHD, CONSERVER, FLOOR = "consrv", "sshd+socat", "conserver", "floor"
 LABELS = (CONSRV, SSHD, CONSERVER, FLOOR)  # the floor: keystrokes only (bench/floor.py)
+AGAINST = "consrv@"  # consrv from another revision (--against REV): "consrv@" + short hash
+
+
+def labels(present: Iterable[str]) -> tuple[str, ...]:
+    """The table's server columns: consrv, any consrv@REV beside it, then the others."""
+    against = sorted({label for label in present if label.startswith(AGAINST)})
+    return (CONSRV, *against, SSHD, CONSERVER, FLOOR)
+
+
+def compared(columns: Sequence[str]) -> tuple[str, ...]:
+    """The servers consrv is divided by, one ratio column each: consrv@REV first."""
+    return tuple(label for label in columns if label not in (CONSRV, FLOOR))
 
 
 @dataclass
@@ -194,22 +207,22 @@ def _ratio(mine: float | None, other: float | None) -> str:
     return f"{mine / other:.2f}"
 
 
-def header() -> list[str]:
-    """The table's first two lines: figure, each server, consrv ÷ sshd+socat and ÷ conserver."""
-    head = ["figure", *LABELS, f"{CONSRV} ÷ {SSHD}", f"{CONSRV} ÷ {CONSERVER}"]
+def header(columns: Sequence[str] = LABELS) -> list[str]:
+    """The table's first two lines: figure, each server, consrv ÷ each other server."""
+    head = ["figure", *columns, *(f"{CONSRV} ÷ {other}" for other in compared(columns))]
     return ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
 
 
 def table(results: Results) -> str:
-    """The Markdown table: figure, consrv, sshd+socat, conserver, consrv ÷ each."""
-    lines = header()
+    """The Markdown table: figure, each server, consrv ÷ each other server."""
+    columns = labels(results.servers)
+    lines = header(columns)
     for row in rows(results):
         values = {label: row.get(r) for label, r in results.servers.items()}
         mine = values.get(CONSRV)
-        cells = [_cell(values.get(label), row.digits) for label in LABELS]
-        ratios = [_ratio(mine, values.get(SSHD)), _ratio(mine, values.get(CONSERVER))]
-        if not row.ratio:
-            ratios = ["—", "—"]
+        cells = [_cell(values.get(label), row.digits) for label in columns]
+        others = compared(columns)
+        ratios = [_ratio(mine, values.get(other)) if row.ratio else "—" for other in others]
         lines.append("| " + " | ".join([row.label, *cells, *ratios]) + " |")
     return "\n".join(lines)
 
@@ -233,6 +246,10 @@ def markdown(results: Results) -> str:
     out.append("except on rows marked ↑ (higher is better). — = not applicable or not measured.")
     runs, keys = results.keystroke_runs, results.keystrokes
     out.append(f"Keystroke rows: the median over {runs} run(s) of {keys:,} keystrokes each.")
+    for label in labels(results.servers):
+        if label.startswith(AGAINST):
+            out.append(f"{label}: consrv's package from revision {label[len(AGAINST) :]} on the")
+            out.append("same venv and configuration, run right after consrv (bench/run --against).")
     if FLOOR in results.servers:
         out.append("floor: a bare asyncssh bridge on consrv's stack (bench/floor.py), keystrokes")
         out.append("only: what Python, trio and asyncssh cost here before consrv's own code.")

@@ -84,8 +84,11 @@ def raise_file_limit(needed: int) -> None:
 class Bench:
     """The state of one run: work directory, keys, processes, results."""
 
-    def __init__(self, plan: Plan, workdir: Path, only: tuple[str, ...], command: str) -> None:
-        self.plan, self.workdir, self.only = plan, workdir, only
+    def __init__(
+        self, plan: Plan, workdir: Path, only: tuple[str, ...], command: str,
+        against: tuple[str, Path] | None = None,
+    ) -> None:  # fmt: skip
+        self.plan, self.workdir, self.only, self.against = plan, workdir, only, against
         self.reaper = Reaper()
         self.say = Progress()
         self.key = workdir / "id_bench"
@@ -107,7 +110,13 @@ class Bench:
             report.FLOOR: lambda: Floor(self.workdir / "floor", self.reaper, self.key,
                                         self.public_key),
         }  # fmt: skip
-        return [make() for label, make in made.items() if label in self.only]
+        servers = [make() for label, make in made.items() if label in self.only]
+        if self.against is not None:  # right after consrv: the two meet the same moment
+            label, source = self.against
+            other = Consrv(self.workdir / label, self.reaper, self.key, self.public_key,
+                           source=(label, source))  # fmt: skip
+            servers.insert(int(report.CONSRV in self.only), other)
+        return servers
 
     def server_results(self, label: str) -> report.ServerResults:
         return self.results.servers.setdefault(label, report.ServerResults())
@@ -297,10 +306,14 @@ def cleanup(reaper: Reaper) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
 
 
-def run(plan: Plan, workdir: Path, only: tuple[str, ...], command: str) -> report.Results:
-    """Run the whole bench (blocking); every process is stopped before it returns."""
+def run(
+    plan: Plan, workdir: Path, only: tuple[str, ...], command: str,
+    against: tuple[str, Path] | None = None,
+) -> report.Results:  # fmt: skip
+    """Run the whole bench (blocking); every process is stopped before it returns.
+    ``against``: (label, directory) of another revision's consrv package to run too."""
     raise_file_limit(4 * max(plan.idle_sizes) + 1024)
-    bench = Bench(plan, workdir, only, command)
+    bench = Bench(plan, workdir, only, command, against)
     with cleanup(bench.reaper):
         results = trio.run(bench.run)
     bench.say("done")

@@ -41,14 +41,16 @@ def _cell(summary: Cell | None, digits: int) -> str:
 
 def table(runs: Sequence[report.Results]) -> str:
     """Like `report.table`, each cell the median over `runs` with its range."""
-    lines = report.header()
+    columns = report.labels(label for results in runs for label in results.servers)
+    others = report.compared(columns)
+    lines = report.header(columns)
     for row in report.rows(runs[0]):
         per_run = [{label: row.get(r) for label, r in results.servers.items()} for results in runs]
         cells = [
             _cell(_summary([values.get(label) for values in per_run]), row.digits)
-            for label in report.LABELS
+            for label in columns
         ]
-        ratios = ["—", "—"]
+        ratios = ["—"] * len(others)
         if row.ratio:
             ratios = [
                 _cell(
@@ -57,7 +59,7 @@ def table(runs: Sequence[report.Results]) -> str:
                     ),
                     2,
                 )
-                for other in (report.SSHD, report.CONSERVER)
+                for other in others
             ]
         lines.append("| " + " | ".join([row.label, *cells, *ratios]) + " |")
     return "\n".join(lines)

@@ -180,7 +180,7 @@ def wait_tcp(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float
     raise ServerError(f"port {port} not listening; the end of {log}:\n{tail(log)}")
 
 
-def command_output(argv: list[str]) -> str:
+def command_output(argv: list[str], cwd: Path | None = None) -> str:
     """stdout and stderr of a short command (for versions)."""
-    done = subprocess.run(argv, capture_output=True, check=False, timeout=10)  # noqa: S603
+    done = subprocess.run(argv, capture_output=True, check=False, timeout=10, cwd=cwd)  # noqa: S603
     return (done.stdout + done.stderr).decode(errors="replace").strip()

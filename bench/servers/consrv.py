@@ -33,9 +33,14 @@ class Consrv(PythonServer):
 
     def __init__(
         self, workdir: Path, reaper: Reaper, key: Path, public_key: str,
-        wrapper: Sequence[str] = (),
+        wrapper: Sequence[str] = (), source: tuple[str, Path] | None = None,
     ) -> None:  # fmt: skip
+        """``source``: (label, directory) to run the ``consrv`` package in that directory
+        (another revision's, see ``bench/run --against``) on this venv's libraries."""
         super().__init__(workdir, reaper, "consrv.log", key, public_key, wrapper)
+        self.source: Path | None = None
+        if source is not None:
+            self.label, self.source = source
 
     def config(self, consoles: Mapping[str, Path]) -> dict[str, object]:
         """The config consrv runs with (a subclass may find its consoles otherwise)."""
@@ -63,6 +68,7 @@ class Consrv(PythonServer):
                 [*self.wrapper, sys.executable, "-m", "consrv", "serve", "--config", str(config)],
                 stdout=out.fileno(),
                 stderr=out.fileno(),
+                cwd=self.source,  # `python -m` looks in the working directory first
             )
         bound = self.start_bound() + 0.1 * len(consoles)
         match = wait_log(self.log, rb"ssh listening on [\d.]+:(\d+)", self._proc, bound)
@@ -78,4 +84,6 @@ class Consrv(PythonServer):
         return ssh_argv(self.port, self.key, "console", "version", tty=False)
 
     def version(self) -> str:
-        return command_output([sys.executable, "-m", "consrv", "version"])
+        # An older revision may predate consrv's filter of asyncssh's DSA warning.
+        quiet = ["-W", "ignore"] if self.source is not None else []
+        return command_output([sys.executable, *quiet, "-m", "consrv", "version"], cwd=self.source)
