@@ -44,10 +44,10 @@ from consrv.ssh.server import SSHFront
 from consrv.ssh.stats import SshStats
 from consrv.successor import Successor
 from consrv.web.metrics import serve_metrics
-from consrv.web.server import WebFront, make_web
 
 if TYPE_CHECKING:
     from consrv.pva import PvaFront
+    from consrv.web.stats import WebStats
 
 logger = logging.getLogger(__name__)
 
@@ -107,9 +107,7 @@ async def serve(
         if front.directory is not None:  # identity: the keys command, NSS, the cache
             collectors.append(front.directory)
         if config.web is not None and logins is not None:
-            web = make_web(host, logins, config.web, audit, fleet=gateway)
-            collectors.append(web.stats)
-            await nursery.start(WebFront(web).serve)
+            collectors.append(await _start_web(nursery, config, host, logins, audit, gateway))
         if config.metrics_listen is not None:
             if iocs is not None:
                 collectors.append(IocCollector(iocs))
@@ -218,6 +216,20 @@ async def _start_pva(
     pva = PvaFront(config.pva, registry, iocs, process=config.pva.own_process)
     await nursery.start(pva.serve)
     return pva
+
+
+async def _start_web(
+    nursery: trio.Nursery, config: Config, host: Host, logins: LoginTokens,
+    audit: AuditLog, gateway: Gateway | None,
+) -> WebStats:  # fmt: skip
+    """The browser view (docs/web.md). Its stack (Starlette, Jinja2, the pages: about
+    3 MB) is imported only here, so a host without ``web:`` does not carry it."""
+    from consrv.web.server import WebFront, make_web
+
+    assert config.web is not None
+    web = make_web(host, logins, config.web, audit, fleet=gateway)
+    await nursery.start(WebFront(web).serve)
+    return web.stats
 
 
 def _pva_conf(config: Config) -> dict[str, str] | None:

@@ -115,3 +115,17 @@ def test_version_and_help_import_none_of_the_server(argv: list[str]) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stderr.strip() == "[]"
+
+
+def test_serve_without_web_imports_none_of_the_browser_view() -> None:
+    """A host without ``web:`` does not carry the browser view's stack (Starlette's app,
+    Jinja2, the pages: about 3 MB of RSS); ``daemon`` imports it once ``web:`` is on."""
+    code = (
+        "import sys\nimport consrv.daemon\n"
+        "print(sorted(m for m in ('jinja2', 'starlette.applications', 'consrv.web.app',"
+        " 'consrv.web.server') if m in sys.modules), file=sys.stderr)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stderr.strip() == "[]"
