@@ -19,6 +19,7 @@ import fnmatch
 import logging
 import shlex
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -99,6 +100,7 @@ class Gateway:
         self.source: TargetSource | None = None  # more peers from Prometheus
         self.proxied = 0  # sessions carried to a peer, ever
         self.active = 0  # carried now
+        self.received: Counter[str] = Counter()  # bytes each peer sent to users, ever
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
         host.places = self.places  # an unknown name is answered from the whole fleet
@@ -423,7 +425,7 @@ class FleetRun:
         credential = gateway.minter.mint(self.login.user, link.local_address, now)
         host, port = split_address(peer.address)
         hop = Hop(host, port, self._peer_login(), command, credential)
-        bridge = Bridge(channel)
+        bridge = Bridge(channel, gateway.received, peer.name)
         (on_input or self.on_input)(bridge)
         terminal = channel if isinstance(channel, Terminal) else None
         settings = gateway.link_settings

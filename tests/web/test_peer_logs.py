@@ -56,6 +56,10 @@ class Peer:
         if words[2:] == ["--files", "--json"]:
             answer = {"files": [{"name": "ioc-p.log", "size": len(FILE), "mtime": 1.0e9}]}
             sink.write(json.dumps(answer).encode())
+        elif words[2:5] == ["--file", "ioc-p.log", "--last"] and words[6:] == ["--json"]:
+            lines = FILE.decode().splitlines()[-int(words[5]) :]
+            first = FILE.count(b"\n") - len(lines) + 1
+            sink.write(json.dumps({"first": first, "lines": lines}).encode())
         elif words[2:] == ["--file", "ioc-p.log"]:
             for start in range(0, len(FILE), CHUNK):
                 sink.write(FILE[start : start + CHUNK])
@@ -90,7 +94,9 @@ async def test_a_peers_file_window_and_download(tmp_path: Path) -> None:
         assert 'id="L1400"' not in view.text  # ... and the read ended once it was full
         last = await client.get(f"/logs/{TARGET}/ioc-p.log")
         assert 'id="L2000"' in last.text
-        assert 'id="L1500"' not in last.text  # the last 500 lines
+        assert 'id="L1501"' in last.text
+        assert 'id="L1500"' not in last.text  # the last 500 lines, found by the peer
+        assert ["log", TARGET, "--file", "ioc-p.log", "--last", "500", "--json"] in peer.commands
         download = await client.get(f"/logs/{TARGET}/ioc-p.log/download")
         assert download.status_code == 200
         assert download.content == FILE
