@@ -142,6 +142,11 @@ class Bridge:
         if self._eof:
             chan.write_eof()
 
+    def close(self) -> None:
+        """Close the peer's channel (its connection may carry other sessions)."""
+        if self.peer is not None:
+            self.peer.close()
+
     async def wait(self) -> int:
         """Carry bytes until the peer's session ends; its exit status (255 if none)."""
         await self.ended.wait()
