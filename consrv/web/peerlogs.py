@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from consrv.contracts import OK, FleetView, Input, Login
+from consrv.contracts import OK, USAGE, FleetView, Input, Login
 from consrv.logfiles import LAST_LINE_BYTES, LogFile, Match, Query, Result
 from consrv.names import InvalidName, validate_console_name
 from consrv.web.stream import QueueSink
@@ -152,8 +152,10 @@ class PeerLogs:
         line `around`, read as the peer sends it, memory bounded; else the last `size`,
         which the peer finds itself: only those cross the hop)."""
         if around is None:
-            return await self._last(file, size, line_bytes)
-        first = max(1, around - size // 5)
+            last = await self._last(file, size, line_bytes)
+            if not isinstance(last, int):  # USAGE: a peer older than --last, read to the end
+                return last
+        first = max(1, around - size // 5) if around is not None else 1
         kept: deque[bytes] = deque(maxlen=size)
         number, partial = 0, bytearray()
 
@@ -166,7 +168,7 @@ class PeerLogs:
                 number += 1
                 if number >= first:
                     kept.append(line[:line_bytes].rstrip(b"\r"))
-                if len(kept) == size:
+                if around is not None and len(kept) == size:
                     return False
             return True
 
@@ -175,18 +177,19 @@ class PeerLogs:
             status, _ = await each_chunk(self.fleet, self.login, self._log("--file", file), lines)
         if status not in (OK, None) or (number == 0 and status is None):
             return None
-        if partial and len(kept) < size:
+        if partial and (around is None or len(kept) < size):
             number += 1
             if number >= first:
                 kept.append(bytes(partial[:line_bytes]).rstrip(b"\r"))
         return max(1, number - len(kept) + 1), list(kept)
 
     async def _last(self, file: str, size: int, line_bytes: int
-                    ) -> tuple[int, list[bytes]] | None:  # fmt: skip
+                    ) -> tuple[int, list[bytes]] | int | None:  # fmt: skip
+        """The last `size` lines as the peer finds them (USAGE: it has no ``--last``)."""
         words = self._log("--file", file, "--last", str(size), "--json")
         status, data = await read_all(self.fleet, self.login, words, size * LAST_LINE_LIMIT)
         if status != OK:
-            return None
+            return USAGE if status == USAGE else None
         found = json.loads(data)
         lines = [_data(text)[:line_bytes].rstrip(b"\r") for text in found["lines"]]
         return int(found["first"]), lines
