@@ -9,7 +9,8 @@ that peer, that login name and the same rights (`Key`: the user's groups and mod
 as the gateway sees them now); while reads use it and `IDLE` seconds after, never
 past `MAX_AGE` from its opening (inside the certificate's `VALIDITY`); closed
 at once when the peer's link is down (`sweep`) or on a reload (`close_all`). At
-most one kept per key: reads at the same time share it (one channel each).
+most one kept per key: up to `MAX_READS` reads at the same time share it (one
+channel each).
 Knows nothing of commands, pages or the directory.
 """
 
@@ -26,6 +27,9 @@ from consrv.fleet.identity import Credential
 
 IDLE = 5.0  # seconds a connection with no read is kept
 MAX_AGE = 60.0  # seconds from its opening a connection is lent out (certificates: 120 s)
+# Reads sharing one connection at most (a peer allows ssh.max_sessions channels on one,
+# 10 by default): one more gets a new connection, which is then the one kept.
+MAX_READS = 4
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ class HopPool:
             return None
         if kept.conn.is_closed() or self.clock() - kept.opened > MAX_AGE:
             self._retire(key)
+            return None
+        if kept.reads >= MAX_READS:
             return None
         kept.reads += 1
         self._lent[kept.conn] = kept

@@ -10,7 +10,7 @@ from typing import cast
 import asyncssh
 
 from consrv.contracts import Login
-from consrv.fleet.hops import IDLE, MAX_AGE, HopPool, Key
+from consrv.fleet.hops import IDLE, MAX_AGE, MAX_READS, HopPool, Key
 from consrv.fleet.identity import Credential
 
 ALICE = Login("alice", frozenset({"ops"}), True)
@@ -96,3 +96,20 @@ def test_a_connection_is_not_lent_past_its_age_a_failure_or_a_down_link() -> Non
     pool.close_all()  # a reload
     assert fake.aborted
     assert pool.opened == 4
+
+
+def test_a_busy_connection_is_not_shared_by_more_than_max_reads() -> None:
+    pool = HopPool(Clock())
+    key = Key.of(ALICE, "h1", "observer")
+    fake, busy = conn()
+    pool.add(key, busy, CREDENTIAL)
+    for _ in range(MAX_READS - 1):
+        assert pool.take(key) == (busy, CREDENTIAL)
+    assert pool.take(key) is None  # one more read: a connection of its own
+    other_fake, other = conn()
+    pool.add(key, other, CREDENTIAL)  # now the one kept; the busy one ends with its reads
+    for _ in range(MAX_READS):
+        pool.release(busy, failed=False)
+    assert fake.aborted
+    assert not other_fake.aborted
+    assert pool.take(key) == (other, CREDENTIAL)
