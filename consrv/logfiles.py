@@ -14,6 +14,7 @@ import os
 import re
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,6 +33,7 @@ _RELATIVE = re.compile(r"\A([0-9]{1,6})([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 READ_CHUNK = 1 << 16
 MAX_LINE = 1 << 16  # longer lines are cut (the rest still counts as read)
+LAST_LINE_BYTES = 8 << 10  # bytes kept of a line of ``log --file F --last N``
 _PAST = "past the end of the range"
 
 
@@ -143,6 +145,27 @@ def open_file(file: LogFile) -> int:
         os.close(fd)
         raise OSError(f"{file.name}: not a regular file")
     return fd
+
+
+def window(file: LogFile, around: int | None, size: int, line_bytes: int
+           ) -> tuple[int, list[bytes]]:  # fmt: skip
+    """The number of the first line shown of `file` and up to `size` lines, each cut at
+    `line_bytes`: from a little before line `around` (1-based), else its last lines.
+    Read as a stream: memory is bounded by the window, whatever the file."""
+    try:
+        fd = open_file(file)
+    except OSError:
+        return 1, []
+    first = max(1, around - size // 5) if around is not None else 1
+    kept: deque[bytes] = deque(maxlen=size)
+    number = 0
+    with os.fdopen(fd, "rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            if number >= first:
+                kept.append(line[:line_bytes].rstrip(b"\r\n"))
+            if around is not None and len(kept) == size:
+                break
+    return max(1, number - len(kept) + 1), list(kept)
 
 
 def search(

@@ -17,6 +17,7 @@ from consrv.commands import Shell
 from consrv.config import parse_config
 from consrv.contracts import NOT_FOUND, OK, USAGE, Login
 from consrv.host import Host
+from consrv.logfiles import LAST_LINE_BYTES
 from consrv.logins import LoginTokens
 from consrv.registry import Registry
 from tests.test_service import ALICE, ALICE_OBSERVING, BOB, OLGA, FakeChannel
@@ -115,6 +116,35 @@ async def test_log_files_one_file_and_json_matches_for_a_gateway(tmp_path: Path)
         assert (status, out.stdout) == (NOT_FOUND, "")  # only a name from the listing
         assert "no log file '../ioc-a.log'" in out.notices.decode()
         status, out = await run(s, OLGA, "log secret --files")
+        assert (status, out.stdout) == (NOT_FOUND, "")
+
+
+async def test_log_last_lines_of_one_file(tmp_path: Path) -> None:
+    """``--last N``: a file's end read on its host, with the first line's number (--json)."""
+    async with service(tmp_path) as s:
+        path = tmp_path / "logs" / "ioc-a.log.1"
+        lines = path.read_bytes().splitlines()
+        status, out = await run(s, OLGA, "log ioc-a --file ioc-a.log.1 --last 2 --json")
+        assert status == OK
+        assert json.loads(out.stdout) == {
+            "first": len(lines) - 1, "lines": [line.decode() for line in lines[-2:]]
+        }  # fmt: skip
+        status, out = await run(s, OLGA, "log ioc-a --file ioc-a.log.1 --last 10000")
+        assert (status, out.stdout.encode()) == (OK, b"".join(x + b"\n" for x in lines))
+        path.write_bytes(b"x" * 20000 + b"\n\xff\xfe tail")  # a long line, bytes kept
+        status, out = await run(s, OLGA, "log ioc-a --file ioc-a.log.1 --last 5 --json")
+        found = json.loads(out.stdout)
+        assert found["first"] == 1
+        assert len(found["lines"][0]) == LAST_LINE_BYTES
+        assert found["lines"][1].encode("utf-8", "surrogateescape") == b"\xff\xfe tail"
+        for bad in ("--last 0", "--last 10001", "--last x", "--last 5 --grep a"):
+            status, out = await run(s, OLGA, f"log ioc-a --file ioc-a.log {bad}")
+            assert (status, out.stdout) == (USAGE, ""), bad
+            assert "--last" in out.notices.decode(), bad
+        status, out = await run(s, OLGA, "log ioc-a --last 5")
+        assert status == USAGE
+        assert "--file FILE" in out.notices.decode()
+        status, out = await run(s, OLGA, "log secret --file secret.log --last 5")
         assert (status, out.stdout) == (NOT_FOUND, "")
 
 

@@ -40,7 +40,7 @@ VERBS: dict[str, Verb] = {
         Verb(
             "log",
             frozenset({"--raw", "--files", "--json"}),
-            valued=frozenset({"--since", "--until", "--grep", "--file"}),
+            valued=frozenset({"--since", "--until", "--grep", "--file", "--last"}),
             positional=1,
             console=True,
             reads_files=True,
@@ -82,6 +82,8 @@ usage: ssh -t LOGIN@HOST                     choose a console from a menu
                                              search the log files (T: ISO-8601 or 10m, 2h)
        ssh LOGIN@HOST log NAME --files [--json]  the log files; --file FILE: one file as it
                                              is (or searched); --json: matches with file:line
+       ssh LOGIN@HOST log NAME --file FILE --last N [--json]  its last N lines (--json: and
+                                             the first one's number)
        (tail, log, follow: --raw keeps the terminal escapes taken out when there is no pty)
        ssh -t LOGIN@HOST play NAME [--since T] [--until T] [--speed N]  replay the recording
        ssh LOGIN@HOST cast NAME [--since T] [--until T] > FILE.cast    the recording, asciicast v2

@@ -1,8 +1,11 @@
-"""``log NAME --files``, ``log NAME --file FILE`` and ``log NAME --json``: a console's
-log files as a program reads them (a fleet gateway's log pages for a peer's console).
+"""``log NAME --files``, ``log NAME --file FILE [--last N]`` and ``log NAME --json``: a
+console's log files as a program reads them (a fleet gateway's log pages for a peer's
+console).
 
-Owns the three machine forms of ``log``: the listing of the files (name, size, last
-written), one file's bytes as they are on disk (a download: no escape taken out,
+Owns the machine forms of ``log``: the listing of the files (name, size, last
+written), a file's last lines (``--last N``, read on this host: only the window
+leaves it, with the first line's number under ``--json``; each line cut at
+`logfiles.LAST_LINE_BYTES`), one file's bytes as they are on disk (a download: no escape taken out,
 flow-controlled towards the channel, so a slow reader slows the copy and nothing is
 buffered beyond `CHANNEL_HIGH`), and a search's matches as JSON with their file,
 line number and stamp. A file is named only from the console's listing
@@ -20,9 +23,10 @@ import trio
 
 from consrv import views
 from consrv.contracts import NOT_FOUND, OK, Channel
-from consrv.logfiles import LogFile, Match, Result, open_file
+from consrv.logfiles import LAST_LINE_BYTES, LogFile, Match, Result, open_file, window
 
-FILES, FILE, JSON = "--files", "--file", "--json"
+FILES, FILE, JSON, LAST = "--files", "--file", "--json", "--last"
+MAX_LAST = 10000  # lines of --last
 READ_CHUNK = 1 << 16
 # Written to the channel while it holds less than this; above it, the copy waits.
 CHANNEL_HIGH = 256 << 10
@@ -31,7 +35,7 @@ DRAIN_POLL = 0.01
 
 def wanted(flags: dict[str, str]) -> bool:
     """Whether the command line asks for one of the machine forms."""
-    return bool({FILES, FILE, JSON} & flags.keys())
+    return bool({FILES, FILE, JSON, LAST} & flags.keys())
 
 
 def searching(flags: dict[str, str]) -> bool:
@@ -51,6 +55,30 @@ def matches_json(result: Result) -> bytes:
     bytes are kept (``surrogateescape``: `match_data` gives the same bytes back)."""
     matches = [_match(m) for m in result.matches]
     return json.dumps({"matches": matches, "stopped": result.stopped}).encode() + b"\n"
+
+
+def last_count(flags: dict[str, str]) -> int:
+    """``--last N``'s N; raises ValueError saying what is wrong."""
+    text = flags[LAST]
+    if FILE not in flags or {"--grep", "--since", "--until"} & flags.keys():
+        raise ValueError("--last reads one file's end: it wants --file FILE, and no search")
+    if not text.isdigit() or not 0 < int(text) <= MAX_LAST:
+        raise ValueError(f"--last wants a number of lines from 1 to {MAX_LAST}")
+    return int(text)
+
+
+async def last_lines(file: LogFile, count: int, limiter: trio.CapacityLimiter
+                     ) -> tuple[int, list[bytes]]:  # fmt: skip
+    """The number of the first of `file`'s last `count` lines, and those lines (each cut
+    at `LAST_LINE_BYTES`), read in a worker thread as the host's own page reads them."""
+    return await trio.to_thread.run_sync(window, file, None, count, LAST_LINE_BYTES,
+                                         limiter=limiter)  # fmt: skip
+
+
+def lines_json(first: int, lines: list[bytes]) -> bytes:
+    """`last_lines` as one JSON document (undecodable bytes kept, as in `matches_json`)."""
+    text = [line.decode("utf-8", "surrogateescape") for line in lines]
+    return json.dumps({"first": first, "lines": text}).encode() + b"\n"
 
 
 def _match(match: Match) -> dict[str, object]:

@@ -47,7 +47,7 @@ from consrv.contracts import (
 )
 from consrv.host import ActionFailed, Host, IocControl, LiveMessages, run_action
 from consrv.host.feed import run_feed
-from consrv.logfiles import BadTime, Limits, log_files, search
+from consrv.logfiles import Limits, LogFile, log_files, search
 from consrv.menu import LineReader, pick
 from consrv.names import InvalidName, validate_console_name
 from consrv.protocol import ansi
@@ -254,14 +254,15 @@ class CommandRun:
     async def log(self, args: list[str]) -> int:
         usage = (
             "usage: log NAME [--since T] [--until T] [--grep TEXT] [--raw]"
-            " [--file FILE] [--files] [--json]"
+            " [--file FILE [--last N]] [--files] [--json]"
         )
         positional, flags = split_words("log", args)
         if not positional:
             raise UsageError(usage)
         try:
             query = log_query(flags)
-        except BadTime as exc:
+            last = logread.last_count(flags) if logread.LAST in flags else None
+        except ValueError as exc:  # BadTime, or --last's
             raise UsageError(f"log: {exc}") from None
         console, status = self.console(positional[0])
         if console is None:
@@ -278,6 +279,8 @@ class CommandRun:
             if not files:
                 return self.error(f"{console.name} has no log file {flags[logread.FILE][:80]!r}",
                                   NOT_FOUND)  # fmt: skip
+            if last is not None:
+                return await self._last_lines(files[0], last, flags)
             if not logread.searching(flags):
                 return await logread.copy_file(self.channel, files[0])
         result = await trio.to_thread.run_sync(
@@ -292,6 +295,18 @@ class CommandRun:
         self.channel.write(plaintext.finished(found, pty=self.pty, plain=plain))
         if result.stopped:
             self.error(f"stopped at a limit ({result.stopped}); narrow the search", OK)
+        return OK
+
+    async def _last_lines(self, file: LogFile, count: int, flags: dict[str, str]) -> int:
+        """``log NAME --file FILE --last N [--json]``."""
+        first, lines = await logread.last_lines(file, count, self.shell.searches)
+        if logread.JSON in flags:
+            self.channel.write(logread.lines_json(first, lines))
+            return OK
+        end = b"\r\n" if self.pty else b"\n"
+        data = b"".join(line + end for line in lines)
+        plain = plaintext.plain_wanted(pty=self.pty, raw=plaintext.RAW in flags)
+        self.channel.write(plaintext.finished(data, pty=self.pty, plain=plain))
         return OK
 
     async def web(self, args: list[str]) -> int:

@@ -12,6 +12,7 @@ included: the gateway passes bytes.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -73,8 +74,10 @@ class _PeerSide(asyncssh.SSHClientSession[bytes]):
 class Bridge:
     """The user's channel ↔ the peer's channel. It is the user channel's `Input`."""
 
-    def __init__(self, channel: Channel) -> None:
+    def __init__(self, channel: Channel, received: Counter[str] | None = None, peer: str = ""
+                 ) -> None:  # fmt: skip
         self.channel = channel
+        self.received, self.peer_name = received, peer  # bytes from each peer, counted here
         self.peer: asyncssh.SSHClientChannel[bytes] | None = None
         self.status: int | None = None
         self.ended = trio.Event()
@@ -111,6 +114,8 @@ class Bridge:
 
     # -- the peer's side -------------------------------------------------------------
     def from_peer(self, data: bytes, stderr: bool) -> None:
+        if self.received is not None:
+            self.received[self.peer_name] += len(data)
         (self.channel.write_notice if stderr else self.channel.write)(data)
         if self.channel.buffered() > HIGH_WATER and self.peer is not None:
             self._peer_paused = True
@@ -136,6 +141,11 @@ class Bridge:
             self.channel.resume_reading()
         if self._eof:
             chan.write_eof()
+
+    def close(self) -> None:
+        """Close the peer's channel (its connection may carry other sessions)."""
+        if self.peer is not None:
+            self.peer.close()
 
     async def wait(self) -> int:
         """Carry bytes until the peer's session ends; its exit status (255 if none)."""

@@ -19,6 +19,7 @@ import fnmatch
 import logging
 import shlex
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -45,6 +46,7 @@ from consrv.fleet import reports
 from consrv.fleet.bridge import Bridge, Hop, Terminal, open_hop
 from consrv.fleet.directory import Ambiguous, Directory, Found, Missing, Peer, split_host
 from consrv.fleet.fanout import Fanout, Lines
+from consrv.fleet.hops import HopPool, Key
 from consrv.fleet.identity import Minter
 from consrv.fleet.link import LinkSettings, PeerLink, Tune, split_address
 from consrv.fleet.targets import TargetSource, read_peers
@@ -66,6 +68,7 @@ class Identity:
 
 CONNECTING = 32
 RAW = "--raw"  # follow's option: the console's bytes as they came, escapes and all
+SWEEP = 1.0  # seconds between looks at the connections kept for web reads (hops.py)
 
 
 class Gateway:
@@ -99,6 +102,8 @@ class Gateway:
         self.source: TargetSource | None = None  # more peers from Prometheus
         self.proxied = 0  # sessions carried to a peer, ever
         self.active = 0  # carried now
+        self.received: Counter[str] = Counter()  # bytes each peer sent to users, ever
+        self.hops = HopPool()  # connections kept for users' web reads
         self._nursery: trio.Nursery | None = None
         self._scopes: dict[str, trio.CancelScope] = {}
         host.places = self.places  # an unknown name is answered from the whole fleet
@@ -114,7 +119,18 @@ class Gateway:
                 self._start(name)
             if self.source is not None:
                 nursery.start_soon(self._follow_targets, self.source)
+            nursery.start_soon(self._sweep_hops)
             task_status.started()
+
+    async def _sweep_hops(self) -> None:
+        """Close the web reads' kept connections once idle, old, or to a peer now down."""
+        while True:
+            await trio.sleep(SWEEP)
+            self.hops.sweep(self._up)
+
+    def _up(self, name: str) -> bool:
+        peer = self.directory.peers.get(name)
+        return peer is not None and peer.up
 
     def _start(self, name: str) -> None:
         assert self._nursery is not None
@@ -157,6 +173,7 @@ class Gateway:
         a user's session, use the new key, CA and ``known_hosts``; open ones stay.
         """
         wanted = dict(peers)
+        self.hops.close_all()  # rights or identity may have changed: new reads, new logins
         settings = self._tuned(identity.settings)
         self.link_settings, self.minter = settings, identity.minter
         for link in self.links.values():
@@ -241,6 +258,7 @@ class Gateway:
         where = run.where(words[index]) if index is not None else None
         if index is None or where is None or isinstance(where, Missing):
             return run.error("no such console on a peer", NOT_FOUND)  # the web has its own
+        run.pooled = True
         return await run.named(words, index)
 
     def allows_tunnel(self, host: str, port: int) -> bool:
@@ -298,6 +316,7 @@ class FleetRun:
         self.gateway, self.login, self.channel, self.pty = gateway, login, channel, pty
         self.on_input = on_input
         self.host, self.directory = gateway.host, gateway.directory
+        self.pooled = False  # a web read: a connection kept for the user may carry it
 
     async def local(self, command: str, channel: Channel | None = None,
                     on_input: Callable[[Input], None] | None = None) -> int:  # fmt: skip
@@ -414,21 +433,60 @@ class FleetRun:
         channel: Channel | None = None,
         on_input: Callable[[Input], None] | None = None,
     ) -> int:
-        """Run ``command`` on ``peer`` as this user, bridging the channel to it."""
+        """Run ``command`` on ``peer`` as this user, bridging the channel to it (a web read:
+        on a connection kept for this user and peer, `hops.HopPool`)."""
         now = self.gateway.clock()
         if not peer.up:
             return self.error(reports.unreachable_text(peer, now), UNREACHABLE)
         gateway, channel = self.gateway, channel or self.channel
-        link = gateway.links[peer.name]
-        credential = gateway.minter.mint(self.login.user, link.local_address, now)
+        key = Key.of(self.login, peer.name, self._peer_login()) if self.pooled else None
+        lent = gateway.hops.take(key) if key is not None else None
         host, port = split_address(peer.address)
-        hop = Hop(host, port, self._peer_login(), command, credential)
-        bridge = Bridge(channel)
+        if lent is None:
+            source = gateway.links[peer.name].local_address
+            credential = gateway.minter.mint(self.login.user, source, now)
+            hop = Hop(host, port, self._peer_login(), command, credential)
+            conn = await self._connect(peer, hop)
+            if isinstance(conn, int):
+                return conn
+            if key is not None:
+                gateway.hops.add(key, conn, credential)
+        else:
+            conn, credential = lent
+            hop = Hop(host, port, self._peer_login(), command, credential)
+        bridge = Bridge(channel, gateway.received, peer.name)
         (on_input or self.on_input)(bridge)
         terminal = channel if isinstance(channel, Terminal) else None
-        settings = gateway.link_settings
+        logger.info("fleet: %s %r on %s as %s (%s%s)", self.login.user, command, peer.name,
+                    hop.login, credential.key_id, ", kept" if lent else "")  # fmt: skip
+        gateway.proxied += 1
+        gateway.active += 1
+        failed = True
         try:
-            conn = await open_hop(settings, hop)
+            with trio.fail_after(gateway.link_settings.connect_timeout):
+                await bridge.open(conn, hop, terminal)
+            failed = False
+            status = await bridge.wait()
+            failed = bridge.status is None
+            return status
+        except trio.TooSlowError:
+            return self._unreachable(peer, "no answer within "
+                                     f"{gateway.link_settings.connect_timeout:g} s")  # fmt: skip
+        except (OSError, asyncssh.Error) as exc:
+            return self._unreachable(peer, str(exc) or type(exc).__name__)
+        finally:
+            gateway.active -= 1
+            if key is None:
+                conn.abort()
+            else:
+                bridge.close()
+                gateway.hops.release(conn, failed)
+
+    async def _connect(self, peer: Peer, hop: Hop) -> asyncssh.SSHClientConnection | int:
+        """A new connection to `peer` under the hop's certificate (an int: why not)."""
+        settings = self.gateway.link_settings
+        try:
+            return await open_hop(settings, hop)
         except trio.TooSlowError:
             return self._unreachable(peer, f"no answer within {settings.connect_timeout:g} s")
         except asyncssh.PermissionDenied:
@@ -436,21 +494,6 @@ class FleetRun:
                               f"{self.login.user}", DENIED)  # fmt: skip
         except (OSError, asyncssh.Error) as exc:
             return self._unreachable(peer, str(exc) or type(exc).__name__)
-        logger.info("fleet: %s %r on %s as %s (%s)", self.login.user, command, peer.name,
-                    hop.login, credential.key_id)  # fmt: skip
-        gateway.proxied += 1
-        gateway.active += 1
-        try:
-            with trio.fail_after(settings.connect_timeout):
-                await bridge.open(conn, hop, terminal)
-            return await bridge.wait()
-        except trio.TooSlowError:
-            return self._unreachable(peer, f"no answer within {settings.connect_timeout:g} s")
-        except (OSError, asyncssh.Error) as exc:
-            return self._unreachable(peer, str(exc) or type(exc).__name__)
-        finally:
-            gateway.active -= 1
-            conn.abort()
 
     def _unreachable(self, peer: Peer, why: str) -> int:
         since = f" (up since {views.iso(peer.since)})" if peer.up and peer.since else ""

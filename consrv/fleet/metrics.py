@@ -39,12 +39,18 @@ class FleetCollector:
             "Times the gateway connected to the peer again.",
             labels=["peer"],
         )
+        received = CounterMetricFamily(
+            "consrv_fleet_peer_received_bytes",
+            "Bytes the peer sent to users through the gateway (sessions and web pages).",
+            labels=["peer"],
+        )
         for peer in peers:
             up.add_metric([peer.name], 1 if peer.up else 0)
             age.add_metric([peer.name], now - peer.changed if peer.changed else float("nan"))
             consoles.add_metric([peer.name], len(peer.consoles))
             reconnects.add_metric([peer.name], gateway.links[peer.name].reconnects)
-        yield from (up, age, consoles, reconnects)
+            received.add_metric([peer.name], gateway.received[peer.name])
+        yield from (up, age, consoles, reconnects, received)
         yield GaugeMetricFamily(
             "consrv_fleet_directory_consoles",
             "Consoles in the gateway's directory, all peers.",

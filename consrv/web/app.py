@@ -39,7 +39,7 @@ from consrv.host import Host
 from consrv.logins import LoginTokens
 from consrv.web import wall
 from consrv.web.auth import COOKIE, Sessions, proxy_user, same_origin
-from consrv.web.remote import serve_remote
+from consrv.web.remote import Pace, serve_remote
 from consrv.web.stats import WebStats
 from consrv.web.stream import CLOSE_POLICY, Stream
 
@@ -333,8 +333,9 @@ class Pages:
         web.streams[login.user] += 1
         try:
             user = login.user
+            pace = Pace(web.settings.limits.send_timeout, web.stats.sent, web.stats.drop)
             await serve_remote(
-                websocket, web.fleet, login, name, lambda: web.user(websocket) == user
+                websocket, web.fleet, login, name, lambda: web.user(websocket) == user, pace
             )
         finally:
             web.streams[login.user] -= 1

@@ -13,7 +13,6 @@ that peer (`peerlogs`), under the same limits.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 from urllib.parse import quote
@@ -36,6 +35,7 @@ from consrv.logfiles import (
     open_file,
     parse_time,
     search,
+    window,
 )
 from consrv.protocol import ansi
 from consrv.web.app import Pages, Web
@@ -166,7 +166,9 @@ class LogPages(Pages):
         around = _line(request.query_params.get("line", ""))
         if self.searches.available_tokens < 1:
             return self.refused(request, 429, "Too many readers at once: try again.")
-        first, lines = await trio.to_thread.run_sync(_window, file, around, limiter=self.searches)
+        first, lines = await trio.to_thread.run_sync(
+            window, file, around, WINDOW, LINE_BYTES, limiter=self.searches
+        )
         rows = [(first + i, shown(data)) for i, data in enumerate(lines)]
         return self.page(
             request, "file.html", user=login.user, name=name, file=file, rows=rows, line=around
@@ -341,22 +343,3 @@ def _query(text: str, since: str | None, until: str | None) -> Query:
         since=parse_time(since) if since else None,
         until=parse_time(until) if until else None,
     )
-
-
-def _window(file: LogFile, around: int | None) -> tuple[int, list[bytes]]:
-    """The lines shown of `file`: from a little before line `around` (1-based), else its
-    last lines. Read as a stream: memory is bounded by the window, whatever the file."""
-    try:
-        fd = open_file(file)
-    except OSError:
-        return 1, []
-    first = max(1, around - WINDOW // 5) if around is not None else 1
-    kept: deque[bytes] = deque(maxlen=WINDOW)
-    number = 0
-    with os.fdopen(fd, "rb") as stream:
-        for number, line in enumerate(stream, start=1):
-            if number >= first:
-                kept.append(line[:LINE_BYTES].rstrip(b"\r\n"))
-            if around is not None and len(kept) == WINDOW:
-                break
-    return max(1, number - len(kept) + 1), list(kept)

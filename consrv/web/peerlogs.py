@@ -2,10 +2,11 @@
 
 Owns reading them: each page runs one read-only command on the console's own host
 through `contracts.FleetView.fleet_read` (``log NAME@HOST --files --json``,
-``log ... --json`` for a search, ``log ... --file FILE`` for a file's lines or its
-download, ``cast ... --since --until`` for the player), under the user's per-hop
-identity, so that host judges (its roles, revocation, audit with ``via``; a user
-with no role there gets nothing: the command fails and the page is 404). The
+``log ... --json`` for a search, ``log ... --file FILE --last N --json`` for a file's
+last lines, ``log ... --file FILE`` for the lines around one or its download, ``cast
+... --since --until`` for the player), under the user's per-hop identity, so that
+host judges (its roles, revocation, audit with ``via``; a user with no role there
+gets nothing: the command fails and the page is 404). The
 output goes into a bounded queue: while it is full the peer's channel is paused
 (this read's only), so a slow browser downloading a peer's file slows that copy,
 never the gateway's link or another user. Knows nothing of asyncssh, routing or pages.
@@ -22,14 +23,16 @@ from typing import Any
 
 import trio
 
-from consrv.contracts import OK, FleetView, Input, Login
-from consrv.logfiles import LogFile, Match, Query, Result
+from consrv.contracts import OK, USAGE, FleetView, Input, Login
+from consrv.logfiles import LAST_LINE_BYTES, LogFile, Match, Query, Result
 from consrv.names import InvalidName, validate_console_name
 from consrv.web.stream import QueueSink
 
 READ_TIMEOUT = 30.0  # seconds a listing, a search, a file's window or a cast may take
 JSON_LIMIT = 32 << 20  # bytes of a listing or a search's answer
 NOTICE_LIMIT = 4 << 10  # bytes kept of the peer's error lines
+# JSON bytes a line of ``--last`` may take (\uXXXX escapes: up to 6 a byte)
+LAST_LINE_LIMIT = 6 * LAST_LINE_BYTES + 16
 
 Consume = Callable[[bytes], Awaitable[bool]]
 
@@ -145,8 +148,13 @@ class PeerLogs:
 
     async def window(self, file: str, around: int | None, size: int, line_bytes: int
                      ) -> tuple[int, list[bytes]] | None:  # fmt: skip
-        """The lines shown of `file` (as `logs._window` on a host: from a little before line
-        `around`, else the last `size`), read as the peer sends it: memory bounded."""
+        """The lines shown of `file` (as `logfiles.window` on a host: from a little before
+        line `around`, read as the peer sends it, memory bounded; else the last `size`,
+        which the peer finds itself: only those cross the hop)."""
+        if around is None:
+            last = await self._last(file, size, line_bytes)
+            if not isinstance(last, int):  # USAGE: a peer older than --last, read to the end
+                return last
         first = max(1, around - size // 5) if around is not None else 1
         kept: deque[bytes] = deque(maxlen=size)
         number, partial = 0, bytearray()
@@ -175,6 +183,17 @@ class PeerLogs:
                 kept.append(bytes(partial[:line_bytes]).rstrip(b"\r"))
         return max(1, number - len(kept) + 1), list(kept)
 
+    async def _last(self, file: str, size: int, line_bytes: int
+                    ) -> tuple[int, list[bytes]] | int | None:  # fmt: skip
+        """The last `size` lines as the peer finds them (USAGE: it has no ``--last``)."""
+        words = self._log("--file", file, "--last", str(size), "--json")
+        status, data = await read_all(self.fleet, self.login, words, size * LAST_LINE_LIMIT)
+        if status != OK:
+            return USAGE if status == USAGE else None
+        found = json.loads(data)
+        lines = [_data(text)[:line_bytes].rstrip(b"\r") for text in found["lines"]]
+        return int(found["first"]), lines
+
     async def download(self, file: str, send: Consume) -> tuple[int | None, str]:
         """`file`'s bytes, each chunk to `send` at the browser's pace."""
         return await each_chunk(self.fleet, self.login, self._log("--file", file), send)
@@ -195,5 +214,9 @@ class PeerLogs:
 def _match(row: dict[str, Any]) -> Match:
     """A match from ``log --json``: its text's undecodable bytes were kept as surrogates."""
     stamp = datetime.fromisoformat(row["stamp"]) if row.get("stamp") else None
-    data = str(row["text"]).encode("utf-8", "surrogateescape")
-    return Match(str(row["file"]), int(row["line"]), stamp, data)
+    return Match(str(row["file"]), int(row["line"]), stamp, _data(row["text"]))
+
+
+def _data(text: object) -> bytes:
+    """A line's bytes from the peer's JSON text (undecodable bytes were kept as surrogates)."""
+    return str(text).encode("utf-8", "surrogateescape")

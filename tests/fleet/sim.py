@@ -232,7 +232,8 @@ def gateway_config(
     root: Path, address: str, users: dict[str, UserKey], keys: Path
 ) -> dict[str, Any]:
     """A gateway's config; every gateway has the same host key (docs/fleet.md: one name).
-    Its web view is on, over TLS as users open it (a certificate is written in `root`)."""
+    Its web view is on, over TLS as users open it (a certificate is written in `root`);
+    its /metrics too (port 0: `Consrv.metrics_port`)."""
     self_signed(root)
     return {
         "ssh": {"listen": [f"{address}:0"], "host_key": str(keys / GATEWAY_HOST_KEY)},
@@ -242,6 +243,7 @@ def gateway_config(
             "tls": {"cert": str(root / "web.crt"), "key": str(root / "web.key")},
         },
         "users": {k.name: {"keys": [k.public]} for k in users.values()},
+        "metrics": {"listen": f"{address}:0"},
         "fleet": {
             "name": f"gw-{address}",
             "known_hosts": str(keys / "known_hosts"),

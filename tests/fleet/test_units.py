@@ -337,6 +337,7 @@ def test_the_gateways_metrics() -> None:
     assert samples[("consrv_fleet_peer_consoles", "iochost-17")] == 1
     assert samples[("consrv_fleet_directory_consoles", None)] == 1
     assert samples[("consrv_fleet_proxied_sessions_total", None)] == 0
+    assert samples[("consrv_fleet_peer_received_bytes_total", "iochost-17")] == 0
 
 
 def test_a_reconfigured_gateway_drops_and_adds_peers_and_swaps_its_identity() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,16 @@ from tests.witness import Witness
 pytestmark = pytest.mark.integration
 
 SCREENSHOTS = os.environ.get("CONSRV_WEB_SCREENSHOTS")  # a folder (docs/img) or unset
+BIG_LINES = 300_000  # lines of a peer's file far larger than the page's window (~20 MB)
+WINDOW = 500  # the last lines a file's page shows (web/logs.py)
+# Bytes the peer may send through the gateway (its /metrics) for the page of that file's
+# end: the window (~30 KB as JSON); the whole file crossing the hop would be ~20 MB.
+HOP_BOUND = 256 << 10
+ROUNDS = 5  # each user's page loads of a peer's logs: its list, a search, a file's end
+# Logins on the peer for one user's 3 * ROUNDS page loads (20 reads: a search is two):
+# one connection kept for them, another only if one read came over IDLE s after the
+# last or the connection was past MAX_AGE (fleet/hops.py): generous, for a loaded machine.
+LOGIN_BOUND = 3
 
 
 @contextlib.contextmanager
@@ -50,6 +61,18 @@ def typed_into_log(fleet: Fleet, peer: Peer, console: str) -> str:
     wait_until(lambda: log.exists() and mark in log.read_text(errors="replace"),
                f"{mark} in {log}", timeout=15)  # fmt: skip
     return mark
+
+
+def received(fleet: Fleet, peer: Peer) -> int:
+    """Bytes `peer` has sent to users through the first gateway (the gateway's /metrics)."""
+    gateway = fleet.gateways[0]
+    url = f"http://{gateway.address}:{gateway.consrv.metrics_port()}/metrics"
+    text = httpx.get(url, timeout=10).text
+    line = f'consrv_fleet_peer_received_bytes_total{{peer="{peer.name}"}} '
+    for row in text.splitlines():
+        if row.startswith(line):
+            return int(float(row[len(line) :]))
+    raise AssertionError(f"no {line!r} in the gateway's /metrics")
 
 
 def hop_logins(peer: Peer, user: str) -> list[dict[str, object]]:
@@ -90,6 +113,62 @@ def test_a_peers_log_is_listed_searched_viewed_and_downloaded_through_the_gatewa
         assert logins, "olga's reads in the peer's audit"
         assert {str(r["via"]).split(":")[0] for r in logins} == {"gw-127.0.0.50"}
         assert {r["login"] for r in logins} == {"observer"}
+
+
+def test_a_peers_big_file_shows_its_end_with_only_the_window_crossing_the_hop(
+    fleet: Fleet,
+) -> None:
+    peer = fleet.peers[14]
+    target, name = quote(f"ioc-14@{peer.name}"), "ioc-14.log.1"  # a rotated file of ioc-14
+    token = secrets.token_hex(4)
+    path = peer.root / "logs" / name
+    path.write_bytes(b"".join(b"2026-12-03T21:00:00.000+00:00 big %d %s\n" % (i, token.encode())
+                              for i in range(1, BIG_LINES + 1)))  # fmt: skip
+    try:
+        with signed_in(fleet, "olga") as (client, base):
+            before = received(fleet, peer)
+            page = client.get(f"{base}/logs/{target}/{name}")
+            crossed = received(fleet, peer) - before
+    finally:
+        path.unlink()
+    assert page.status_code == 200, page.text
+    assert crossed < HOP_BOUND, f"{crossed} bytes from the peer for a {WINDOW}-line window"
+    rows = re.findall(r'<tr id="L(\d+)"[^>]*>.*?<td class="text">([^<]*)</td></tr>', page.text)
+    first = BIG_LINES - WINDOW + 1
+    assert [int(number) for number, _ in rows] == list(range(first, BIG_LINES + 1))
+    assert [text for _, text in rows] == [
+        f"2026-12-03T21:00:00.000+00:00 big {i} {token}" for i in range(first, BIG_LINES + 1)
+    ]
+
+
+def test_one_users_page_loads_share_a_login_on_the_peer_and_users_never_share_one(
+    fleet: Fleet,
+) -> None:
+    peer, users = fleet.peers[15], ("alice", "olga")
+    target = quote(f"ioc-15@{peer.name}")
+    typed_into_log(fleet, peer, "ioc-15")
+    before = {user: len(hop_logins(peer, user)) for user in users}
+    log_start = len(fleet.gateways[0].consrv.stderr())
+    with signed_in(fleet, "alice") as (alice, base), signed_in(fleet, "olga") as (olga, _):
+        for _round in range(ROUNDS):
+            for client in (alice, olga):  # interleaved: each user's kept connection
+                assert client.get(f"{base}/logs/{target}/").status_code == 200
+                found = client.get(f"{base}/logs/{target}/", params={"q": "peer-log"})
+                assert found.status_code == 200
+                assert "peer-log-" in found.text
+                assert client.get(f"{base}/logs/{target}/ioc-15.log").status_code == 200
+    logins = {user: hop_logins(peer, user)[before[user] :] for user in users}
+    for user in users:
+        assert 1 <= len(logins[user]) <= LOGIN_BOUND, (user, logins[user])
+    vias = {user: {str(r["via"]) for r in logins[user]} for user in users}
+    assert not vias["alice"] & vias["olga"]
+    # The gateway's own account of each read: the certificate it went under (its key id)
+    # is one the peer saw that same user log in with, never the other's.
+    reads = re.findall(rf"fleet: (\w+) '[^']*' on {re.escape(peer.name)} as \w+ \(([^,)]+)",
+                       fleet.gateways[0].consrv.stderr()[log_start:])  # fmt: skip
+    assert len(reads) == 4 * ROUNDS * len(users), reads
+    for user, key_id in reads:
+        assert key_id in vias[user], (user, key_id, vias)
 
 
 def test_a_user_with_no_role_on_the_peer_gets_neither_the_console_nor_its_logs(

@@ -47,6 +47,10 @@ RSS_BOUND = 20 << 20
 LATENCY_BOUND = 2.0
 FRESH_BOUND = 5.0  # s: a change on the stalled stream's own host in the gateway's list
 RCVBUF = 32 << 10  # the stalled client's socket receive buffer
+SEND_TIMEOUT = 10.0  # web.limits.send_timeout as the gateways have it (its default)
+# Seconds from the flood to the stalled stream's drop, at most: the buffers on the way
+# fill within seconds at this rate, then SEND_TIMEOUT (a loaded 2-core machine: generous).
+DROP_BOUND = SEND_TIMEOUT + 15
 
 
 def tail(path: Path, size: int = 4096) -> bytes:
@@ -238,3 +242,56 @@ def test_a_stalled_browser_on_a_peers_stream_stalls_neither_the_link_nor_others(
     assert grown < RSS_BOUND, f"the gateway grew by {grown >> 20} MiB under the flood"
     assert b"bytes dropped" in received, received[-300:]
     assert len(received) < FLOOD // 2, len(received)
+
+
+def gateway_metric(fleet: Fleet, sample: str) -> float:
+    """One sample of the first gateway's /metrics (0 if absent)."""
+    gateway = fleet.gateways[0]
+    url = f"http://{gateway.address}:{gateway.consrv.metrics_port()}/metrics"
+    for row in httpx.get(url, timeout=10).text.splitlines():
+        if row.startswith(sample + " "):
+            return float(row.split()[-1])
+    return 0.0
+
+
+def test_a_browser_that_stops_reading_a_peers_stream_is_dropped_as_on_a_host(
+    fleet: Fleet,
+) -> None:
+    slow_peer, other_peer = fleet.peers[1], fleet.peers[17]
+    slow, other = f"{FLOOD_CONSOLE}@{slow_peer.name}", f"ioc-17@{other_peer.name}"
+    dropped = 'consrv_web_streams_dropped_total{reason="not_reading"}'
+    gateway = fleet.gateways[0].consrv
+    with (
+        flood_console(fleet, slow_peer) as generator,
+        httpx.Client(verify=False, timeout=20) as alice,  # noqa: S501 (the test's own cert)
+        httpx.Client(verify=False, timeout=20) as bob,  # noqa: S501
+    ):
+        base, alice_cookie = sign_in(fleet, "alice", alice)
+        _, bob_cookie = sign_in(fleet, "bob", bob)
+        before, log_start = gateway_metric(fleet, dropped), len(gateway.stderr())
+        with stream(base, alice_cookie, slow, rcvbuf=RCVBUF) as stalled, \
+                stream(base, bob_cookie, other) as watched:  # fmt: skip
+            read_until(stalled, f"attached to {FLOOD_CONSOLE}".encode(), 15)  # then no more
+            read_until(watched, b"attached to ioc-17", 15)
+            reader = Reader(watched)
+            reader.start()
+            with Witness(generator.socket) as typist:
+                typist.send(b"%d\r" % FLOOD)
+            flooded = time.monotonic()
+            closed = f"{slow}: web stream of alice closed: too slow: not reading"
+            wait_until(lambda: closed in gateway.stderr()[log_start:],
+                       "the gateway to drop alice's stream of a peer's console",
+                       timeout=DROP_BOUND + 10, seen=lambda: gateway.stderr()[-2000:])  # fmt: skip
+            took = time.monotonic() - flooded
+            assert gateway_metric(fleet, dropped) == before + 1
+            with Witness(other_peer.procservs["ioc-17"].socket) as witness:
+                for _ in range(3):  # bob's stream of another peer flows on after the drop
+                    marker = f"mark-{secrets.token_hex(4)}".encode()
+                    reader.markers.append(marker)
+                    witness.send(marker + b"\r")
+                    wait_until(functools.partial(reader.seen.__contains__, marker),
+                               f"{marker!r} in bob's page after alice's drop",
+                               timeout=LATENCY_BOUND + 10)  # fmt: skip
+                    witness.read()
+    print(f"alice's stream of a peer's console dropped {took:.1f} s after the flood began")
+    assert SEND_TIMEOUT <= took <= DROP_BOUND, took

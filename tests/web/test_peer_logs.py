@@ -16,7 +16,7 @@ from typing import Any
 import trio
 import trio.lowlevel
 
-from consrv.contracts import NOT_FOUND, OK, Channel, Input, Login
+from consrv.contracts import NOT_FOUND, OK, USAGE, Channel, Input, Login
 from consrv.web.peerlogs import valid_target
 from tests.web.site import web_site
 
@@ -28,8 +28,9 @@ CHUNK = 1000  # the peer sends this many bytes at a time
 class Peer:
     """A gateway's fleet with one peer console, ``ioc-p`` on ``h1``; alice and olga see it."""
 
-    def __init__(self) -> None:
+    def __init__(self, knows_last: bool = True) -> None:
         self.commands: list[list[str]] = []
+        self.knows_last = knows_last  # False: a peer older than ``log --last``
 
     def fleet_rows(self, login: Login) -> list[dict[str, Any]]:
         if login.user == "bob":
@@ -53,9 +54,16 @@ class Peer:
         if words[1] not in ("ioc-p", TARGET) or login.user != "alice":
             sink.write_notice(b"consrv: unknown console\n")
             return NOT_FOUND
+        if "--last" in words and not self.knows_last:
+            sink.write_notice(b"log: unknown option '--last'\n")
+            return USAGE
         if words[2:] == ["--files", "--json"]:
             answer = {"files": [{"name": "ioc-p.log", "size": len(FILE), "mtime": 1.0e9}]}
             sink.write(json.dumps(answer).encode())
+        elif words[2:5] == ["--file", "ioc-p.log", "--last"] and words[6:] == ["--json"]:
+            lines = FILE.decode().splitlines()[-int(words[5]) :]
+            first = FILE.count(b"\n") - len(lines) + 1
+            sink.write(json.dumps({"first": first, "lines": lines}).encode())
         elif words[2:] == ["--file", "ioc-p.log"]:
             for start in range(0, len(FILE), CHUNK):
                 sink.write(FILE[start : start + CHUNK])
@@ -90,7 +98,9 @@ async def test_a_peers_file_window_and_download(tmp_path: Path) -> None:
         assert 'id="L1400"' not in view.text  # ... and the read ended once it was full
         last = await client.get(f"/logs/{TARGET}/ioc-p.log")
         assert 'id="L2000"' in last.text
-        assert 'id="L1500"' not in last.text  # the last 500 lines
+        assert 'id="L1501"' in last.text
+        assert 'id="L1500"' not in last.text  # the last 500 lines, found by the peer
+        assert ["log", TARGET, "--file", "ioc-p.log", "--last", "500", "--json"] in peer.commands
         download = await client.get(f"/logs/{TARGET}/ioc-p.log/download")
         assert download.status_code == 200
         assert download.content == FILE
@@ -101,6 +111,19 @@ async def test_a_peers_file_window_and_download(tmp_path: Path) -> None:
         bad = await client.get(f"/logs/{TARGET}/%2E%2E%2Fx/download")
         assert bad.status_code == 404
         assert all(words[:2] in (["log", TARGET], ["log", "ioc-p"]) for words in peer.commands)
+
+
+async def test_a_peer_older_than_log_last_shows_a_files_end_as_before(tmp_path: Path) -> None:
+    async with web_site(tmp_path) as site:
+        peer = Peer(knows_last=False)
+        site.web.fleet = peer
+        client = await site.signed_in("alice")
+        last = await client.get(f"/logs/{TARGET}/ioc-p.log")
+        assert last.status_code == 200
+        assert 'id="L2000"' in last.text
+        assert 'id="L1501"' in last.text
+        assert 'id="L1500"' not in last.text
+        assert peer.commands[-1] == ["log", TARGET, "--file", "ioc-p.log"]  # read to the end
 
 
 async def test_no_page_for_a_user_the_peer_or_the_list_refuses(tmp_path: Path) -> None:
