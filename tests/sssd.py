@@ -234,6 +234,12 @@ def _stop_leftover() -> None:
         )
     _end_group(pid, None)
     PIDFILE.unlink(missing_ok=True)
+    # what its test would have put back: its domain's caches, its config directory
+    for name in (f"cache_{DOMAIN}.ldb", f"timestamps_{DOMAIN}.ldb"):
+        (STATE[0] / name).unlink(missing_ok=True)
+    config = Path(cmdline.split(" -c ", 1)[1].split()[0]).parent
+    if config.name.startswith(CONFIG_PREFIX):
+        shutil.rmtree(config, ignore_errors=True)
 
 
 def _end_group(pid: int, process: subprocess.Popen[bytes] | None) -> None:

@@ -156,6 +156,7 @@ def test_a_directory_user_reaches_the_console_with_her_ldap_groups_role(
         try:
             refused = _ssh(consrv, directory.keys["mallory"], "mallory", "list")
             assert refused.returncode == 255  # no such user in the directory
+            consrv.wait_for_log(rb"refused login name 'mallory': NSS knows no such user")
             for login in ("alice", "bob"):
                 listed = _ssh(consrv, directory.keys[login], login, "list")
                 assert listed.returncode == 0, listed.stderr + consrv.stderr()
