@@ -43,6 +43,10 @@ PIPES = Path("/var/lib/sss/pipes")  # its sockets (nss, ssh) are removed after t
 AUTHORIZED_KEYS = "/usr/bin/sss_ssh_authorizedkeys"
 # sssd's cache of an entry (user, keys, groups): asked of LDAP again once this old.
 ENTRY_CACHE_TIMEOUT = 2
+# libnss_sss answers from sssd's memory cache (/var/lib/sss/mc) for this long without
+# asking sssd: a group left in LDAP is seen after both (the default, 300 s, hid it
+# for over 60 s).
+MEMCACHE_TIMEOUT = 2
 
 CONFIG = """\
 [sssd]
@@ -50,6 +54,7 @@ services = nss, ssh
 domains = {domain}
 
 [nss]
+memcache_timeout = {memcache}
 
 [ssh]
 
@@ -111,8 +116,7 @@ class Sssd:
             _empty(path)
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(CONFIG.format(domain=DOMAIN, uri=self.slapd.uri, base=SUFFIX,
-                                    timeout=ENTRY_CACHE_TIMEOUT))  # fmt: skip
+            out.write(self.config_text())
         with self.stderr_path.open("wb") as err:
             self.process = subprocess.Popen(
                 ["sssd", "-i", "-c", str(self.config), "--logger=stderr", "-d", "0x0070"],
@@ -127,6 +131,10 @@ class Sssd:
             seen=self.stderr,
         )
         return self
+
+    def config_text(self) -> str:
+        return CONFIG.format(domain=DOMAIN, uri=self.slapd.uri, base=SUFFIX,
+                             timeout=ENTRY_CACHE_TIMEOUT, memcache=MEMCACHE_TIMEOUT)  # fmt: skip
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -234,9 +242,14 @@ def _stop_leftover() -> None:
         )
     _end_group(pid, None)
     PIDFILE.unlink(missing_ok=True)
-    # what its test would have put back: its domain's caches, its config directory
-    for name in (f"cache_{DOMAIN}.ldb", f"timestamps_{DOMAIN}.ldb"):
+    # what its test would have put back: its domain's caches, the memory cache and the
+    # sockets it made, its config directory
+    for name in (f"cache_{DOMAIN}.ldb", f"timestamps_{DOMAIN}.ldb", "sssd.ldb"):
         (STATE[0] / name).unlink(missing_ok=True)
+    _empty(STATE[1])
+    for entry in PIPES.iterdir() if PIPES.is_dir() else ():
+        if entry.is_socket():
+            entry.unlink()
     config = Path(cmdline.split(" -c ", 1)[1].split()[0]).parent
     if config.name.startswith(CONFIG_PREFIX):
         shutil.rmtree(config, ignore_errors=True)

@@ -37,7 +37,14 @@ from consrv.demo import ProcServ
 from tests.harness import Consrv, UserKey, make_key, write_config
 from tests.slapd import PEOPLE, SUFFIX, Slapd
 from tests.sshclients import PtySSH, ssh_argv
-from tests.sssd import AUTHORIZED_KEYS, ENTRY_CACHE_TIMEOUT, Sssd, nsswitch_with_sss, with_nsswitch
+from tests.sssd import (
+    AUTHORIZED_KEYS,
+    ENTRY_CACHE_TIMEOUT,
+    MEMCACHE_TIMEOUT,
+    Sssd,
+    nsswitch_with_sss,
+    with_nsswitch,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -46,9 +53,12 @@ TTL, NEGATIVE_TTL, GRACE, TIMEOUT = 2.0, 1.0, 6.0, 5.0
 # A key removed from LDAP: sssd's entry cache, consrv's ttl, its check interval (ttl/2)
 # and a generous margin for a busy host.
 REVOKED_WITHIN = ENTRY_CACHE_TIMEOUT + TTL + 1.0 + 10.0
+# A group left in LDAP: sssd's entry cache, then its memory cache, consrv's ttl, its
+# check interval and the same margin.
+GROUP_LEFT_WITHIN = ENTRY_CACHE_TIMEOUT + MEMCACHE_TIMEOUT + TTL + 1.0 + 10.0
 # Directory users: (name, uid number, in the ops group).
 USERS = (("probe", 5001, False), ("alice", 5002, True), ("bob", 5003, False),
-         ("carol", 5004, False))  # fmt: skip
+         ("carol", 5004, False), ("dave", 5005, True))  # fmt: skip
 
 
 @dataclass
@@ -213,3 +223,37 @@ def test_a_key_removed_from_ldap_ends_the_session_after_the_caches(
         assert _ssh(consrv, new, "carol", "list").returncode == 0
     finally:
         consrv.stop()
+
+
+def test_leaving_the_ldap_group_moves_a_user_from_rw_to_ro(
+    directory: Directory, tmp_path: Path
+) -> None:
+    dave = directory.keys["dave"]
+    with ProcServ("lab-ioc", tmp_path / "ioc") as procserv:
+        procserv.wait_ioc()
+        consrv = _consrv(tmp_path, procserv.socket)
+        seconds = 0.0
+        try:
+
+            async def main() -> None:
+                nonlocal seconds
+                argv = ssh_argv(consrv.port, dave.private, "dave", "lab-ioc")
+                session = await PtySSH(argv).start()
+                try:
+                    await session.expect(rb"attached to lab-ioc: you write")
+                    directory.slapd.modify(
+                        f"dn: cn=ops,{GROUPS}\nchangetype: modify\ndelete: memberUid\n"
+                        "memberUid: dave\n"
+                    )
+                    left = time.monotonic()
+                    await session.expect(
+                        rb"your access to lab-ioc changed \(rw -> ro\)", GROUP_LEFT_WITHIN
+                    )
+                    seconds = time.monotonic() - left
+                finally:
+                    await session.aclose()
+
+            trio.run(main)
+        finally:
+            consrv.stop()
+    print(f"dave went from rw to ro {seconds:.1f} s after he left ops in LDAP")
