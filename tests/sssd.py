@@ -105,6 +105,7 @@ class Sssd:
         self.process: subprocess.Popen[bytes] | None = None
         self._lock: int | None = None
         self._pipes: set[Path] = set()
+        self._own_state = False
 
     def start(self) -> Sssd:
         self._take_lock()
@@ -113,6 +114,8 @@ class Sssd:
         for path in STATE:  # the host's caches, put back by stop()
             if path.exists():
                 shutil.copytree(path, self.saved / path.name, symlinks=True)
+        self._own_state = True  # from here on stop() puts /var/lib/sss back
+        for path in STATE:
             _empty(path)
         fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
@@ -169,6 +172,8 @@ class Sssd:
         try:
             if self.process is not None:
                 _end_group(self.process.pid, self.process)
+            if not self._own_state:  # never got the lock, or met the host's sssd
+                return
             PIDFILE.unlink(missing_ok=True)
             for entry in set(PIPES.iterdir()) - self._pipes if PIPES.is_dir() else ():
                 if entry.is_socket():
