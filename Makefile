@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 DEMO_APT_PACKAGES := procserv openssh-client
 TEST_APT_PACKAGES := systemd nodejs prometheus curl dropbear-bin putty-tools \
                      chromium chromium-driver nginx slapd ldap-utils libnss-wrapper \
-                     rpm cpio python3.11 python3-apt asciinema
+                     rpm cpio python3.11 python3-apt asciinema sssd-ldap libnss-sss
 APT_PACKAGES := $(DEMO_APT_PACKAGES) $(TEST_APT_PACKAGES)
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

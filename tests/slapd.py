@@ -42,6 +42,8 @@ include: file:///etc/ldap/schema/core.ldif
 
 include: file:///etc/ldap/schema/cosine.ldif
 
+include: file:///etc/ldap/schema/nis.ldif
+
 include: file://{lpk}
 
 dn: olcDatabase={{-1}}frontend,cn=config

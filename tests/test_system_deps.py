@@ -54,6 +54,7 @@ def test_the_tests_need_the_whole_toolbox(tmp_path: Path) -> None:
     wanted = missing(tmp_path, "test")
     assert {"procserv", "openssh-client", "systemd", "nodejs", "prometheus"} <= wanted
     assert TOOLBOX - {"chromium", "chromium-driver", "nginx"} <= wanted  # by path: installed
+    assert {"sssd-ldap", "libnss-sss"} <= wanted  # identity with a real sssd (tests/sssd.py)
 
 
 def test_the_makefile_demo_target_installs_with_demo_only(tmp_path: Path) -> None:

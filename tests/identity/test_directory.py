@@ -7,10 +7,12 @@ process whose NSS answers come from passwd and group files this test writes
 file again when it changes), the OpenSSH client, ``ssh-keygen`` for certificates,
 procServ with a soft IOC for the rw → ro case.
 
-Why nss_wrapper rather than nslcd or sssd against the same slapd: both are system
-daemons that take over the host's /etc/nsswitch.conf for every process on it;
-nss_wrapper gives consrv alone its own users and groups, and what consrv does with
-NSS answers (getpwnam, getgrouplist) is the same whatever module gives them.
+Why nss_wrapper rather than nslcd or sssd against the same slapd here: these cases
+change groups and users by rewriting files, at once, with no daemon cache between;
+what consrv does with NSS answers (getpwnam, getgrouplist) is the same whatever
+module gives them. A real sssd (LDAP provider, sss_ssh_authorizedkeys, libnss_sss) is
+tested in test_sssd.py, for consrv's process only (a mount namespace with its own
+nsswitch.conf: the host's is not touched).
 """
 
 from __future__ import annotations
