@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncssh
@@ -128,6 +129,54 @@ async def test_the_source_answering_again_ends_the_outage(
     assert await cache.get("alice", source.fetch) == "keys"  # the probe
     assert not cache.stats.down
     assert any("answering again" in r.getMessage() for r in caplog.records)
+
+
+class PerUser(Source):
+    """A keys command that exits 1 for a user it does not know (sss_ssh_authorizedkeys)."""
+
+    def __init__(self, known: set[str]) -> None:
+        super().__init__()
+        self.known = known
+
+    def for_user(self, user: str) -> Callable[[], Awaitable[str | None]]:
+        async def fetch() -> str | None:
+            if user not in self.known:
+                self.asked += 1
+                raise SourceError("exit status 1: Error looking up public keys")
+            return await self.fetch()
+
+        return fetch
+
+
+async def test_a_name_the_source_never_answered_fails_alone(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Once the source has answered, a run that fails for a name it never answered
+    (a made-up login name) refuses that name only: the source is not down, and the
+    next user is asked, not refused at once."""
+    cache, source = make_cache(), PerUser({"alice", "carol"})
+    assert await cache.get("alice", source.for_user("alice")) == "keys"
+    for name in ("mallory", "eve", "mallory"):
+        with pytest.raises(Unavailable):
+            await cache.get(name, source.for_user(name))
+    assert not cache.stats.down
+    assert cache.stats.failures == 3
+    assert await cache.get("carol", source.for_user("carol")) == "keys"
+    assert source.asked == 5  # alice, three failures, carol
+    assert not any("not answering" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_failure_for_a_name_it_answered_before_is_an_outage(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cache, source = make_cache(), PerUser({"alice"})
+    assert await cache.get("alice", source.for_user("alice")) == "keys"
+    source.known.clear()  # the directory is gone: every run fails
+    await trio.sleep(TTL)
+    assert await cache.get("alice", source.for_user("alice")) == "keys"  # stale
+    assert cache.stats.down
+    with pytest.raises(Unavailable):  # down: never cached, refused
+        await cache.get("bob", source.for_user("bob"))
 
 
 async def test_a_background_probe_refreshes_a_cached_answer(

@@ -7,7 +7,11 @@ ask again, what to do when the source does not answer. Rules:
    without asking.
 2. Otherwise the source is asked, at most once at a time per key (others wait for
    that answer), within ``timeout``.
-3. When asking fails (timeout, error), the source is *down*: one log line. Until
+3. When asking times out, or fails for a key the source answered before (or before
+   it answered anything), the source is *down*: one log line. A run that fails for
+   a key it never answered fails for that key alone (a command that exits non-zero
+   for a user it does not know, as ``sss_ssh_authorizedkeys`` does: else anyone
+   could put the source down by trying a made-up login name). Until
    an answer comes back, only one question at a time goes to it (a probe, in the
    background when a cached answer can serve meanwhile); everyone else is answered
    at once from the cache, without waiting.
@@ -80,6 +84,7 @@ class Cache(Generic[K, V]):
         self.stats = CacheStats()
         self._asking: dict[K, trio.Event] = {}
         self._probing = False
+        self._answered = False  # the source has answered once: a failure may be one key's
         # Where a probe runs while a cached answer serves (Directory.run); None: inline.
         self.nursery: trio.Nursery | None = None
 
@@ -154,10 +159,11 @@ class Cache(Generic[K, V]):
                 try:
                     value = await fetch()
                 except SourceError as exc:
-                    return self._failed(key, str(exc))
+                    return self._failed(key, str(exc), outage=self._outage(key))
             if scope.cancelled_caught:
                 return self._failed(key, f"no answer within {self.timeout:g} s")
             self.entries[key] = _Entry(value, self.clock(), self.is_positive(value))
+            self._answered = True
             self._up()
             return value
         finally:
@@ -166,9 +172,14 @@ class Cache(Generic[K, V]):
             del self._asking[key]
             event.set()
 
-    def _failed(self, key: K, why: str) -> V:
+    def _outage(self, key: K) -> bool:
+        """Whether a run that failed for ``key`` says the source is down (rule 3): it
+        failed for a key it answered before, or it has never answered anything."""
+        return key in self.entries or not self._answered
+
+    def _failed(self, key: K, why: str, *, outage: bool = True) -> V:
         self.stats.failures += 1
-        if not self.stats.down:
+        if outage and not self.stats.down:
             self.stats.down = True
             logger.warning(
                 "%s is not answering (%s): serving cached answers for up to %g s after their"

@@ -112,7 +112,7 @@ class NamespacedConsrv(Consrv):
         return self
 
 
-def _consrv(tmp_path: Path, console: Path | None = None) -> Consrv:
+def _consrv(tmp_path: Path, console: Path | None = None, *, nss: bool = True) -> Consrv:
     data: dict[str, Any] = {
         "ssh": {
             "listen": ["127.0.0.1:0"],
@@ -121,9 +121,8 @@ def _consrv(tmp_path: Path, console: Path | None = None) -> Consrv:
             "authorized_keys_command_user": "nobody",
         },
         "audit_log": str(tmp_path / "audit.log"),
-        "identity": dict(
-            nss=True, ttl=TTL, negative_ttl=NEGATIVE_TTL, grace=GRACE, timeout=TIMEOUT
-        ),
+        "metrics": {"listen": "127.0.0.1:0"},
+        "identity": dict(nss=nss, ttl=TTL, negative_ttl=NEGATIVE_TTL, grace=GRACE, timeout=TIMEOUT),
         "consoles": {
             "lab-ioc": {"socket": str(console), "rw": ["@ops"], "ro": ["*"]}
             if console is not None
@@ -257,3 +256,29 @@ def test_leaving_the_ldap_group_moves_a_user_from_rw_to_ro(
         finally:
             consrv.stop()
     print(f"dave went from rw to ro {seconds:.1f} s after he left ops in LDAP")
+
+
+def test_without_nss_a_made_up_name_does_not_put_the_keys_command_down(
+    directory: Directory, tmp_path: Path
+) -> None:
+    """``sss_ssh_authorizedkeys`` exits 1 for a user sssd does not know, and with
+    ``identity.nss`` off nothing refuses such a name before it runs. Its failure refuses
+    that name only: the keys command is not marked down (no "not answering" line, its
+    gauge stays 1), and users with nothing cached are still asked, not refused at once."""
+    consrv = _consrv(tmp_path, nss=False)
+    try:
+        first = _ssh(consrv, directory.keys["alice"], "alice", "list")
+        assert first.returncode == 0, first.stderr + consrv.stderr()
+        for name in ("mallory", "nosuchuser", "mallory"):
+            assert _ssh(consrv, directory.keys["mallory"], name, "list").returncode == 255
+        consrv.wait_for_log(rb"keys command for nosuchuser failed: \S+ exited with status 1")
+        listed = _ssh(consrv, directory.keys["bob"], "bob", "list")
+        assert listed.returncode == 0, listed.stderr + consrv.stderr()
+        metrics = subprocess.run(
+            ["curl", "-sf", f"http://127.0.0.1:{consrv.metrics_port()}/metrics"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout  # fmt: skip
+        assert 'consrv_identity_source_up{source="keys_command"} 1.0' in metrics
+        assert "is not answering" not in consrv.stderr()
+    finally:
+        consrv.stop()
