@@ -113,6 +113,7 @@ class NamespacedConsrv(Consrv):
 
 
 def _consrv(tmp_path: Path, console: Path | None = None, *, nss: bool = True) -> Consrv:
+    rw = ["@ops"] if nss else []  # without NSS a group must be consrv's own to be named
     data: dict[str, Any] = {
         "ssh": {
             "listen": ["127.0.0.1:0"],
@@ -124,9 +125,9 @@ def _consrv(tmp_path: Path, console: Path | None = None, *, nss: bool = True) ->
         "metrics": {"listen": "127.0.0.1:0"},
         "identity": dict(nss=nss, ttl=TTL, negative_ttl=NEGATIVE_TTL, grace=GRACE, timeout=TIMEOUT),
         "consoles": {
-            "lab-ioc": {"socket": str(console), "rw": ["@ops"], "ro": ["*"]}
+            "lab-ioc": {"socket": str(console), "rw": rw, "ro": ["*"]}
             if console is not None
-            else {"tcp": "127.0.0.1:9", "rw": ["@ops"], "ro": ["*"]},
+            else {"tcp": "127.0.0.1:9", "rw": rw, "ro": ["*"]},
         },
     }
     return NamespacedConsrv(write_config(tmp_path / "consrv.yaml", data), tmp_path).start()
