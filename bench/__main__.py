@@ -113,7 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"bench: run {i} of {args.runs}", flush=True)
             here = workdir / f"run{i}" if args.runs > 1 else workdir
             here.mkdir(exist_ok=True)
-            runs.append(run(QUICK if args.quick else FULL, here, args.only, command, against))
+            plan = QUICK if args.quick else FULL
+            runs.append(run(plan, here, args.only, command, against, against_first=i % 2 == 0))
             if args.runs > 1 and args.output:
                 path = args.output.with_suffix(f".run{i}{args.output.suffix}")
                 path.write_text(report.markdown(runs[-1]))

@@ -86,9 +86,10 @@ class Bench:
 
     def __init__(
         self, plan: Plan, workdir: Path, only: tuple[str, ...], command: str,
-        against: tuple[str, Path] | None = None,
+        against: tuple[str, Path] | None = None, against_first: bool = False,
     ) -> None:  # fmt: skip
         self.plan, self.workdir, self.only, self.against = plan, workdir, only, against
+        self.against_first = against_first
         self.reaper = Reaper()
         self.say = Progress()
         self.key = workdir / "id_bench"
@@ -111,11 +112,13 @@ class Bench:
                                         self.public_key),
         }  # fmt: skip
         servers = [make() for label, make in made.items() if label in self.only]
-        if self.against is not None:  # right after consrv: the two meet the same moment
+        if self.against is not None:  # beside consrv: the two meet the same moment
             label, source = self.against
             other = Consrv(self.workdir / label, self.reaper, self.key, self.public_key,
                            source=(label, source))  # fmt: skip
-            servers.insert(int(report.CONSRV in self.only), other)
+            # The first server of a step meets freshly started procServs and follows
+            # the burst baseline: alternate runs swap the two (bench/__main__.py).
+            servers.insert(0 if self.against_first else int(report.CONSRV in self.only), other)
         return servers
 
     def server_results(self, label: str) -> report.ServerResults:
@@ -308,12 +311,13 @@ def cleanup(reaper: Reaper) -> Iterator[None]:
 
 def run(
     plan: Plan, workdir: Path, only: tuple[str, ...], command: str,
-    against: tuple[str, Path] | None = None,
+    against: tuple[str, Path] | None = None, against_first: bool = False,
 ) -> report.Results:  # fmt: skip
     """Run the whole bench (blocking); every process is stopped before it returns.
-    ``against``: (label, directory) of another revision's consrv package to run too."""
+    ``against``: (label, directory) of another revision's consrv package to run too,
+    before this tree's consrv in each step if ``against_first``, else right after it."""
     raise_file_limit(4 * max(plan.idle_sizes) + 1024)
-    bench = Bench(plan, workdir, only, command, against)
+    bench = Bench(plan, workdir, only, command, against, against_first)
     with cleanup(bench.reaper):
         results = trio.run(bench.run)
     bench.say("done")
