@@ -291,6 +291,9 @@ async def test_start_restart_stop_over_ssh_drive_the_real_unit(lab: Lab) -> None
 
 async def test_an_attached_user_sees_the_restart_and_the_boot_live(lab: Lab) -> None:
     name = "lc-watch"
+    # The fixture waits for the first health poll's systemctl call, not for consrv to
+    # have read its answer: run first, bob could attach before the unit was known.
+    await wait_status(lab, name, lambda c: c["state"] == "stopped", "state stopped")
     async with (
         trio_asyncio.open_loop(),
         scripted_ssh(lab.port, lab.keys["bob"].private, "console", name, pty=True) as bob,
